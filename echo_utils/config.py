@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "ConfigError",
@@ -69,6 +71,18 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of training patients for validation")
     max_patients: int | None = Field(None, ge=2, description="use only the first N patients of a real dataset")
     seed: int = 0
+
+    @field_validator("root", "ted_root", mode="before")
+    @classmethod
+    def _expand_env(cls, value: object) -> object:
+        """Expand ``${VAR}`` and ``~``; an unset variable is an error, not an empty path."""
+        if not isinstance(value, str):
+            return value
+        expanded = os.path.expanduser(os.path.expandvars(value))
+        if "$" in expanded:
+            unset = re.findall(r"\$\{?(\w+)\}?", expanded)
+            raise ValueError(f"environment variable(s) {', '.join(unset)} not set (used in {value!r})")
+        return expanded
 
     @model_validator(mode="after")
     def _check_frames(self) -> "DataConfig":

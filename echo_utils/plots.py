@@ -8,6 +8,7 @@ Figures in the built book must work offline: the book ships ``plotly.min.js`` fr
 from __future__ import annotations
 
 import plotly.io as pio
+from plotly.io._base_renderers import MimetypeRenderer
 
 __all__ = ["setup_plotly", "LABEL_COLORS", "LABEL_NAMES"]
 
@@ -17,7 +18,7 @@ LABEL_COLORS = {1: "#d62728", 2: "#2ca02c", 3: "#1f77b4"}
 _RENDERER = "echo_book"
 
 
-class _BookRenderer:
+class _BookRenderer(MimetypeRenderer):
     """Emit ``text/html`` without plotly.js (the page provides it) next to plotly's own MIME bundle."""
 
     def to_mimebundle(self, fig_dict):

@@ -1,0 +1,56 @@
+# echo pseudo-labels: two commands do everything on a fresh machine.
+#   make book   -> install, run every notebook on the demo profile (papermill), build the Jupyter Book
+#   make test   -> install, run the test suite (unit tests + papermill smoke run on the ci profile + book build)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PARAMS ?= notebooks/params/demo.yaml
+RUN_DIR ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: all install book notebooks html test test-fast lab bench clean distclean lock
+
+all: book
+
+# Idempotent install: redone only when pyproject.toml or the lock file change.
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: nnunetv2 2.8.1 needs torch 2.14.1 + torchvision 0.29.1 (see README, "Why torch 2.14.1").
+	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+notebooks: install
+	$(PY) -m echo_utils.run --params $(PARAMS) $(if $(RUN_DIR),--run-dir $(RUN_DIR),)
+
+html: install
+	$(PY) -m echo_utils.book
+
+book: notebooks html
+	@echo "book: $(CURDIR)/_build/html/index.html"
+
+test: install
+	$(VENV)/bin/pytest
+
+test-fast: install
+	$(VENV)/bin/pytest -m "not slow"
+
+bench: install
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Regenerate the exact pins from the current environment (after changing pyproject.toml).
+lock: install
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e ' | sort -f > requirements.lock
+
+clean:
+	rm -rf _build book/notebooks book/_static/plotly.min.js book/_static/mathjax .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) runs

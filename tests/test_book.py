@@ -1,0 +1,90 @@
+"""End-to-end smoke test: every notebook runs on the `ci` profile, and the book builds offline without warnings.
+
+The book is built in a temporary copy of the project's book sources, so the test never touches `book/notebooks`
+or `_build` of a real `make book` run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from echo_utils.book import build_book
+from echo_utils.run import run_notebooks
+
+ROOT = Path(__file__).resolve().parent.parent
+CDN = re.compile(
+    r"""(?:src|href)\s*=\s*["'](?:https?:)?//[^"']*(?:cdn|unpkg|jsdelivr|cdnjs|plot\.ly|mathjax|googleapis|"""
+    r"""require\.js|thebe|binder)[^"']*["']""",
+    re.I,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(
+        ROOT / "book",
+        root / "book",
+        ignore=shutil.ignore_patterns("notebooks", "plotly.min.js", "mathjax", "_build"),
+    )
+    run_dir = tmp_path_factory.mktemp("run")
+    executed = run_notebooks(
+        ROOT / "notebooks" / "params" / "ci.yaml",
+        run_dir=run_dir,
+        output_dir=root / "book" / "notebooks",
+    )
+    rc = build_book(strict=True, root=root)
+    return root, executed, rc
+
+
+def test_every_toc_notebook_is_executed_without_errors(built_book):
+    root, executed, _ = built_book
+    notebooks = [p for p in _toc_pages() if p.startswith("book/notebooks/")]
+    assert sorted(p.name for p in executed) == sorted(Path(p).name + ".ipynb" for p in notebooks)
+    for page in notebooks:
+        nb = nbformat.read(root / f"{page}.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code and all(c.get("execution_count") for c in code), f"{page}: not every cell was executed"
+        errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{page}: {errors[0]['ename']}"
+        assert sum(1 for c in nb.cells if "parameters" in c.metadata.get("tags", [])) == 1
+
+
+def test_book_builds_strict_without_warnings(built_book):
+    _, _, rc = built_book
+    assert rc == 0, "jupyter-book build -W failed: see the captured output for the warning"
+
+
+def test_built_html_has_every_page_and_no_cdn(built_book):
+    root, _, _ = built_book
+    html = root / "_build" / "html"
+    assert (html / "index.html").exists()
+    assert (html / "_static" / "plotly.min.js").exists()
+    assert (html / "_static" / "mathjax" / "MathJax.js").exists()
+    for page in _toc_pages():
+        f = html / f"{page}.html"
+        assert f.exists(), f"missing page {f}"
+        text = f.read_text()
+        assert not CDN.findall(text), f"{page}: loads from a CDN: {CDN.findall(text)[:3]}"
+        if page.startswith("book/notebooks/"):
+            assert "plotly.min.js" in text, f"{page}: the page does not load the local plotly.js"
+            plots = text.count("Plotly.newPlot(")
+            assert plots >= 1, f"{page}: no interactive figure"
+            # every plotly figure carries a title (its caption) -- the layout object follows the data
+            for call in text.split("Plotly.newPlot(")[1:]:
+                assert '"title":{"text":' in call.split("Plotly.newPlot(")[0][:400_000], f"{page}: figure without title"
