@@ -1,0 +1,188 @@
+"""Tests of the evaluation assembly (Tables 1-2, Fig. 3-4) on small hand-made sequences with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from echo_utils import evaluation as ev
+from echo_utils import metrics
+from echo_utils.camus import EchoSequence
+
+T, H, W = 6, 48, 40
+SPACING = (0.5, 0.3)
+
+
+def _rect_labels(top: int, bottom: int, left: int, right: int, myo: int = 3, la: int = 5) -> np.ndarray:
+    """One frame: LV cavity rectangle, a myocardium ring of width ``myo`` around it, LA rectangle below."""
+    lab = np.zeros((H, W), np.uint8)
+    lab[top - myo : bottom + myo, left - myo : right + myo] = 2
+    lab[top:bottom, left:right] = 1
+    lab[bottom + myo + 1 : bottom + myo + 1 + la, left:right] = 3
+    return lab
+
+
+def _sequence(patient: str, view: str, shrink: float = 1.0, dense: bool = True) -> EchoSequence:
+    """An LV whose bottom edge rises linearly from ED (frame 0) to ES (frame T-1)."""
+    frames = [_rect_labels(8, int(round(30 - shrink * 8 * t / (T - 1))), 12, 28) for t in range(T)]
+    dense_arr = np.stack(frames)
+    return EchoSequence(
+        patient=patient,
+        view=view,
+        images=np.zeros((T, H, W), np.float32),
+        spacing=SPACING,
+        ed=0,
+        es=T - 1,
+        labels={0: dense_arr[0].copy(), T - 1: dense_arr[-1].copy()},
+        dense=dense_arr if dense else None,
+        dense_kind="exact" if dense else None,
+    )
+
+
+@pytest.fixture(scope="module")
+def cohort() -> list[EchoSequence]:
+    return [_sequence(f"patient000{i}", v, shrink=1.0 + 0.2 * i) for i in (1, 2, 3) for v in ("2CH", "4CH")]
+
+
+def test_score_ed_es_perfect_and_shifted():
+    seq = _sequence("patient0001", "2CH")
+    perfect = ev.score_ed_es(seq.dense, seq)
+    assert set(perfect["structure"]) == {"LV", "MYO", "EPI", "LA"}
+    assert set(perfect["phase"]) == {"ED", "ES"}
+    assert np.allclose(perfect["dice"], 1.0) and np.allclose(perfect["hd"], 0.0) and np.allclose(perfect["mad"], 0.0)
+
+    shifted = np.roll(seq.dense, 2, axis=1)  # 2 rows down = 2 * 0.5 mm
+    s = ev.score_ed_es(shifted, seq).set_index(["phase", "structure"])
+    # LV at ED is rows 8..30 (22 rows): Dice of a 2-row shift is (22 - 2) / 22; HD is exactly 2 rows = 1.0 mm.
+    assert s.loc[("ED", "LV"), "dice"] == pytest.approx(20 / 22)
+    assert s.loc[("ED", "LV"), "hd"] == pytest.approx(2 * SPACING[0])
+
+
+def test_epicardium_convention_merges_cavity_and_ring():
+    seq = _sequence("patient0001", "2CH")
+    pred = seq.dense.copy()
+    pred[pred == 2] = 1  # the whole epicardium called cavity: ring lost, union intact
+    s = ev.score_ed_es(pred, seq).set_index(["phase", "structure"])
+    assert s.loc[("ED", "MYO"), "dice"] == pytest.approx(0.0)
+    assert s.loc[("ED", "EPI"), "dice"] == pytest.approx(1.0)
+    assert s.loc[("ED", "LV"), "dice"] < 1.0
+
+
+def test_score_ed_es_rejects_wrong_shape():
+    seq = _sequence("patient0001", "2CH")
+    with pytest.raises(ValueError, match="patient0001_2CH"):
+        ev.score_ed_es(seq.dense[:-1], seq)
+
+
+def test_table1_mean_sd_and_best(cohort):
+    preds = {
+        "2d_sparse": {s.key: np.roll(s.dense, 2, axis=1) for s in cohort},
+        "3d_dense": {s.key: s.dense for s in cohort},
+    }
+    scores = ev.segmentation_scores(preds, cohort)
+    assert len(scores) == 2 * len(cohort) * 2 * 4  # models x sequences x phases x structures
+    mean, sd = ev.summarise_table1(scores)
+    assert list(mean.index) == ["2d_sparse", "3d_dense"]  # paper order
+    manual = scores.query("model == '2d_sparse' and phase == 'ES' and structure == 'LV'")["dice"]
+    assert mean.loc["2d_sparse", ("ES", "LV", "dice")] == pytest.approx(manual.mean())
+    assert sd.loc["2d_sparse", ("ES", "LV", "dice")] == pytest.approx(manual.std(ddof=1))
+    text, best = ev.format_mean_sd(mean, sd)
+    assert best.loc["3d_dense", ("ED", "LV", "dice")] and not best.loc["2d_sparse", ("ED", "LV", "dice")]
+    assert best.loc["3d_dense", ("ED", "LV", "hd")]  # lower HD is better
+    assert text.loc["3d_dense", ("ED", "LV", "dice")] == "1.000 ± 0.000"
+    html = ev.style_best(text, best, caption="Table 1").to_html()
+    assert "font-weight: bold" in html and "3D dense" in html
+
+
+def test_best_mask_bias_closest_to_zero():
+    mean = pd.DataFrame({("EF", "bias"): [-0.5, 2.0, 0.3], ("EF", "mae"): [4.0, 3.0, 5.0]}, index=["a", "b", "c"])
+    mean.columns = pd.MultiIndex.from_tuples(mean.columns)
+    _, best = ev.format_mean_sd(mean)
+    assert best[("EF", "bias")].tolist() == [False, False, True]
+    assert best[("EF", "mae")].tolist() == [False, True, False]
+
+
+def test_lv_indices_and_table2(cohort):
+    ref = ev.lv_indices(cohort, lambda s: s.labels)
+    assert list(ref.index) == ["patient0001", "patient0002", "patient0003"]
+    assert (ref["EDV"] > ref["ESV"]).all() and (ref["EF"] > 0).all()
+    s2 = next(s for s in cohort if s.key == "patient0001_2CH")
+    s4 = next(s for s in cohort if s.key == "patient0001_4CH")
+    edv = metrics.lv_volume_biplane(s2.labels[0] == 1, s4.labels[0] == 1, s2.spacing, s4.spacing)
+    assert ref.loc["patient0001", "EDV"] == pytest.approx(edv)
+
+    perfect = ev.lv_indices(cohort, lambda s: s.dense)
+    bigger = ev.lv_indices(cohort, lambda s: np.where(s.dense == 2, 1, s.dense))  # cavity swallows the ring
+    t2 = ev.table2({"3d_dense": perfect, "2d_sparse": bigger}, ref)
+    assert t2.loc["3d_dense", ("EDV", "bias")] == pytest.approx(0.0, abs=1e-9)
+    assert t2.loc["3d_dense", ("EF", "mae")] == pytest.approx(0.0, abs=1e-9)
+    assert t2.loc["2d_sparse", ("EDV", "bias")] > 0
+    assert t2.loc["2d_sparse", ("n", "")] == 3
+
+
+def test_lv_indices_skips_patients_with_one_view(cohort):
+    ref = ev.lv_indices([s for s in cohort if s.key != "patient0002_4CH"], lambda s: s.labels)
+    assert "patient0002" not in ref.index and len(ref) == 2
+
+
+def _jitter(dense: np.ndarray) -> np.ndarray:
+    """Every other frame's LV grown by 2 rows into the ring: a temporally inconsistent prediction."""
+    out = dense.copy()
+    for t in range(1, dense.shape[0], 2):
+        rows = np.where((dense[t] == 1).any(1))[0]
+        bottom = rows.max()
+        out[t, bottom + 1 : bottom + 3][dense[t, bottom + 1 : bottom + 3] == 2] = 1
+    return out
+
+
+def test_smoothness_table_orders_smooth_and_jittery(cohort):
+    preds = {"3d_dense": {s.key: s.dense for s in cohort}, "2d_sparse": {s.key: _jitter(s.dense) for s in cohort}}
+    tab = ev.smoothness_table(preds, cohort)
+    assert set(tab["model"]) == {"reference", "3d_dense", "2d_sparse"}
+    lv = tab[tab["structure"] == "LV"].groupby("model")[["smoothness", "inconsistency"]].median()
+    assert lv.loc["2d_sparse", "smoothness"] > 10 * max(lv.loc["3d_dense", "smoothness"], 1.0)
+    assert lv.loc["2d_sparse", "inconsistency"] > lv.loc["3d_dense", "inconsistency"]
+    order = ev.median_ordering(tab, ["3d_dense", "2d_sparse"])
+    assert bool(order.loc["LV", "holds"])
+    assert not ev.median_ordering(tab, ["2d_sparse", "3d_dense"]).loc["LV", "holds"]
+
+
+def test_smoothness_units_mm_is_rescaled_px(cohort):
+    preds = {"2d_sparse": {s.key: _jitter(s.dense) for s in cohort}}
+    px = ev.smoothness_table(preds, cohort, include_reference=False).set_index(["patient", "view", "structure"])
+    mm = ev.smoothness_table(preds, cohort, units="mm", include_reference=False).set_index(
+        ["patient", "view", "structure"]
+    )
+    # area x (sy*sx) and time step 1/(T-1): Eq. 2 scales by (sy*sx)^2 * (T-1)^3
+    factor = (SPACING[0] * SPACING[1]) ** 2 * (T - 1) ** 3
+    np.testing.assert_allclose(mm["smoothness"], px["smoothness"] * factor, rtol=1e-9)
+    with pytest.raises(ValueError, match="units"):
+        ev.smoothness_table(preds, cohort, units="cm")
+
+
+def test_paper_numbers_are_the_published_ones():
+    assert ev.PAPER_TABLE1.loc["3d_dense", ("ED", "LV", "dice")] == 0.952
+    assert ev.PAPER_TABLE1.loc["CLAS", ("ES", "LA", "mad")] == 1.8
+    assert np.isnan(ev.PAPER_TABLE1.loc["2d_dense", ("ES", "LV", "dice")])  # not legible in our copy
+    assert ev.PAPER_TABLE2.loc["3d_dense", ("EF", "corr")] == 0.859
+    assert ev.PAPER_TABLE2.loc["2d_sparse", ("EDV", "mae")] == 6.0
+    med = ev.PAPER_FIG3_MEDIANS
+    assert (med.loc["3d_dense"] < med.loc["2d_dense"]).all() and (med.loc["2d_dense"] < med.loc["2d_sparse"]).all()
+
+
+def test_figures_have_titles_and_units(cohort):
+    preds = {"3d_dense": {s.key: s.dense for s in cohort}, "2d_sparse": {s.key: _jitter(s.dense) for s in cohort}}
+    tab = ev.smoothness_table(preds, cohort)
+    fig = ev.smoothness_figure(tab, title="Fig. 3", y_title="smoothness (px², log scale)")
+    assert fig.layout.yaxis.type == "log" and "px" in fig.layout.yaxis.title.text
+    assert "fraction" in ev.inconsistency_figure(tab, title="ratio").layout.yaxis.title.text
+    ref = ev.lv_indices(cohort, lambda s: s.labels)
+    ba = ev.bland_altman_figure({"2d_sparse": ref["EF"] + 1.0}, ref["EF"], title="EF", unit="%")
+    assert "%" in ba.layout.yaxis.title.text and len(ba.data) == 1
+    seq = cohort[0]
+    curves = ev.area_curve_figure(seq, {m: p[seq.key] for m, p in preds.items()}, title="Fig. 4")
+    assert "mm²" in curves.layout.yaxis.title.text
+    over = ev.overlay_figure(seq, {m: p[seq.key] for m, p in preds.items()}, title="Fig. 4 bottom")
+    assert "mm" in over.layout.xaxis.title.text
+    assert {t.name for t in over.data if t.showlegend} >= {"2D sparse", "3D dense"}
