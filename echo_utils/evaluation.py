@@ -62,6 +62,14 @@ __all__ = [
     "bland_altman_figure",
     "area_curve_figure",
     "overlay_figure",
+    "load_predictions",
+    "table1_side_by_side",
+    "table2_side_by_side",
+    "FIG2_KINDS",
+    "fig2_videos",
+    "fig2_figure",
+    "direction_statements",
+    "ordering_statements",
 ]
 
 MODELS = ("2d_sparse", "2d_dense", "3d_dense", "3d_sparse")
@@ -500,7 +508,8 @@ def median_ordering(
     )
     out = med.copy()
     out["holds"] = holds
-    return out
+    rank = {s: i for i, s in enumerate(STRUCTURES)}
+    return out.loc[sorted(out.index, key=lambda s: rank.get(s, len(rank)))]
 
 
 def compare_with_paper(ours: pd.Series | float, paper: pd.Series | float, *, higher_is_better: bool) -> str:
@@ -702,3 +711,157 @@ def overlay_figure(
         fig.update_xaxes(title_text="lateral position (mm)", row=1, col=j)
     fig.update_layout(title=title, height=480)
     return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Notebook 05 helpers: loading, the paper side by side, Fig. 2 completed, statements computed from the run
+
+_PRETTY = {"LV": "LV", "MYO": "MYO (ring)", "EPI": "MYO (epicardium)", "LA": "LA", **METRIC_NAMES,
+           "corr": "corr", "bias": "bias", "mae": "MAE", "EDV": "EDV (mL)", "ESV": "ESV (mL)", "EF": "EF (%)"}  # fmt: skip
+
+
+def load_predictions(
+    paths, models: Iterable[str], sequences: Iterable["EchoSequence"]
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[str]]]:
+    """Every available prediction ``{model: {seq.key: (T, H, W)}}``, and ``{model: [missing keys]}``.
+
+    Reads ``<run>/predictions/<model>/<patient>_<view>.nii.gz`` with :func:`echo_utils.nnunet.load_prediction`. A
+    model with no prediction at all is left out of the first dict (and listed with all its keys as missing).
+    """
+    from . import nnunet
+
+    sequences = list(sequences)
+    preds: dict[str, dict[str, np.ndarray]] = {}
+    missing: dict[str, list[str]] = {}
+    for model in models:
+        got = {}
+        for seq in sequences:
+            if nnunet.prediction_path(paths, model, seq).is_file():
+                got[seq.key] = nnunet.load_prediction(paths, model, seq)
+            else:
+                missing.setdefault(model, []).append(seq.key)
+        if got:
+            preds[model] = got
+    return preds, missing
+
+
+def _display_frame(text: pd.DataFrame, best: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def pretty(cols):
+        return pd.MultiIndex.from_tuples([tuple(_PRETTY.get(x, x) for x in c) for c in cols]) if isinstance(
+            cols, pd.MultiIndex) else [_PRETTY.get(c, c) for c in cols]  # fmt: skip
+
+    text, best = text.copy(), best.copy()
+    text.columns = best.columns = pretty(text.columns)
+    return text, best
+
+
+def table1_side_by_side(mean: pd.DataFrame, sd: pd.DataFrame, phase: str, caption: str):
+    """Table 1 at one phase: this run's mean ± sd above the paper's values, best of each source in bold.
+
+    The paper's "LV myocardium" columns are placed under ``MYO (epicardium)``; its ``MYO (ring)`` cells are empty.
+    """
+    cols = [c for c in mean.columns if c[0] == phase]
+    ours_text, ours_best = format_mean_sd(mean[cols], sd[cols])
+    paper = PAPER_TABLE1.reindex(columns=pd.MultiIndex.from_tuples(cols, names=PAPER_TABLE1.columns.names))
+    paper = paper.dropna(how="all")
+    paper_text, paper_best = format_mean_sd(paper)
+    text = pd.concat({"this run": ours_text, "paper (CAMUS)": paper_text}, names=["source", "model"])
+    best = pd.concat({"this run": ours_best, "paper (CAMUS)": paper_best}, names=["source", "model"])
+    text.columns = best.columns = text.columns.droplevel("phase")
+    return style_best(*_display_frame(text, best), caption=caption)
+
+
+def table2_side_by_side(ours: pd.DataFrame, caption: str):
+    """Table 2: this run's correlation, bias and MAE above the paper's, best of each source in bold.
+
+    Bias is best when closest to zero. ``ours`` is :func:`table2` output (its ``n`` column is shown separately).
+    """
+    values = ours.drop(columns="n", level=0)
+    ours_text, ours_best = format_mean_sd(values)
+    paper_text, paper_best = format_mean_sd(PAPER_TABLE2)
+    text = pd.concat({"this run": ours_text, "paper (CAMUS)": paper_text}, names=["source", "model"])
+    best = pd.concat({"this run": ours_best, "paper (CAMUS)": paper_best}, names=["source", "model"])
+    return style_best(*_display_frame(text, best), caption=caption)
+
+
+FIG2_KINDS = ("2d_sparse", "bidirectional", "forward", "backward")
+FIG2_COLORS = {"2d_sparse": MODEL_COLORS["2d_sparse"], "bidirectional": "#17becf", "forward": "#b35900",
+               "backward": "#5b2c83"}  # fmt: skip
+
+
+def fig2_videos(pseudo_scores: pd.DataFrame, nnunet_scores: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-video means (over the frames from ED to ES) of the pseudo-label scores of notebook 03, with the 2D sparse
+    nnU-Net's scores on the same sequences appended as ``kind='2d_sparse'`` (the paper's Fig. 2 comparison).
+
+    Both inputs are :func:`echo_utils.fusion.score_pseudo_labels` tables (one row per frame), or already per video.
+    """
+    from .fusion import per_video
+
+    parts = []
+    for df in (pseudo_scores, nnunet_scores):
+        if df is None or df.empty:
+            continue
+        parts.append(per_video(df) if "frame" in df.columns else df)
+    if not parts:
+        raise ValueError("no pseudo-label scores to plot")
+    return pd.concat(parts, ignore_index=True)
+
+
+def fig2_figure(videos: pd.DataFrame, *, structures: Iterable[str] = ("LV", "MYO", "EPI"), title: str):
+    """Fig. 2: box plots of per-video Dice, MAD and HD (pixels at 512x512) per structure, one colour per kind."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    structures = [s for s in structures if s in set(videos["structure"])]
+    panels = (("dice", "Dice (unitless)"), ("mad_px", "MAD (px at 512×512)"), ("hd_px", "HD (px at 512×512)"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.07)
+    kinds = [k for k in FIG2_KINDS if k in set(videos["kind"])] + sorted(set(videos["kind"]) - set(FIG2_KINDS))
+    for j, (col, label) in enumerate(panels, 1):
+        for kind in kinds:
+            sub = videos[(videos["kind"] == kind) & videos["structure"].isin(structures)]
+            fig.add_trace(
+                go.Box(x=sub["structure"], y=sub[col], name=MODEL_NAMES.get(kind, kind) + (" nnU-Net" if kind == "2d_sparse" else ""),
+                       marker_color=FIG2_COLORS.get(kind), legendgroup=kind, showlegend=j == 1, boxpoints="all",
+                       jitter=0.3, pointpos=0, hovertext=sub["key"]),
+                row=1, col=j,
+            )  # fmt: skip
+        fig.update_yaxes(title_text=label, row=1, col=j)
+        fig.update_xaxes(title_text="structure", categoryorder="array", categoryarray=structures, row=1, col=j)
+    fig.update_layout(boxmode="group", title=title, height=460)
+    return fig
+
+
+def direction_statements(videos: pd.DataFrame, structures: Iterable[str] = ("LV", "MYO")) -> list[str]:
+    """Sentences, computed from the run, on whether bidirectional pseudo-labels beat one-way propagation and the
+    2D sparse nnU-Net (median Dice higher, median HD in px lower), as the paper's Fig. 2 found."""
+    out = []
+    med = videos.groupby(["structure", "kind"])[["dice", "hd_px"]].median()
+    for s in structures:
+        if s not in med.index.get_level_values(0):
+            continue
+        m = med.loc[s]
+        if "bidirectional" not in m.index:
+            continue
+        b = m.loc["bidirectional"]
+        for other in ("forward", "backward", "2d_sparse"):
+            if other not in m.index:
+                continue
+            o = m.loc[other]
+            dice_ok, hd_ok = b["dice"] > o["dice"], b["hd_px"] < o["hd_px"]
+            verdict = "beats" if dice_ok and hd_ok else ("does not beat" if not (dice_ok or hd_ok) else "is mixed against")
+            out.append(
+                f"{STRUCTURE_NAMES[s]}: bidirectional {verdict} {MODEL_NAMES.get(other, other)} "
+                f"(median Dice {b['dice']:.3f} vs {o['dice']:.3f}; median HD {b['hd_px']:.1f} vs {o['hd_px']:.1f} px)"
+            )
+    return out
+
+
+def ordering_statements(ordering: pd.DataFrame, what: str = "smoother") -> list[str]:
+    """Sentences from :func:`median_ordering` output, e.g. "LV cavity: 3D dense < 2D dense < 2D sparse holds"."""
+    models = [c for c in ordering.columns if c != "holds"]
+    out = []
+    for s, row in ordering.iterrows():
+        chain = " < ".join(f"{MODEL_NAMES.get(m, m)} ({row[m]:.3g})" for m in models)
+        verdict = "holds" if row["holds"] else "does NOT hold"
+        out.append(f"{STRUCTURE_NAMES.get(s, s)}: the ordering {chain} {verdict}")
+    return out
