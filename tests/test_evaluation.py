@@ -186,3 +186,49 @@ def test_figures_have_titles_and_units(cohort):
     over = ev.overlay_figure(seq, {m: p[seq.key] for m, p in preds.items()}, title="Fig. 4 bottom")
     assert "mm" in over.layout.xaxis.title.text
     assert {t.name for t in over.data if t.showlegend} >= {"2D sparse", "3D dense"}
+
+
+def test_side_by_side_tables_put_paper_epicardium_under_epi(cohort):
+    preds = {"2d_sparse": {s.key: np.roll(s.dense, 2, axis=1) for s in cohort}, "3d_dense": {s.key: s.dense for s in cohort}}
+    mean, sd = ev.summarise_table1(ev.segmentation_scores(preds, cohort))
+    data = ev.table1_side_by_side(mean, sd, "ED", caption="t").data
+    assert data.loc[("paper (CAMUS)", "3D dense"), ("MYO (epicardium)", "Dice")] == "0.961"
+    assert data.loc[("paper (CAMUS)", "3D dense"), ("MYO (ring)", "Dice")] == "–"
+    assert data.loc[("this run", "3D dense"), ("LV", "Dice")] == "1.000 ± 0.000"
+    ref = ev.lv_indices(cohort, lambda s: s.labels)
+    t2 = ev.table2({"3d_dense": ev.lv_indices(cohort, lambda s: s.dense)}, ref)
+    d2 = ev.table2_side_by_side(t2, caption="t").data
+    assert d2.loc[("paper (CAMUS)", "CLAS"), ("EF (%)", "corr")] == "0.926"
+
+
+def test_fig2_videos_and_direction_statements(cohort):
+    from echo_utils import fusion
+
+    labels = {s.key: {"forward": _jitter(s.dense), "backward": _jitter(s.dense), "bidirectional": s.dense} for s in cohort}
+    pl = fusion.score_pseudo_labels(cohort, labels, progress=False)
+    nn = fusion.score_pseudo_labels(cohort, {s.key: {"2d_sparse": np.roll(s.dense, 1, axis=2)} for s in cohort},
+                                    method="nnunet", progress=False)
+    videos = ev.fig2_videos(pl, nn)
+    assert set(videos["kind"]) == {"forward", "backward", "bidirectional", "2d_sparse"}
+    assert len(videos) == len(cohort) * 4 * 4  # sequences x kinds x structures (LV, MYO, EPI, LA)
+    lines = ev.direction_statements(videos)
+    assert any(l.startswith("LV cavity: bidirectional beats forward") for l in lines)
+    assert any("beats 2D sparse" in l for l in lines)
+    fig = ev.fig2_figure(videos, title="Fig. 2")
+    assert "px" in fig.layout.yaxis2.title.text
+
+
+def test_load_predictions_reports_missing(cohort, tmp_path):
+    import SimpleITK as sitk
+
+    from echo_utils import nnunet
+    from echo_utils.config import RunPaths
+
+    paths = RunPaths(tmp_path)
+    seq = cohort[0]
+    p = nnunet.prediction_path(paths, "3d_dense", seq)
+    p.parent.mkdir(parents=True)
+    sitk.WriteImage(sitk.GetImageFromArray(seq.dense), str(p))
+    preds, missing = ev.load_predictions(paths, ["3d_dense", "2d_dense"], cohort[:2])
+    assert list(preds) == ["3d_dense"] and np.array_equal(preds["3d_dense"][seq.key], seq.dense)
+    assert missing == {"3d_dense": [cohort[1].key], "2d_dense": [cohort[0].key, cohort[1].key]}
