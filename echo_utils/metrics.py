@@ -224,10 +224,11 @@ def hausdorff(pred, ref, spacing=None, *, percentile: float | None = None) -> fl
     a, b = _pair(pred, ref)
     if percentile is not None and not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    sp = _spacing(spacing)
     rule = _empty_rule(a.any(), b.any(), "hausdorff")
     if rule is not None:
         return rule
-    return _hd(*_directed(a, b, _spacing(spacing)), percentile)
+    return _hd(*_directed(a, b, sp), percentile)
 
 
 def mean_absolute_distance(pred, ref, spacing=None, *,
@@ -239,10 +240,13 @@ def mean_absolute_distance(pred, ref, spacing=None, *,
     Both empty -> 0.0; one empty -> NaN with an :class:`EmptyMaskWarning`.
     """
     a, b = _pair(pred, ref)
+    sp = _spacing(spacing)
+    if symmetric not in ("average", "pooled"):
+        raise ValueError(f"symmetric must be 'average' or 'pooled', got {symmetric!r}")
     rule = _empty_rule(a.any(), b.any(), "mean_absolute_distance")
     if rule is not None:
         return rule
-    return _mad(*_directed(a, b, _spacing(spacing)), symmetric)
+    return _mad(*_directed(a, b, sp), symmetric)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -300,6 +304,8 @@ def score_sequence(pred, ref, spacing=None, *, classes: Sequence[int] = (1, 2, 3
         raise ValueError(f"expected label maps (T, H, W) or (H, W), got shape {p.shape}")
     sp = _spacing(spacing)
     structs = _structures(classes, myo)
+    if mad not in ("average", "pooled"):
+        raise ValueError(f"mad must be 'average' or 'pooled', got {mad!r}")
     pcol = None if hd_percentile is None else f"hd{hd_percentile:g}"
     rows = []
     n_one_empty = 0
