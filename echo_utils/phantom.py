@@ -122,8 +122,8 @@ def sample_patient(index: int, seed: int, frames: tuple[int, int] = (10, 40)) ->
     ef = float(rng.uniform(25.0, 75.0))
     n_frames = int(rng.integers(frames[0], frames[1] + 1))
     n_dia = int(round(n_frames * rng.uniform(1.2, 1.6)))
-    L0 = float(rng.uniform(62.0, 80.0))
-    W4 = float(rng.uniform(17.0, 23.0))
+    L0 = float(rng.uniform(70.0, 88.0))
+    W4 = float(rng.uniform(20.0, 26.0))
     W2 = W4 * float(rng.uniform(0.9, 1.1))
     t0 = float(rng.uniform(8.0, 11.0))
     apex_depth = float(rng.uniform(20.0, 32.0))
@@ -271,35 +271,89 @@ def backward_map(u, v, g, g0, decay: float = 15.0):
     """Material (ED) local coordinates ``(U, V)`` of the points ``(u, v)`` at phase parameters ``g``.
 
     Above the mitral plane: :func:`_upper_map`.  Beyond it: the displacement of the mitral-plane point with the
-    same ``v``, fading linearly to zero at the fixed far LA wall (the LA stretches as it fills).
+    same ``v``, fading linearly to zero at the fixed far LA wall (the LA stretches as it fills).  Returns
+    ``U, V`` and the distance outside the epicardium (``inf`` beyond the mitral plane).
     """
     du = u - g["c"]
     upper = du < 0
-    xu_up, xv_up, d_out = _upper_map(np.minimum(du, 0.0), v, g, g0, decay)
-    U_up = g0["c"] + xu_up
-    # mitral-plane displacement at the same v, then fade
-    xu_b, xv_b, _ = _upper_map(np.zeros_like(du), v, g, g0, decay)
-    Du_b = g0["c"] + xu_b - g["c"]
-    Dv_b = xv_b - v
+    # one evaluation: above the plane at the point itself, beyond it at the mitral-plane point with the same v
+    xu, xv, d_out = _upper_map(np.where(upper, du, 0.0), v, g, g0, decay)
     h = np.clip(1.0 - np.maximum(du, 0.0) / g["H"], 0.0, 1.0)
-    U = np.where(upper, U_up, u + Du_b * h)
-    V = np.where(upper, xv_up, v + Dv_b * h)
+    U = np.where(upper, g0["c"] + xu, u + (g0["c"] + xu - g["c"]) * h)
+    V = np.where(upper, xv, v + (xv - v) * h)
     return U, V, np.where(upper, d_out, np.inf)
+
+
+def _bilinear_wrap(field: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Sample ``field`` ``(T, H, W)`` (periodic) bilinearly at pixel coordinates ``i, j`` ``(T, H', W')``."""
+    T, H, W = field.shape
+    i0 = np.floor(i)
+    j0 = np.floor(j)
+    fi = (i - i0).astype(np.float32)
+    fj = (j - j0).astype(np.float32)
+    it = np.int64 if field.size >= 2**31 else np.int32
+    i0 = i0.astype(it) % H
+    j0 = j0.astype(it) % W
+    i1 = (i0 + 1) % H
+    j1 = (j0 + 1) % W
+    base = (np.arange(T, dtype=it) * (H * W)).reshape((T,) + (1,) * (i.ndim - 1))
+    flat = field.reshape(-1)
+    r0 = base + i0 * W
+    r1 = base + i1 * W
+    top = flat[r0 + j0] * (1 - fj) + flat[r0 + j1] * fj
+    bot = flat[r1 + j0] * (1 - fj) + flat[r1 + j1] * fj
+    return top * (1 - fi) + bot * fi
 
 
 def _fft_field(rng, shape, sigma, complex_=False):
     """Stationary Gaussian random field(s) with a Gaussian correlation of ``sigma = (sy, sx)`` pixels (periodic).
 
-    ``shape`` = (..., H, W); unit variance.  ``complex_=True`` returns a circular complex field (speckle).
+    ``shape`` = (..., H, W); unit variance (complex: ``E|z|^2 = 1``, a circular field for speckle).  White noise
+    is drawn directly in the Fourier domain and shaped there (one inverse FFT).
     """
     *lead, H, W = shape
     ky = np.fft.fftfreq(H)[:, None]
     kx = np.fft.fftfreq(W)[None, :]
-    tf = np.exp(-2.0 * np.pi**2 * ((ky * sigma[0]) ** 2 + (kx * sigma[1]) ** 2))
-    n = rng.standard_normal((*lead, H, W)) + 1j * rng.standard_normal((*lead, H, W))
-    f = np.fft.ifft2(np.fft.fft2(n) * tf)
-    f = f / np.sqrt(np.mean(np.abs(f) ** 2))
-    return f if complex_ else f.real * np.sqrt(2.0)
+    tf = np.exp(-2.0 * np.pi**2 * ((ky * sigma[0]) ** 2 + (kx * sigma[1]) ** 2)).astype(np.float32)
+    n = np.empty((*lead, H, W), np.complex64)
+    n.real = rng.standard_normal((*lead, H, W), dtype=np.float32)
+    n.imag = rng.standard_normal((*lead, H, W), dtype=np.float32)
+    f = np.fft.ifft2(n * tf).astype(np.complex64)
+    f /= np.sqrt(np.mean(f.real**2 + f.imag**2))
+    return f if complex_ else f.real * np.float32(np.sqrt(2.0))
+
+
+def _material_coords(u, v, g, g0, size, sp, apex, rot, factor: int = 2):
+    """:func:`backward_map` on a grid ``factor`` times coarser, upsampled (the map is smooth, and this is the
+    costliest step); returns full-resolution ``U, V, d_out``.  The labels are always evaluated at full resolution.
+    """
+    if size < 96:
+        return backward_map(u, v, g, g0)
+    factor = 2
+    m = size // factor
+    spc = sp * size / m
+    yy = (np.arange(m) + 0.5) * spc
+    xx = (np.arange(m) - m / 2 + 0.5) * spc
+    y, x = (a_.astype(np.float32) for a_ in np.meshgrid(yy, xx, indexing="ij"))
+    (ay, ax), (cth, sth) = apex, rot
+    uc = ((y - ay) * cth + (x - ax) * sth)[None]
+    vc = (-(y - ay) * sth + (x - ax) * cth)[None]
+    Uc, Vc, dc = backward_map(uc, vc, g, g0)
+    up = _upsample2(np.stack([Uc - uc, Vc - vc, np.minimum(dc, 1e3)]))
+    if up.shape[-1] != size:  # odd size: pad the last row/column
+        up = np.pad(up, [(0, 0)] * (up.ndim - 2) + [(0, size - up.shape[-2]), (0, size - up.shape[-1])], mode="edge")
+    return u + up[0], v + up[1], up[2]
+
+
+def _upsample2(a: np.ndarray) -> np.ndarray:
+    """x2 linear upsampling of the last two axes, pixel-edge aligned (fine pixel k <-> coarse k/2 - 1/4)."""
+    for ax in (-2, -1):
+        prev = np.concatenate([np.take(a, [0], ax), np.take(a, np.arange(a.shape[ax] - 1), ax)], ax)
+        nxt = np.concatenate([np.take(a, np.arange(1, a.shape[ax]), ax), np.take(a, [-1], ax)], ax)
+        even = 0.75 * a + 0.25 * prev
+        odd = 0.75 * a + 0.25 * nxt
+        a = np.stack([even, odd], ax).reshape(*a.shape[:ax % a.ndim], -1, *a.shape[ax % a.ndim + 1:])
+    return a
 
 
 def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng: np.random.Generator):
@@ -311,13 +365,14 @@ def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng
     q = _QUALITY[pp.quality]
     T = len(phases)
     sp = pp.depth / size
-    g0 = {k: np.float64(v) for k, v in shape_at(pp, view, 0.0).items()}
-    g = {k: np.broadcast_to(np.asarray(v, np.float64), (T,))[:, None, None] for k, v in shape_at(pp, view, phases).items()}
+    g0 = {k: np.float32(v) for k, v in shape_at(pp, view, 0.0).items()}
+    g = {k: np.broadcast_to(np.asarray(v, np.float32), (T,))[:, None, None]
+         for k, v in shape_at(pp, view, phases).items()}
 
     # image grid (physical, mm): y depth from the probe, x lateral from the sector axis
     yy = (np.arange(size) + 0.5) * sp
     xx = (np.arange(size) - size / 2 + 0.5) * sp
-    y, x = np.meshgrid(yy, xx, indexing="ij")
+    y, x = (a.astype(np.float32) for a in np.meshgrid(yy, xx, indexing="ij"))
     th = np.deg2rad(pp.tilt[view])
     ay, ax = pp.apex_depth, pp.offset[view]
     cth, sth = np.cos(th), np.sin(th)
@@ -325,18 +380,14 @@ def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng
     v = (-(y - ay) * sth + (x - ax) * cth)[None]
 
     labels = _labels(u, v, g)
-    U, V, d_out = backward_map(u, v, g, g0)
+    U, V, d_out = _material_coords(u, v, g, g0, size, sp, (ay, ax), (cth, sth))
     # ED pixel coordinates of each pixel's material point
-    Yp = ay + U * cth - V * sth
-    Xp = ax + U * sth + V * cth
-    mi = Yp / sp - 0.5
-    mj = Xp / sp + size / 2 - 0.5
+    mi = (ay + U * cth - V * sth) / sp - 0.5
+    mj = (ax + U * sth + V * cth) / sp + size / 2 - 0.5
 
-    # echogenicity in material coordinates: tissue background texture, myocardium texture
-    tex = _fft_field(rng, (2, size, size), (size / 24, size / 24))
-    coords = np.stack([mi, mj])
-    tex_bg = ndimage.map_coordinates(tex[0], coords.reshape(2, -1), order=1, mode="grid-wrap").reshape(mi.shape)
-    tex_my = ndimage.map_coordinates(tex[1], coords.reshape(2, -1), order=1, mode="grid-wrap").reshape(mi.shape)
+    # echogenicity in material coordinates: tissue background texture (real part), myocardium texture (imag)
+    tex = _bilinear_wrap(_fft_field(rng, (1, size, size), (size / 24, size / 24), complex_=True), mi, mj)
+    tex_bg, tex_my = tex.real * 1.41, tex.imag * 1.41
     echo = 0.2 * np.clip(1.0 + 0.5 * tex_bg, 0.2, None)
     if view == "4CH":  # right ventricle / atrium: defined at ED, carried by the tissue motion
         W0, t0, c0, H0 = g0["W"], g0["t"], g0["c"], g0["H"]
@@ -361,11 +412,8 @@ def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng
     z[0] = n[0]
     for k in range(1, T):
         z[k] = rho * z[k - 1] + np.sqrt(1.0 - rho * rho) * n[k]
-    tt = np.broadcast_to(np.arange(T, dtype=np.float64)[:, None, None], mi.shape)
-    c3 = np.stack([tt, mi, mj]).reshape(3, -1)
-    zr = ndimage.map_coordinates(z.real, c3, order=1, mode="grid-wrap").reshape(mi.shape)
-    zi = ndimage.map_coordinates(z.imag, c3, order=1, mode="grid-wrap").reshape(mi.shape)
-    env = np.sqrt(zr * zr + zi * zi) / 0.886  # Rayleigh envelope, mean ~1
+    zs = _bilinear_wrap(z, mi, mj)
+    env = np.abs(zs) / 0.886  # Rayleigh envelope, mean ~1
     amp = echo * ((1.0 - q["speckle"]) + q["speckle"] * env)
 
     # acquisition (stationary in image coordinates): sector, depth attenuation, dropout, clutter, noise
@@ -384,9 +432,10 @@ def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng
     clutter_tex = 0.5 + 0.5 * np.abs(_fft_field(rng, (size, size), (size / 40, size / 12)))
     clutter = q["clutter"] * np.exp(-r / (0.14 * pp.depth)) * clutter_tex
     flicker = 1.0 + 0.15 * rng.standard_normal((T, 1, 1))
-    noise = q["noise"] * np.abs(rng.standard_normal((T, size, size)) + 1j * rng.standard_normal((T, size, size)))
+    noise = np.hypot(rng.standard_normal((T, size, size), dtype=np.float32),
+                     rng.standard_normal((T, size, size), dtype=np.float32)) * np.float32(q["noise"])
     amp = amp + clutter[None] * flicker + noise
-    img = np.log1p(25.0 * amp) / np.log1p(25.0)
+    img = np.log1p(np.float32(25.0) * amp) / np.float32(np.log1p(25.0))
     sector = (np.abs(ang) <= half) & (r <= pp.depth)
     img = np.where(sector[None], np.clip(img, 0.0, 1.0), 0.0)
     return (img * 255.0 + 0.5).astype(np.uint8), labels, sp
