@@ -473,8 +473,16 @@ def study_root(cfg, paths, *, generate: bool = True) -> Path:
     return _expand(d.ted_root or d.root, "ted_root" if d.ted_root else "root")
 
 
-def _limit(patients: list[str], n: int | None) -> list[str]:
-    return patients if n is None else patients[:n]
+def _limit_split(split: dict[str, list[str]], n: int) -> dict[str, list[str]]:
+    """Keep ``n`` patients in all: the first of each split (sorted), in proportion to the split sizes, at least one
+    per non-empty split."""
+    total = sum(len(v) for v in split.values())
+    counts = {k: (1 if v else 0) for k, v in split.items()}
+    while sum(counts.values()) < n:
+        k = max((k for k in split if counts[k] < len(split[k])),
+                key=lambda k: len(split[k]) * n / total - counts[k])
+        counts[k] += 1
+    return {k: sorted(v)[: counts[k]] for k, v in split.items()}
 
 
 def study_split(cfg, paths) -> dict[str, list[str]]:
@@ -518,11 +526,7 @@ def study_split(cfg, paths) -> dict[str, list[str]]:
     if d.max_patients is not None and d.source != "synthetic":
         total = sum(len(v) for v in official.values())
         if d.max_patients < total:
-            out = {}
-            for k, v in official.items():
-                n = int(round(d.max_patients * len(v) / total))
-                out[k] = sorted(v)[: max(1, n) if v else 0]
-            official = out
+            official = _limit_split(official, d.max_patients)
     return {k: sorted(official[k]) for k in ("train", "val", "test")}
 
 

@@ -61,6 +61,9 @@ __all__ = [
     "CohortMismatch",
     "QUALITIES",
     "ted_root",
+    "cohort_summary",
+    "lv_volume",
+    "render_patient",
 ]
 
 QUALITIES = ("Good", "Medium", "Poor")
@@ -193,7 +196,7 @@ def shape_at(pp: PatientParams, view: str, phase) -> dict:
     t = 0.5 * (-s + np.sqrt(s * s + 4.0 * area))
     c = L + t
     bottom = L0 + t0 + pp.la_length
-    return dict(L=L, W=W, t=t, c=c, H=bottom - c, bottom=bottom, W_la=1.15 * W0 * (1.0 + 0.06 * p))
+    return dict(L=L, W=W, t=t, c=c, H=bottom - c, bottom=bottom, W_la=(W0 + 0.5 * t0) * (1.0 + 0.06 * p))
 
 
 def lv_volume(pp: PatientParams, phase) -> np.ndarray:
@@ -210,9 +213,10 @@ def lv_volume(pp: PatientParams, phase) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _la_halfwidth(s, W, W_la):
-    """LA half-width at normalised depth ``s`` in [0, 1] beyond the mitral plane (1.05 W at the plane, 0 at s=1)."""
-    w_b = 1.05 * W
+def _la_halfwidth(s, w_b, W_la):
+    """LA half-width at normalised depth ``s`` in [0, 1] beyond the mitral plane (``w_b`` at the plane, 0 at s=1).
+
+    ``w_b = W + 0.6 t`` reaches under the myocardial base, so that the cavity is closed by the LA."""
     m = 1.0 - (1.0 - s) ** 2
     return np.sqrt(np.clip(1.0 - s * s, 0.0, None)) * (w_b * (1.0 - m) + W_la * m)
 
@@ -224,7 +228,7 @@ def _labels(u, v, g):
     endo = (du / g["L"]) ** 2 + (v / g["W"]) ** 2 <= 1.0
     epi = (du / (g["L"] + g["t"])) ** 2 + (v / (g["W"] + g["t"])) ** 2 <= 1.0
     s = du / g["H"]
-    la = (~upper) & (s <= 1.0) & (np.abs(v) <= _la_halfwidth(np.clip(s, 0, 1), g["W"], g["W_la"]))
+    la = (~upper) & (s <= 1.0) & (np.abs(v) <= _la_halfwidth(np.clip(s, 0, 1), g["W"] + 0.6 * g["t"], g["W_la"]))
     lab = np.zeros(np.broadcast(u, v, du).shape, np.uint8)
     lab[upper & epi] = 2
     lab[upper & endo] = 1
@@ -670,10 +674,11 @@ def make_cohort(
         for name in ("database_nifti", "database_split", "ted"):
             if (tmp / name).exists():
                 os.replace(tmp / name, root / name)
-        meta = dict(params, seconds=round(time.perf_counter() - t0, 2), patients=summaries)
-        (tmp / COHORT_FILE).write_text(json.dumps(meta, indent=1))
-        # the stored marker holds the parameters only (compared on reuse); the summary goes next to it
-        (root / "cohort_summary.json").write_text(json.dumps(meta, indent=1))
+        # per-patient summary (deterministic) and the generation time (not: it varies from run to run)
+        (root / "cohort_summary.json").write_text(json.dumps(dict(params, patients=summaries), indent=1))
+        seconds = time.perf_counter() - t0
+        (root / "cohort_timing.json").write_text(json.dumps({"seconds": round(seconds, 2), "workers": workers}))
+        # the marker, written last, holds the parameters only (compared on reuse)
         (tmp / COHORT_FILE).write_text(json.dumps(params, indent=1))
         os.replace(tmp / COHORT_FILE, marker)
     finally:
@@ -682,5 +687,10 @@ def make_cohort(
 
 
 def cohort_summary(root: str | Path) -> dict:
-    """The generation summary (parameters, seconds, and per patient: quality, requested EF, frame count)."""
-    return json.loads((Path(root) / "cohort_summary.json").read_text())
+    """The generation summary: parameters, ``seconds`` (generation time) and ``patients`` (one dict per patient:
+    quality, requested EF, frame count)."""
+    root = Path(root)
+    out = json.loads((root / "cohort_summary.json").read_text())
+    timing = root / "cohort_timing.json"
+    out.update(json.loads(timing.read_text()) if timing.exists() else {"seconds": None})
+    return out

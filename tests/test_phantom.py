@@ -1,0 +1,184 @@
+"""The synthetic cohort: determinism, label topology, motion, biplane EF, and reading it back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from echo_utils import camus, phantom
+
+SIZE = 96  # >= 96 exercises the coarse backward map used at the study's sizes
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    skip = {"cohort_timing.json"}  # the generation time is the only thing allowed to differ
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cohort")
+    return phantom.make_cohort(root, 3, size=64, frames=(6, 9), seed=3, full_cycle=True, progress=False)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list:
+    """Four patients rendered in memory (both views), one of each quality at least."""
+    out = []
+    for i in range(4):
+        pp = phantom.sample_patient(i, seed=11, frames=(8, 14))
+        out.append((pp, phantom.render_patient(pp, SIZE)))
+    return out
+
+
+def test_same_seed_same_files(cohort, tmp_path):
+    again = phantom.make_cohort(tmp_path / "again", 3, size=64, frames=(6, 9), seed=3, full_cycle=True,
+                                progress=False)
+    assert _hashes(cohort) == _hashes(again)
+    other = phantom.make_cohort(tmp_path / "other", 3, size=64, frames=(6, 9), seed=4, full_cycle=True,
+                                progress=False)
+    a, b = _hashes(cohort), _hashes(other)
+    assert a.keys() == b.keys()
+    key = "database_nifti/patient0001/patient0001_2CH_ED.nii.gz"
+    assert a[key] != b[key]
+
+
+def test_cohort_layout_and_reuse(cohort):
+    pdir = cohort / "database_nifti" / "patient0002"
+    names = {p.name for p in pdir.iterdir()}
+    for view in ("2CH", "4CH"):
+        for suffix in ("half_sequence", "half_sequence_gt", "ED", "ED_gt", "ES", "ES_gt"):
+            assert f"patient0002_{view}_{suffix}.nii.gz" in names
+        assert f"Info_{view}.cfg" in names
+    split = camus.read_split(cohort)
+    assert sorted(sum(split.values(), [])) == ["patient0001", "patient0002", "patient0003"]
+    assert split["test"]
+    mtime = (cohort / "cohort.json").stat().st_mtime_ns
+    phantom.make_cohort(cohort, 3, size=64, frames=(6, 9), seed=3, full_cycle=True, progress=False)
+    assert (cohort / "cohort.json").stat().st_mtime_ns == mtime  # reused, not regenerated
+    with pytest.raises(phantom.CohortMismatch, match="size"):
+        phantom.make_cohort(cohort, 3, size=80, frames=(6, 9), seed=3, full_cycle=True, progress=False)
+
+
+def test_read_back_through_load_sequence(cohort):
+    summary = json.loads((cohort / "cohort_summary.json").read_text())
+    for p in summary["patients"]:
+        for view in ("2CH", "4CH"):
+            seq = camus.load_sequence(cohort / "database_nifti" / p["patient"], view)
+            T = p["n_frames"]
+            assert seq.images.shape == (T, 64, 64) and seq.images.dtype == np.float32
+            assert 0.0 <= seq.images.min() and seq.images.max() <= 1.0
+            assert seq.ed == 0 and seq.es == T - 1
+            assert seq.dense_kind == "exact" and seq.dense.shape == (T, 64, 64)
+            np.testing.assert_array_equal(seq.labels[0], seq.dense[0])
+            np.testing.assert_array_equal(seq.labels[T - 1], seq.dense[T - 1])
+            assert seq.info["ImageQuality"] == p["quality"]
+            assert seq.spacing[0] == pytest.approx(seq.spacing[1])
+            # apex at the top: the myocardium starts in the upper third, the LA lies in the lower half
+            rows = np.nonzero(seq.dense[0] == 2)[0]
+            assert rows.min() < 64 / 3
+            assert np.nonzero(seq.dense[0] == 3)[0].mean() > 32
+
+
+def test_ted_like_full_cycle(cohort):
+    ted = phantom.ted_root(cohort)
+    seqs = list(camus.iter_sequences(ted))
+    assert len(seqs) == 3
+    for seq in seqs:
+        assert seq.view == "4CH" and seq.dense_kind == "exact"
+        T = seq.n_frames
+        assert 0 == seq.ed < seq.es < T - 1
+        assert set(np.unique(seq.dense)) <= {0, 1, 2}  # TED labels: LV cavity and myocardium only
+        lv = (seq.dense == 1).sum(axis=(1, 2))
+        assert lv.argmin() == seq.es  # full cycle: smallest at ES
+        np.testing.assert_array_equal(seq.dense[0], seq.dense[-1])  # back to ED
+        # its first half is the CAMUS half sequence of the same patient
+        camus_pid = seq.info["CAMUS"]
+        half = camus.load_sequence(cohort / "database_nifti" / camus_pid, "4CH")
+        np.testing.assert_array_equal(half.images, seq.images[: half.n_frames])
+
+
+def test_label_topology(rendered):
+    for pp, views in rendered:
+        for view, (img, lab, sp, phases) in views.items():
+            for t in (0, len(phases) // 2, len(phases) - 1):
+                m = lab[t]
+                for k in (1, 2, 3):
+                    n = ndimage.label(m == k)[1]
+                    assert n == 1, f"{pp.patient} {view} frame {t}: label {k} has {n} components"
+                # the cavity is enclosed by myocardium and LA: its neighbours are never background
+                ring = ndimage.binary_dilation(m == 1) & (m != 1)
+                assert set(np.unique(m[ring])) <= {2, 3}
+                # the LA lies beyond the base: below the cavity centroid, touching the cavity
+                assert np.nonzero(m == 3)[0].min() > np.nonzero(m == 1)[0].mean()
+                assert np.any(m[ring] == 3)
+                # the myocardium is open at the mitral plane: it does not enclose the LA
+                assert not np.any(ndimage.binary_dilation(m == 3) & ndimage.binary_erosion(m == 2))
+
+
+def test_motion_areas(rendered):
+    for pp, views in rendered:
+        for view, (img, lab, sp, phases) in views.items():
+            lv = (lab == 1).sum(axis=(1, 2)).astype(float)
+            myo = (lab == 2).sum(axis=(1, 2)).astype(float)
+            la = (lab == 3).sum(axis=(1, 2)).astype(float)
+            assert np.all(np.diff(lv) <= 0) and lv[-1] < 0.9 * lv[0], f"{pp.patient} {view}: LV not emptying"
+            assert la[-1] > la[0], f"{pp.patient} {view}: LA does not fill"
+            assert np.ptp(myo) / myo.mean() < 0.05, f"{pp.patient} {view}: myocardial area not conserved"
+            # longitudinal shortening: the mitral plane (lowest cavity row) moves towards the apex
+            base = [np.nonzero(lab[t] == 1)[0].max() for t in (0, len(phases) - 1)]
+            assert base[1] < base[0]
+            # non-linear time course: the middle third moves more than the first and last thirds
+            n = len(phases)
+            d = np.abs(np.diff(phases))
+            assert d[n // 3 : 2 * n // 3].mean() > d[: n // 6 + 1].mean()
+
+
+def test_time_course():
+    p = phantom.systole_phase(20, (0.05, 0.55, 0.93))
+    assert p[0] == 0.0 and p[-1] == 1.0 and np.all(np.diff(p) > 0)
+    q = phantom.diastole_phase(25)
+    assert q[-1] == 0.0 and np.all(np.diff(q) < 0)
+
+
+def test_biplane_ef_matches_request(rendered):
+    metrics = pytest.importorskip("echo_utils.metrics")
+    for pp, views in rendered:
+        (_, l2, s2, _), (_, l4, s4, _) = views["2CH"][:4], views["4CH"][:4]
+        sp2, sp4 = (s2, s2), (s4, s4)
+        edv = metrics.lv_volume_biplane(l2[0] == 1, l4[0] == 1, sp2, sp4)
+        esv = metrics.lv_volume_biplane(l2[-1] == 1, l4[-1] == 1, sp2, sp4)
+        ef = 100.0 * (edv - esv) / edv
+        assert ef == pytest.approx(pp.ef, abs=3.0), pp.patient
+        # and the model's exact volume is what Simpson's rule measures
+        assert edv == pytest.approx(float(phantom.lv_volume(pp, 0.0)), rel=0.05)
+
+
+def test_requested_ranges():
+    pats = [phantom.sample_patient(i, 0, (10, 40)) for i in range(60)]
+    efs = np.array([p.ef for p in pats])
+    frames = np.array([p.n_frames for p in pats])
+    assert 25 <= efs.min() and efs.max() <= 75 and np.ptp(efs) > 35
+    assert 10 <= frames.min() and frames.max() <= 40
+    assert {p.quality for p in pats} == set(phantom.QUALITIES)
+
+
+def test_speckle_moves_and_decorrelates():
+    pp = phantom.sample_patient(0, seed=5, frames=(12, 12))
+    pp.quality = "Good"
+    img, lab, sp, phases = phantom.render_patient(pp, SIZE)["2CH"]
+    x = img.astype(float)
+    # a static patch of tissue far from the heart (lower left of the sector): decorrelates gradually
+    patch = x[:, int(0.8 * SIZE) : int(0.9 * SIZE), int(0.3 * SIZE) : int(0.45 * SIZE)].reshape(len(x), -1)
+    c = np.corrcoef(patch)
+    assert c[0, 1] > c[0, len(x) // 2] > c[0, -1]
+    assert c[0, 1] > 0.5 and c[0, -1] < c[0, 1] - 0.1
