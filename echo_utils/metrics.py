@@ -561,7 +561,7 @@ def simpson_disks(mask, spacing, *, n_disks: int = 20, position: Literal["center
     2. Contour: ``skimage.measure.find_contours`` at level 0.5 (sub-pixel, the boundary between inside and outside
        pixel centres), longest contour.
     3. Base: the mitral-plane chord, i.e. the longest straight stretch of the contour within 45 degrees of
-       horizontal (tolerance ``max(2 px, 3 % of the contour's extent)``; see :func:`_find_base`). Its two end
+       horizontal (tolerance ``max(2 px, 6 % of the contour's extent)``; see :func:`_find_base`). Its two end
        points are the basal hinge points; the base midpoint is the middle of the chord (vital takes the middle
        contour *index* between them instead).
     4. Apex: the contour point farthest from the base midpoint. Long axis length ``L`` = that distance.
@@ -603,7 +603,7 @@ def simpson_disks(mask, spacing, *, n_disks: int = 20, position: Literal["center
     contour = max(contours, key=len)
     extent = float(np.ptp(contour, axis=0).max())
     pts = _resample_contour(contour, 160)
-    i, j = _find_base(pts, tol=max(2.0, 0.03 * extent), apex_up=apex_up)
+    i, j = _find_base(pts, tol=max(2.0, 0.06 * extent), apex_up=apex_up)
     b0, b1 = pts[i], pts[j]
     mid = 0.5 * (b0 + b1)
     far = np.linalg.norm(contour - mid, axis=1)
