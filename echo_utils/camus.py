@@ -551,7 +551,7 @@ def load_study(cfg, paths, split: str = "all") -> list[EchoSequence]:
     The synthetic cohort is generated under ``data.root`` or ``paths.data`` if missing (cached: a cohort made
     with other parameters is refused).  ``data.root`` may reference an environment variable (``${CAMUS_ROOT}``).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     root = study_root(cfg, paths)
     patients = list_patients(root)

@@ -621,7 +621,7 @@ def make_cohort(
     test_fraction, val_fraction : the seeded split written to ``database_split/``.
     workers : processes (default: up to 2 when n_patients >= 8).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     root = Path(root)
     frames = (int(frames[0]), int(frames[1]))

@@ -77,3 +77,72 @@ def bland_altman(auto, ref, *, title: str, unit: str, name: str = "automatic", c
     fig.update_layout(title=title, xaxis_title=f"mean of automatic and reference ({unit})",
                       yaxis_title=f"automatic − reference ({unit})", height=420)
     return fig
+
+
+def overlay_rgb(image, labels=None, *, alpha: float = 0.35, classes=(1, 2, 3)):
+    """An ``(H, W)`` image in [0, 1] as uint8 RGB ``(H, W, 3)``, with ``labels`` (``(H, W)``) blended in
+    :data:`LABEL_COLORS` at opacity ``alpha`` (the class boundaries are drawn opaque)."""
+    import numpy as np
+
+    img = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    rgb = np.repeat(img[..., None], 3, axis=-1)
+    if labels is not None:
+        lab = np.asarray(labels)
+        edge = np.zeros(lab.shape, bool)
+        edge[1:] |= lab[1:] != lab[:-1]
+        edge[:, 1:] |= lab[:, 1:] != lab[:, :-1]
+        for c in classes:
+            col = np.array([int(LABEL_COLORS[c][i : i + 2], 16) / 255.0 for i in (1, 3, 5)], np.float32)
+            m = lab == c
+            rgb[m] = (1.0 - alpha) * rgb[m] + alpha * col
+            rgb[m & edge] = col
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def _png_uri(rgb) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_trace(image, labels=None, spacing=(1.0, 1.0), *, alpha: float = 0.35, name: str = ""):
+    """A ``go.Image`` of an ``(H, W)`` frame (with optional label overlay), embedded as a PNG, in mm
+    (``spacing = (sy, sx)``): compact in the book, unlike a heatmap of every pixel value."""
+    import plotly.graph_objects as go
+
+    rgb = overlay_rgb(image, labels, alpha=alpha)
+    sy, sx = float(spacing[0]), float(spacing[1])
+    return go.Image(source=_png_uri(rgb), x0=sx / 2, dx=sx, y0=sy / 2, dy=sy, name=name, hoverinfo="skip")
+
+
+def sequence_slider(images, labels=None, spacing=(1.0, 1.0), *, title: str, frame_names=None,
+                    alpha: float = 0.35, height: int = 520):
+    """An animated view of a sequence ``images`` ``(T, H, W)`` with optional ``labels`` ``(T, H, W)``: a slider
+    and play/pause buttons (plotly frames); axes in mm from ``spacing = (sy, sx)``."""
+    import plotly.graph_objects as go
+
+    T = len(images)
+    names = [str(n) for n in (frame_names or [f"frame {t}" for t in range(T)])]
+    traces = [image_trace(images[t], None if labels is None else labels[t], spacing, alpha=alpha)
+              for t in range(T)]
+    fig = go.Figure(data=[traces[0]], frames=[go.Frame(data=[tr], name=n) for tr, n in zip(traces, names)])
+    step = lambda n: dict(method="animate", label=n,  # noqa: E731
+                          args=[[n], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                          transition=dict(duration=0))])
+    fig.update_layout(
+        title=title, height=height,
+        xaxis=dict(title="x (mm)", constrain="domain"), yaxis=dict(title="depth (mm)", scaleanchor="x"),
+        sliders=[dict(active=0, steps=[step(n) for n in names], currentvalue=dict(prefix=""), pad=dict(t=40))],
+        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.08, xanchor="left", yanchor="top",
+                          buttons=[dict(label="play", method="animate",
+                                        args=[None, dict(frame=dict(duration=120, redraw=True), fromcurrent=True,
+                                                         transition=dict(duration=0))]),
+                                   dict(label="pause", method="animate",
+                                        args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])])],
+    )
+    return fig
