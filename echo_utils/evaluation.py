@@ -487,7 +487,7 @@ def smoothness_table(
                 }
             )
     out = pd.DataFrame(rows)
-    out.attrs["unit"] = "px^2 (area in pixels, unit frame spacing)" if units == "px" else "mm^4 (area in mm^2, time in [0, 1])"
+    out.attrs["unit"] = "px^2/frame^3 (area in pixels, unit frame spacing)" if units == "px" else "mm^4 (area in mm^2, time in [0, 1])"
     return out
 
 
