@@ -118,6 +118,10 @@ class PseudoLabelConfig(_Section):
     assemble: Literal["sdf", "argmax"] = "sdf"
     closing: int = Field(0, ge=0, description="size of the optional square morphological closing (0 = off)")
     compare_instance: bool = Field(True, description="also generate pseudo-labels with InstanceBSpline")
+    instance_sequences: int | None = Field(
+        4, ge=1, description="compare_instance: how many evaluation sequences InstanceBSpline registers "
+        "(it optimises every frame pair, so it is slow; None = all)"
+    )
     max_sequences: int | None = Field(None, ge=1, description="limit the pseudo-label evaluation to N sequences")
 
 

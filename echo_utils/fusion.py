@@ -62,6 +62,7 @@ __all__ = [
     "PseudoLabels",
     "PseudoLabelCacheMismatch",
     "KINDS",
+    "register_pairs",
     "propagate",
     "fusion_weights",
     "signed_distance",
@@ -73,6 +74,8 @@ __all__ = [
     "load_pseudo_labels",
     "registration_fingerprint",
     "generate_pseudo_labels",
+    "evaluation_sequences",
+    "refuse",
     "score_pseudo_labels",
     "per_video",
     "compare_directions",
@@ -242,25 +245,40 @@ def _path_pairs(path: list[int], mode: Mode) -> list[tuple[int, int]]:
     raise ValueError(f"unknown propagation mode {mode!r}; expected 'sequential' or 'fixed'")
 
 
-def _warp_chain(label: np.ndarray, displacements, mode: Mode, warp) -> np.ndarray:
-    """Warp ``label`` (H,W) along a path: returns ``(len(displacements) + 1, H, W)`` uint8, first = ``label``."""
+def _warp_chains(labels: list[np.ndarray], displacements: list, mode: Mode, warp) -> list[np.ndarray]:
+    """Warp each ``labels[i]`` (H,W) along its path; returns ``[(len(displacements[i]) + 1, H, W) uint8]``.
+
+    Sequential mode: step k of every chain that is still running goes through ``warp`` in one batched call (the
+    chains are independent; only the steps of one chain are sequential). Fixed mode: one call per chain.
+    """
     import torch
 
-    n = displacements.shape[0]
-    out = np.empty((n + 1, *label.shape), dtype=np.uint8)
-    out[0] = label
-    if n == 0:
-        return out
+    outs = []
+    for lab, d in zip(labels, displacements):
+        o = np.empty((d.shape[0] + 1, *lab.shape), dtype=np.uint8)
+        o[0] = lab
+        outs.append(o)
     with torch.no_grad():
-        current = torch.from_numpy(label.astype(np.float32))[None, None]
         if mode == "fixed":
-            warped = warp(current.expand(n, 1, *label.shape), displacements, mode="nearest")
-            out[1:] = np.rint(warped[:, 0].cpu().numpy()).astype(np.uint8)
-        else:
-            for k in range(n):
-                current = warp(current, displacements[k : k + 1], mode="nearest")
-                out[k + 1] = np.rint(current[0, 0].cpu().numpy()).astype(np.uint8)
-    return out
+            for lab, d, o in zip(labels, displacements, outs):
+                if d.shape[0]:
+                    src = torch.from_numpy(lab.astype(np.float32))[None, None].expand(d.shape[0], 1, *lab.shape)
+                    o[1:] = np.rint(warp(src, d, mode="nearest")[:, 0].cpu().numpy()).astype(np.uint8)
+            return outs
+        current = [torch.from_numpy(lab.astype(np.float32))[None, None] for lab in labels]
+        for k in range(max((d.shape[0] for d in displacements), default=0)):
+            live = [i for i, d in enumerate(displacements) if d.shape[0] > k]
+            warped = warp(torch.cat([current[i] for i in live]), torch.cat([displacements[i][k : k + 1] for i in live]),
+                          mode="nearest")
+            for j, i in enumerate(live):
+                current[i] = warped[j : j + 1]
+                outs[i][k + 1] = np.rint(warped[j, 0].cpu().numpy()).astype(np.uint8)
+    return outs
+
+
+def _warp_chain(label: np.ndarray, displacements, mode: Mode, warp) -> np.ndarray:
+    """Warp ``label`` (H,W) along one path: ``(len(displacements) + 1, H, W)`` uint8, first = ``label``."""
+    return _warp_chains([label], [displacements], mode, warp)[0]
 
 
 def propagate(
@@ -591,10 +609,9 @@ def pseudo_labels(
     paths = [(fwd_path, ed_label), (bwd_path, es_label), (before_path, ed_label), (after_path, es_label)]
     pair_lists = [_path_pairs(p, opts["mode"]) for p, _ in paths]
     disp = register_pairs(registration, images, [pp for pl in pair_lists for pp in pl], batch_size=batch_size)
-    chains, start = [], 0
-    for (path, lab), pl in zip(paths, pair_lists):
-        chains.append(_warp_chain(lab, disp[start : start + len(pl)], opts["mode"], warp))
-        start += len(pl)
+    bounds = np.cumsum([0] + [len(pl) for pl in pair_lists])
+    chains = _warp_chains([lab for _, lab in paths], [disp[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
+                          opts["mode"], warp)
     fwd_seg, bwd_seg, before, after = chains
     bwd_seg = bwd_seg[::-1]  # back into ED -> ES order
     fused_seg = fuse_bidirectional(
@@ -773,6 +790,52 @@ def generate_pseudo_labels(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def evaluation_sequences(cfg, paths, *, limit: int | None = None) -> list:
+    """The sequences the pseudo-labels are evaluated on: dense reference, patients unseen by the registration.
+
+    * synthetic cohort: the ``val`` and ``test`` splits (exact dense truth; notebook 02 trains the registration on
+      ``train`` only, as the paper left the TED patients out of its training set);
+    * CAMUS with ``data.ted_root``: the TED sequences (full cycle, manual dense labels), resized like the study;
+    * CAMUS without TED: the ``val`` split with the ``half_sequence_gt`` files, which are *interpolated*, not
+      manual (a ``UserWarning`` says so).
+
+    ``limit`` (default ``cfg.pseudo_labels.max_sequences``) keeps the first N sequences.
+    """
+    import os
+
+    from . import camus
+
+    limit = cfg.pseudo_labels.max_sequences if limit is None else limit
+    d = cfg.data
+    if d.source == "synthetic":
+        seqs = camus.load_study(cfg, paths, "val") + camus.load_study(cfg, paths, "test")
+    elif d.ted_root:
+        root = Path(os.path.expandvars(d.ted_root))
+        seqs = list(camus.iter_sequences(root))
+        if d.resize:
+            seqs = [camus.resize_sequence(s, (d.resize, d.resize)) for s in seqs]
+    else:
+        seqs = camus.load_study(cfg, paths, "val")
+        warnings.warn("no TED root: evaluating pseudo-labels against CAMUS half_sequence_gt, which is interpolated "
+                      "between ED and ES, not manual", UserWarning, stacklevel=2)
+    seqs = [s for s in seqs if s.dense is not None]
+    if not seqs:
+        raise ValueError("no sequence with a dense reference to evaluate the pseudo-labels on")
+    return seqs[:limit] if limit else seqs
+
+
+def refuse(seq, labels: PseudoLabels, **fuse_kwargs) -> np.ndarray:
+    """Re-run Eq. 1 on the forward/backward pseudo-labels of ``seq`` between ED and ES with other fusion options
+    (``weights``, ``assemble``, ``closing``); frames outside [ED, ES] are copied. Returns uint8 ``(T, H, W)``."""
+    ed, es = int(seq.ed), int(seq.es)
+    step = 1 if es > ed else -1
+    frames = np.arange(ed, es + step, step)
+    out = labels.bidirectional.copy()
+    out[frames] = fuse_bidirectional(labels.forward[frames], labels.backward[frames], **fuse_kwargs)
+    return out
+
+
+
 def score_pseudo_labels(
     sequences: Iterable,
     labels: Mapping[str, PseudoLabels],
@@ -812,14 +875,18 @@ def score_pseudo_labels(
         present = tuple(c for c in classes if (ref == c).any())
         h, w = ref.shape[1:]
         px = (reference_size / h, reference_size / w)
+        sy, sx = (float(v) for v in seq.spacing)
+        # px-at-512 distances are mm distances times one factor when both spacings have the same aspect ratio
+        # (square pixels on a square image, e.g.); otherwise the contours are measured a second time.
+        scale = px[0] / sy if np.isclose(px[0] / sy, px[1] / sx, rtol=1e-9) else None
         for kind, pred in labels[key].items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", metrics.EmptyMaskWarning)  # NaN frames are counted by the caller
                 mm = metrics.score_sequence(pred[frames], ref, seq.spacing, classes=present)
-                pxt = metrics.score_sequence(pred[frames], ref, px, classes=present)
+                pxt = None if scale else metrics.score_sequence(pred[frames], ref, px, classes=present)
             t = mm.rename(columns={"hd": "hd_mm", "mad": "mad_mm"}).drop(columns=["pred_px", "ref_px"])
-            t["hd_px"] = pxt["hd"].to_numpy()
-            t["mad_px"] = pxt["mad"].to_numpy()
+            t["hd_px"] = t["hd_mm"] * scale if scale else pxt["hd"].to_numpy()
+            t["mad_px"] = t["mad_mm"] * scale if scale else pxt["mad"].to_numpy()
             t["phase"] = t["frame"] / max(len(frames) - 1, 1)
             t["frame"] = frames[t["frame"].to_numpy()]
             t.insert(0, "kind", kind)

@@ -41,6 +41,44 @@ def setup_plotly(template: str = "plotly_white") -> None:
     pio.templates.default = template
 
 
+def label_contour_traces(
+    labels,
+    *,
+    classes=(1, 2, 3),
+    name: str = "",
+    dash: str | None = None,
+    width: float = 2.0,
+    showlegend: bool = True,
+    legendgroup: str | None = None,
+    colors: dict | None = None,
+):
+    """Plotly ``Scatter`` traces outlining each class of an ``(H, W)`` label map (pixel coordinates, x = column).
+
+    One trace per class (its contours joined with gaps), coloured by :data:`LABEL_COLORS` (or ``colors``), named
+    ``"<name> <class name>"``; for overlays on an image drawn with ``go.Heatmap``/``px.imshow``.
+    """
+    import numpy as np
+    import plotly.graph_objects as go
+    from skimage import measure
+
+    colors = colors or LABEL_COLORS
+    traces = []
+    for c in classes:
+        mask = np.pad(np.asarray(labels) == c, 1)
+        xs, ys = [], []
+        for contour in measure.find_contours(mask.astype(float), 0.5):
+            ys += list(contour[:, 0] - 1) + [None]
+            xs += list(contour[:, 1] - 1) + [None]
+        traces.append(
+            go.Scatter(
+                x=xs, y=ys, mode="lines", name=f"{name} {LABEL_NAMES.get(c, c)}".strip(),
+                line=dict(color=colors.get(c, "#000000"), dash=dash, width=width),
+                showlegend=showlegend and bool(xs), legendgroup=legendgroup or name, hoverinfo="skip",
+            )
+        )
+    return traces
+
+
 def bland_altman(auto, ref, *, title: str, unit: str, name: str = "automatic", color: str = "#1f77b4",
                  labels=None):
     """Bland-Altman figure: difference ``auto - ref`` against the mean ``(auto + ref) / 2``, in ``unit``.

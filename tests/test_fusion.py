@@ -409,3 +409,16 @@ def test_scores_and_wilcoxon_table():
     row = table[(table.structure == "LV") & (table.metric == "dice")].iloc[0]
     assert row["median_bidirectional"] == 1 and row["median_forward"] < 1
     assert row["p_bidirectional_vs_forward"] == pytest.approx(0.03125)  # exact two-sided test, n = 6, all better
+
+
+def test_px_at_512_shortcut_matches_direct_measure():
+    from echo_utils import metrics
+
+    seq = moving_sequence(t=4, shape=(64, 64))
+    seq.spacing = (0.25, 0.25)  # square pixels on a square image: px-at-512 = mm x one factor
+    pred = np.roll(seq.dense, 2, axis=1)
+    scores = fusion.score_pseudo_labels([seq], {seq.key: {"shifted": pred}}, progress=False)
+    row = scores[(scores.structure == "LV") & (scores.frame == 1)].iloc[0]
+    lv_p, lv_r = pred[1] == 1, seq.dense[1] == 1
+    assert row["hd_px"] == pytest.approx(metrics.hausdorff(lv_p, lv_r, (8.0, 8.0)))
+    assert row["mad_px"] == pytest.approx(metrics.mean_absolute_distance(lv_p, lv_r, (8.0, 8.0)))
