@@ -64,6 +64,8 @@ __all__ = [
     "load_training_log",
     "evaluate_registration",
     "register",
+    "sample_pairs",
+    "deformation_grid",
 ]
 
 NccMode = Literal["global", "pair"]
@@ -484,6 +486,10 @@ class InstanceBSpline:
         self.iterations = int(iterations)
         self.lr = float(lr)
         self.history: list[float] | None = None
+
+    #: tells callers (``fusion.register_pairs``) to call it under ``no_grad``, not ``inference_mode``; it works
+    #: under both, since it re-enables autograd on copies of its inputs.
+    needs_grad = True
 
     def __repr__(self) -> str:
         return (
@@ -942,3 +948,37 @@ def evaluate_registration(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def sample_pairs(sequences: Sequence, n_random: int = 2, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Evaluation pairs per sequence: (ED fixed, ES moving), (ES fixed, ED moving) and ``n_random`` random ordered
+    pairs.  Returns ``fixed (N,H,W)``, ``moving (N,H,W)`` and one dict per pair (key, fixed, moving, kind)."""
+    rng = np.random.default_rng(seed)
+    fixed, moving, info = [], [], []
+    for seq in sequences:
+        chosen = [(seq.ed, seq.es, "ED<-ES"), (seq.es, seq.ed, "ES<-ED")]
+        for _ in range(n_random):
+            a, b = rng.choice(seq.n_frames, 2, replace=False)
+            chosen.append((int(a), int(b), "random"))
+        for a, b, kind in chosen:
+            fixed.append(seq.images[a])
+            moving.append(seq.images[b])
+            info.append({"key": seq.key, "fixed": a, "moving": b, "kind": kind})
+    return np.stack(fixed).astype(np.float32), np.stack(moving).astype(np.float32), info
+
+
+def deformation_grid(displacement: np.ndarray | Tensor, step: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Polylines of the deformed grid ``phi(p) = p + u(p)`` for one ``(2, H, W)`` field (pixels).
+
+    Every ``step``-th row and column of the fixed image's pixel grid, mapped to where it samples the moving image.
+    Returns ``[(rows, cols), ...]`` arrays to draw as lines (rows downwards).
+    """
+    u = displacement.detach().cpu().numpy() if isinstance(displacement, Tensor) else np.asarray(displacement)
+    if u.ndim != 3 or u.shape[0] != 2:
+        raise ValueError(f"deformation_grid expects one (2, H, W) field, got {u.shape}")
+    h, w = u.shape[1:]
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    py, px = yy + u[0], xx + u[1]
+    lines = [(py[r, :], px[r, :]) for r in range(0, h, step)]
+    lines += [(py[:, c], px[:, c]) for c in range(0, w, step)]
+    return lines

@@ -28,6 +28,8 @@ from echo_utils.registration import (
     ncc,
     train_registration,
     warp,
+    deformation_grid,
+    sample_pairs,
 )
 
 
@@ -340,3 +342,23 @@ def test_evaluate_registration_table(tiny_data):
     df = evaluate_registration(InstanceBSpline(8, alpha=1.0, iterations=20, lr=0.1), seq.images[[0, 0]], seq.images[[3, 4]])
     assert list(df.columns) == ["ncc_before", "ncc_after", "folding", "jac_min", "max_displacement", "seconds"]
     assert (df.ncc_after > df.ncc_before).all()
+
+
+def test_instance_bspline_works_under_inference_mode():
+    f = torch.from_numpy(texture(32, 1))[None, None]
+    m = torch.from_numpy(np.roll(texture(32, 1), 1, axis=1))[None, None]
+    reg = InstanceBSpline(grid_spacing=8, alpha=1.0, iterations=5, lr=0.05)
+    expected = reg(f, m)
+    with torch.inference_mode():
+        torch.testing.assert_close(reg(f, m), expected)
+
+
+def test_deformation_grid_and_sample_pairs(tiny_data):
+    u = torch.zeros(2, 16, 24)
+    u[1] = 1.5
+    lines = deformation_grid(u, step=8)
+    assert len(lines) == 2 + 3
+    np.testing.assert_allclose(lines[0][1], np.arange(24) + 1.5)
+    f, m, info = sample_pairs(tiny_data[0], n_random=1, seed=0)
+    assert f.shape == m.shape == (9, 32, 32) and [i["kind"] for i in info[:3]] == ["ED<-ES", "ES<-ED", "random"]
+    np.testing.assert_array_equal(f[0], tiny_data[0][0].images[0])
