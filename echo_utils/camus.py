@@ -3,11 +3,27 @@
 Conventions (DESIGN.md): images float32 ``(T, H, W)`` in [0, 1] with the apex at row 0; labels uint8
 (0 background, 1 LV cavity, 2 LV myocardium, 3 left atrium); spacing ``(sy, sx)`` in mm per pixel;
 ED/ES 0-based frame indices.
+
+Axis conventions on disk (paper-facts.md, "Datasets"):
+
+* CAMUS 2023 NIfTI: nibabel returns ``(W, H[, T])`` with zooms ``(sx, sy[, 1])``: transposed to ``(T, H, W)``.
+* CAMUS legacy and TED MHD/RAW: SimpleITK returns ``(T, H, W)`` with ElementSpacing ``(sx, sy[, st])``.
+
+Single files: :func:`load_sequence` (layout detected from the files present), :func:`load_ted_sequence`.
+Whole data sets: :func:`list_patients`, :func:`iter_sequences`, :func:`read_split`.  The study's data set, from a
+profile: :func:`load_study`, :func:`study_split` and :func:`study_sequences` (patients / keys of a split without
+loading images).  Every problem is an :class:`EchoDataError` naming the file and the problem; a dataset with one
+bad file raises instead of returning part of the data.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -62,11 +78,6 @@ class EchoSequence:
 # Readers
 # ================================================================================================================
 
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-from collections.abc import Iterable, Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 __all__ = [
     "EchoSequence",

@@ -42,11 +42,10 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 from scipy.interpolate import PchipInterpolator
 
 __all__ = [
@@ -112,10 +111,6 @@ class PatientParams:
     age: int
     sex: str
     seed: list = field(default_factory=list)
-
-    @property
-    def spacing(self) -> float:
-        raise AttributeError("spacing depends on the image size: use depth / size")
 
 
 def sample_patient(index: int, seed: int, frames: tuple[int, int] = (10, 40)) -> PatientParams:
