@@ -94,6 +94,7 @@ __all__ = [
     "study_root",
     "study_split",
     "study_sequences",
+    "iter_study",
     "load_study",
 ]
 
@@ -555,6 +556,24 @@ def study_sequences(cfg, paths, split: str = "all") -> list[tuple[str, str]]:
     return [(p, v) for p in pats for v in views]
 
 
+def iter_study(cfg, paths, split: str = "all") -> Iterator[EchoSequence]:
+    """Like :func:`load_study`, one sequence at a time (real CAMUS at 512x512 does not fit in memory at once).
+
+    The split and every patient folder are checked before the first sequence is read.
+    """
+    root = study_root(cfg, paths)
+    patients = list_patients(root)
+    keys = study_sequences(cfg, paths, split)
+    missing = sorted({pid for pid, _ in keys if pid not in patients})
+    if missing:
+        raise EchoDataError(f"{root}: patients {missing[:5]} are listed in the split but have no folder")
+    for pid, view in keys:
+        seq = load_ted_sequence(patients[pid]) if cfg.data.source == "ted" else load_sequence(patients[pid], view)
+        if cfg.data.resize:
+            seq = resize_sequence(seq, (cfg.data.resize, cfg.data.resize))
+        yield seq
+
+
 def load_study(cfg, paths, split: str = "all") -> list[EchoSequence]:
     """The study's sequences of one split (``'train'``, ``'val'``, ``'test'`` or ``'all'``), in a deterministic
     order (patient id, then ``data.views``), resized to ``data.resize`` if set.
@@ -564,15 +583,5 @@ def load_study(cfg, paths, split: str = "all") -> list[EchoSequence]:
     """
     from tqdm import tqdm
 
-    root = study_root(cfg, paths)
-    patients = list_patients(root)
-    keys = study_sequences(cfg, paths, split)
-    out = []
-    for pid, view in tqdm(keys, desc=f"load {split}", disable=len(keys) < 40):
-        if pid not in patients:
-            raise EchoDataError(f"{root}: patient {pid} is listed in the split but has no folder")
-        seq = load_ted_sequence(patients[pid]) if cfg.data.source == "ted" else load_sequence(patients[pid], view)
-        if cfg.data.resize:
-            seq = resize_sequence(seq, (cfg.data.resize, cfg.data.resize))
-        out.append(seq)
-    return out
+    n = len(study_sequences(cfg, paths, split))
+    return list(tqdm(iter_study(cfg, paths, split), total=n, desc=f"load {split}", disable=n < 40))

@@ -297,6 +297,11 @@ def test_load_study_synthetic(tmp_path):
     seqs = camus.load_study(cfg, paths, "train")
     assert [s.key for s in seqs] == [f"{p}_{v}" for p in split["train"] for v in ("2CH", "4CH")]
     assert all(s.dense_kind == "exact" and s.shape == (48, 48) for s in seqs)
+    lazy = camus.iter_study(cfg, paths, "train")
+    assert not isinstance(lazy, list)
+    first = next(lazy)
+    assert first.key == seqs[0].key
+    np.testing.assert_array_equal(first.images, seqs[0].images)
     assert (paths.data / "database_nifti").is_dir()
     # resize and views
     cfg2 = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48,
