@@ -126,7 +126,8 @@ def _kernel(grid_spacing: int, dtype: torch.dtype, device: torch.device) -> Tens
     key = (grid_spacing, dtype, str(device))
     k = _KERNEL_CACHE.get(key)
     if k is None:
-        k = bspline_kernel_1d(grid_spacing, dtype).to(device)
+        with torch.inference_mode(False):  # a cached tensor must be usable with and without autograd
+            k = bspline_kernel_1d(grid_spacing, dtype).to(device)
         _KERNEL_CACHE[key] = k
     return k
 
@@ -147,7 +148,8 @@ def _basis(size: int, n_control: int, s: int, dtype: torch.dtype, device: torch.
     key = (size, n_control, s, dtype, str(device))
     b = _BASIS_CACHE.get(key)
     if b is None:
-        b = torch.from_numpy(bspline_basis_matrix(size, n_control, s)).to(dtype=dtype, device=device)
+        with torch.inference_mode(False):  # a cached tensor must be usable with and without autograd
+            b = torch.from_numpy(bspline_basis_matrix(size, n_control, s)).to(dtype=dtype, device=device)
         if len(_BASIS_CACHE) > 32:
             _BASIS_CACHE.clear()
         _BASIS_CACHE[key] = b
@@ -211,8 +213,9 @@ def _identity_normalised(h: int, w: int, dtype: torch.dtype, device: torch.devic
     key = (h, w, dtype, str(device))
     g = _GRID_CACHE.get(key)
     if g is None:
-        gy, gx = torch.meshgrid(_normalised_centres(h), _normalised_centres(w), indexing="ij")
-        g = torch.stack((gx, gy), dim=-1)[None].to(dtype=dtype, device=device)
+        with torch.inference_mode(False):  # a cached tensor must be usable with and without autograd
+            gy, gx = torch.meshgrid(_normalised_centres(h), _normalised_centres(w), indexing="ij")
+            g = torch.stack((gx, gy), dim=-1)[None].to(dtype=dtype, device=device)
         if len(_GRID_CACHE) > 16:
             _GRID_CACHE.clear()
         _GRID_CACHE[key] = g

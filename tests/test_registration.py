@@ -362,3 +362,12 @@ def test_deformation_grid_and_sample_pairs(tiny_data):
     f, m, info = sample_pairs(tiny_data[0], n_random=1, seed=0)
     assert f.shape == m.shape == (9, 32, 32) and [i["kind"] for i in info[:3]] == ["ED<-ES", "ES<-ED", "random"]
     np.testing.assert_array_equal(f[0], tiny_data[0][0].images[0])
+
+
+def test_network_inference_then_instance_optimisation_share_caches():
+    """Cached B-spline/grid tensors made under inference_mode must not break a later autograd use."""
+    x = torch.from_numpy(np.stack([texture(40 * 2, 5), texture(40 * 2, 6)]))[:, None]
+    net = BSplineDIR(grid_spacing=8, kernels=4, image_size=(80, 80)).optimise_for_inference()
+    net(x[:1], x[1:])  # creates the caches for 80x80 inside inference_mode
+    u = InstanceBSpline(grid_spacing=8, iterations=2)(x[:1], x[1:])
+    assert u.shape == (1, 2, 80, 80)
