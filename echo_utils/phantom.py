@@ -61,6 +61,9 @@ __all__ = [
     "QUALITIES",
     "ted_root",
     "cohort_summary",
+    "patient_params",
+    "view_geometry",
+    "true_displacement",
     "lv_volume",
     "render_patient",
 ]
@@ -355,13 +358,16 @@ def _upsample2(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng: np.random.Generator):
-    """Render one view at the given contraction phases.
+def view_geometry(pp: PatientParams, view: str, size: int, phases) -> dict:
+    """The exact geometry and motion of one view at ``phases``, on the ``size`` x ``size`` pixel grid.
 
-    Returns ``images`` uint8 ``(T, size, size)``, ``labels`` uint8 ``(T, size, size)`` (exact: evaluated
-    analytically at every frame) and the pixel spacing in mm (square pixels).
+    Returns a dict with ``labels`` uint8 ``(T, H, W)`` (analytic), ``u, v`` (local long-axis coordinates, mm),
+    ``U, V`` (their end-diastolic material coordinates), ``d_out`` (distance outside the epicardium, mm),
+    ``mi, mj`` (end-diastolic pixel coordinates, row and column, of each pixel's material point), ``g`` / ``g0``
+    (shape parameters at each frame / at ED), ``y, x`` (physical pixel centres, mm), ``spacing`` (mm) and the
+    apex position / rotation.
     """
-    q = _QUALITY[pp.quality]
+    phases = np.atleast_1d(np.asarray(phases, dtype=np.float64))
     T = len(phases)
     sp = pp.depth / size
     g0 = {k: np.float32(v) for k, v in shape_at(pp, view, 0.0).items()}
@@ -383,6 +389,37 @@ def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng
     # ED pixel coordinates of each pixel's material point
     mi = (ay + U * cth - V * sth) / sp - 0.5
     mj = (ax + U * sth + V * cth) / sp + size / 2 - 0.5
+    return dict(labels=labels, u=u, v=v, U=U, V=V, d_out=d_out, mi=mi, mj=mj, g=g, g0=g0, y=y, x=x, spacing=sp,
+                apex=(ay, ax), rot=(cth, sth))
+
+
+def true_displacement(pp: PatientParams, view: str, size: int, phases=None) -> np.ndarray:
+    """Exact displacement ``(T, 2, H, W)`` in pixels (channel 0 rows, channel 1 columns) from each frame to ED.
+
+    DESIGN.md convention, with ``fixed`` = frame t and ``moving`` = the ED frame: ``warped(p) = ED(p + u(p))``
+    shows the ED tissue where it is at frame t.  ``phases`` default: the half sequence (ED -> ES).  Above the
+    mitral plane this is the motion that carries the speckle and the labels; inside the blood pools it is only
+    a smooth convention.
+    """
+    if phases is None:
+        phases = systole_phase(pp.n_frames, pp.knots)
+    geo = view_geometry(pp, view, size, phases)
+    ii, jj = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32), indexing="ij")
+    return np.stack([geo["mi"] - ii, geo["mj"] - jj], axis=1).astype(np.float32)
+
+
+def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng: np.random.Generator):
+    """Render one view at the given contraction phases.
+
+    Returns ``images`` uint8 ``(T, size, size)``, ``labels`` uint8 ``(T, size, size)`` (exact: evaluated
+    analytically at every frame) and the pixel spacing in mm (square pixels).
+    """
+    q = _QUALITY[pp.quality]
+    T = len(phases)
+    geo = view_geometry(pp, view, size, phases)
+    labels, U, V, d_out, mi, mj = (geo[k] for k in ("labels", "U", "V", "d_out", "mi", "mj"))
+    g0, y, x, sp = geo["g0"], geo["y"], geo["x"], geo["spacing"]
+    (ay, ax), (cth, sth) = geo["apex"], geo["rot"]
 
     # echogenicity in material coordinates: tissue background texture (real part), myocardium texture (imag)
     tex = _bilinear_wrap(_fft_field(rng, (1, size, size), (size / 24, size / 24), complex_=True), mi, mj)
@@ -514,6 +551,15 @@ def cohort_params(
         "test_fraction": float(test_fraction),
         "val_fraction": float(val_fraction),
     }
+
+
+def patient_params(root: str | Path, patient: str) -> PatientParams:
+    """The parameters of one patient of a generated cohort (recomputed from ``cohort.json``: seed and ranges)."""
+    params = json.loads((Path(root) / COHORT_FILE).read_text())
+    index = int(patient.replace("patient", "")) - 1
+    if not 0 <= index < params["n_patients"]:
+        raise ValueError(f"{root}: no patient {patient!r} in a cohort of {params['n_patients']}")
+    return sample_patient(index, params["seed"], tuple(params["frames"]))
 
 
 def ted_root(root: str | Path) -> Path:
