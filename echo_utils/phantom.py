@@ -700,9 +700,11 @@ def make_cohort(
             workers = min(2, os.cpu_count() or 1) if n_patients >= 8 else 1
         t0 = time.perf_counter()
         if workers > 1:
+            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            with ProcessPoolExecutor(workers) as ex:
+            # spawn, not fork: the caller (a notebook kernel) may hold torch/OpenMP threads that fork cannot copy
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
                 summaries = list(tqdm(ex.map(_generate_one, jobs), total=n_patients, desc="phantom",
                                       disable=not progress))
         else:
