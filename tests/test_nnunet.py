@@ -1,0 +1,229 @@
+"""echo_utils.nnunet: nnU-Net v2 export format, splits, bad input, and (slow) CPU training and prediction."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from echo_utils import nnunet
+from echo_utils.camus import EchoSequence
+from echo_utils.config import RunPaths, load_config
+
+
+def toy_sequence(patient: str, view: str, n_frames: int = 6, size: int = 32, seed: int = 0) -> EchoSequence:
+    """A contracting LV (cavity 1 inside a myocardium ring 2) above an expanding LA (3), with exact dense labels."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    images, labels = [], []
+    for t in range(n_frames):
+        s = 1 - 0.3 * t / (n_frames - 1)
+        d = np.hypot((yy - 0.4) / 1.6, xx - 0.5)
+        lab = np.zeros((size, size), np.uint8)
+        lab[d < 0.18 * s + 0.06] = 2
+        lab[d < 0.18 * s] = 1
+        lab[(np.hypot(yy - 0.8, xx - 0.5) < 0.12 * (2 - s)) & (lab == 0)] = 3
+        img = 0.15 + 0.05 * rng.standard_normal((size, size))
+        img[lab == 2], img[lab == 1], img[lab == 3] = 0.8, 0.05, 0.1
+        images.append(np.clip(img, 0, 1).astype(np.float32))
+        labels.append(lab)
+    dense = np.stack(labels)
+    return EchoSequence(patient=patient, view=view, images=np.stack(images), spacing=(0.5, 0.5), ed=0,
+                        es=n_frames - 1, labels={0: dense[0], n_frames - 1: dense[-1]}, dense=dense,
+                        dense_kind="exact")
+
+
+def toy_cohort(n_patients: int = 4, size: int = 32) -> list[EchoSequence]:
+    return [toy_sequence(f"patient{p:04d}", v, n_frames=5 + p % 3, size=size, seed=p)
+            for p in range(1, n_patients + 1) for v in ("2CH", "4CH")]
+
+
+@pytest.fixture()
+def cfg():
+    return load_config("notebooks/params/ci.yaml", overrides={"nnunet": {"n_proc": 1}})
+
+
+@pytest.fixture()
+def cohort():
+    seqs = toy_cohort(4)
+    return {"train": seqs[:4], "val": seqs[4:6], "test": seqs[6:], "dense": {s.key: s.dense for s in seqs}}
+
+
+def _read(path):
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def test_configure_sets_run_paths_and_process_counts(cfg, tmp_path):
+    import nnunetv2.configuration as nnconf
+    from nnunetv2.paths import nnUNet_preprocessed
+
+    env = nnunet.configure_nnunet(cfg, RunPaths(tmp_path))
+    assert env["nnUNet_raw"] == str(tmp_path / "nnunet" / "raw") == os.environ["nnUNet_raw"]
+    assert str(nnUNet_preprocessed) == str(tmp_path / "nnunet" / "preprocessed")  # read lazily by nnU-Net
+    assert os.environ["nnUNet_def_n_proc"] == "1" and nnconf.default_num_processes == 1
+    assert os.environ["nnUNet_n_proc_DA"] == "0" and os.environ["nnUNet_compile"] == "0"
+    module = (tmp_path / "nnunet" / "trainers" / "echo_trainers.py").read_text()
+    assert "class EchoTrainer(_EchoTrainer)" in module and "echo_epochs = 1" in module
+
+
+def test_export_3d_sparse_format_and_ignore_label(cfg, cohort, tmp_path):
+    paths = RunPaths(tmp_path)
+    folder = nnunet.export_dataset(cfg, paths, "3d_sparse", cohort["train"], cohort["val"], cohort["test"])
+    ds = json.loads((folder / "dataset.json").read_text())
+    assert {"channel_names", "labels", "numTraining", "file_ending"} <= set(ds)
+    assert ds["labels"]["ignore"] == nnunet.IGNORE_LABEL == max(ds["labels"].values())
+    assert ds["numTraining"] == 6 and ds["file_ending"] == ".nii.gz"
+    assert len(list((folder / "imagesTs").glob("*.nii.gz"))) == 2
+    seq = cohort["train"][1]
+    label = _read(folder / "labelsTr" / f"{seq.key}.nii.gz")
+    image = sitk.ReadImage(str(folder / "imagesTr" / f"{seq.key}_0000.nii.gz"))
+    assert label.shape == seq.images.shape
+    assert image.GetSpacing() == (0.5, 0.5, cfg.nnunet.time_spacing)  # (x, y, time)
+    np.testing.assert_array_equal(label[seq.ed], seq.labels[seq.ed])
+    np.testing.assert_array_equal(label[seq.es], seq.labels[seq.es])
+    middle = [t for t in range(seq.n_frames) if t not in (seq.ed, seq.es)]
+    assert np.all(label[middle] == nnunet.IGNORE_LABEL)
+    # nnU-Net's own integrity check passes on the published folder too
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    with nnunet._pools("thread"):
+        verify_dataset_integrity(str(folder), num_processes=1)
+
+
+def test_export_2d_sparse_and_dense_cases(cfg, cohort, tmp_path):
+    paths = RunPaths(tmp_path)
+    seqs = cohort["train"] + cohort["val"]
+    sparse = nnunet.export_dataset(cfg, paths, "2d_sparse", cohort["train"], cohort["val"])
+    assert json.loads((sparse / "dataset.json").read_text())["numTraining"] == 2 * len(seqs)
+    dense_labels = {k: v.copy() for k, v in cohort["dense"].items()}
+    seq = seqs[0]
+    dense_labels[seq.key][seq.ed] = 0  # the manual label must win at ED
+    dense = nnunet.export_dataset(cfg, paths, "2d_dense", cohort["train"], cohort["val"], (), dense_labels)
+    ds = json.loads((dense / "dataset.json").read_text())
+    assert ds["numTraining"] == sum(s.n_frames for s in seqs) and "ignore" not in ds["labels"]
+    np.testing.assert_array_equal(_read(dense / "labelsTr" / f"{seq.key}_f000.nii.gz"), seq.labels[seq.ed])
+    np.testing.assert_array_equal(_read(dense / "labelsTr" / f"{seq.key}_f002.nii.gz"), seq.dense[2])
+    np.testing.assert_allclose(_read(dense / "imagesTr" / f"{seq.key}_f002_0000.nii.gz"), seq.images[2])
+
+
+def test_splits_keep_patients_together(cfg, cohort, tmp_path):
+    paths = RunPaths(tmp_path)
+    nnunet.export_dataset(cfg, paths, "2d_sparse", cohort["train"], cohort["val"])
+    splits = json.loads((tmp_path / "nnunet/preprocessed/Dataset800_Echo2DSparse/splits_final.json").read_text())
+    assert len(splits) == 1
+    assert {c.split("_")[0] for c in splits[0]["val"]} == {"patient0003"}
+    assert {c.split("_")[0] for c in splits[0]["train"]} == {"patient0001", "patient0002"}
+    # five folds: every patient in exactly one validation fold, with both views
+    cfg5 = load_config("notebooks/params/ci.yaml", overrides={"nnunet": {"folds": [0, 1, 2, 3, 4]}})
+    many = toy_cohort(10, size=8)
+    folds = nnunet.make_splits(cfg5, many[:16], many[16:])
+    assert len(folds) == 5
+    val = [p for f in folds for p in f["val"]]
+    assert sorted(val) == sorted({s.patient for s in many})
+    for f in folds:
+        assert not set(f["train"]) & set(f["val"])
+    cases = nnunet._case_splits(folds, [s.key for s in many])
+    for f in cases:
+        patients = {c.split("_")[0] for c in f["val"]}
+        assert len(f["val"]) == 2 * len(patients)  # 2CH and 4CH together
+
+
+def test_missing_pseudo_labels_is_a_clear_error(cfg, cohort, tmp_path):
+    paths = RunPaths(tmp_path)
+    dense = dict(cohort["dense"])
+    del dense[cohort["train"][2].key]
+    with pytest.raises(nnunet.NnUNetError, match=r"pseudo-labels for patient0002_2CH.*notebook 03"):
+        nnunet.export_dataset(cfg, paths, "3d_dense", cohort["train"], cohort["val"], (), dense)
+    assert not list((tmp_path / "nnunet" / "raw").iterdir())  # nothing written
+    bad = dict(cohort["dense"])
+    bad[cohort["train"][0].key] = bad[cohort["train"][0].key][:-1]
+    with pytest.raises(nnunet.NnUNetError, match="shape"):
+        nnunet.export_dataset(cfg, paths, "2d_dense", cohort["train"], cohort["val"], (), bad)
+
+
+def test_dataset_id_clash_keeps_existing_work(cfg, cohort, tmp_path):
+    paths = RunPaths(tmp_path)
+    folder = nnunet.export_dataset(cfg, paths, "2d_sparse", cohort["train"], cohort["val"])
+    stamp = (folder / "echo_export.json").stat().st_mtime_ns
+    assert nnunet.export_dataset(cfg, paths, "2d_sparse", cohort["train"], cohort["val"]) == folder  # reused
+    changed = [toy_sequence(s.patient, s.view, s.n_frames, seed=99) for s in cohort["train"]]
+    with pytest.raises(nnunet.NnUNetError, match="already holds a different dataset"):
+        nnunet.export_dataset(cfg, paths, "2d_sparse", changed, cohort["val"])
+    assert (folder / "echo_export.json").stat().st_mtime_ns == stamp
+    (tmp_path / "nnunet" / "raw" / "Dataset801_SomethingElse").mkdir()
+    with pytest.raises(nnunet.NnUNetError, match="id 801 is already used"):
+        nnunet.export_dataset(cfg, paths, "2d_dense", cohort["train"], cohort["val"], (), cohort["dense"])
+
+
+def test_small_configuration_topology():
+    from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+
+    cfg = load_config("notebooks/params/demo.yaml")
+    parent = {"spacing": [1.0, 1.4, 1.4], "patch_size": [32, 128, 128], "batch_size": 2,
+              "architecture": {"arch_kwargs": {"n_conv_per_stage": [2] * 6, "n_conv_per_stage_decoder": [2] * 5,
+                                               "features_per_stage": [32, 64, 128, 256, 320, 320]}}}
+    plans = {"configurations": {"3d_fullres": parent}, "transpose_forward": [0, 1, 2]}
+    small = nnunet.small_configuration(plans, "3d_fullres", cfg.nnunet)
+    assert small["inherits_from"] == "3d_fullres"
+    assert small["patch_size"] == list(cfg.nnunet.patch_3d) and small["batch_size"] == cfg.nnunet.batch_3d
+    arch = small["architecture"]["arch_kwargs"]
+    n = arch["n_stages"]
+    assert arch["features_per_stage"] == [min(320, 32 * 2**i) // cfg.nnunet.features_divisor for i in range(n)]
+    strides = np.prod(np.array(arch["strides"]), axis=0)
+    assert np.all(np.array(small["patch_size"]) % strides == 0)  # the patch fits the pooling
+    assert len(arch["n_conv_per_stage"]) == n and len(arch["n_conv_per_stage_decoder"]) == n - 1
+    assert arch["strides"] == [list(s) for s in get_pool_and_conv_props([1.0, 1.4, 1.4], [16, 128, 128], 4, 999999)[1]]
+
+
+def test_load_prediction_checks_shape(tmp_path):
+    paths = RunPaths(tmp_path)
+    seq = toy_sequence("patient0001", "2CH")
+    with pytest.raises(nnunet.NnUNetError, match="notebook 04"):
+        nnunet.load_prediction(paths, "3d_dense", seq)
+    path = nnunet.prediction_path(paths, "3d_dense", seq)
+    path.parent.mkdir(parents=True)
+    sitk.WriteImage(sitk.GetImageFromArray(seq.dense[:-1]), str(path))
+    with pytest.raises(nnunet.NnUNetError, match="does not match"):
+        nnunet.load_prediction(paths, "3d_dense", seq)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["2d_sparse", "3d_dense"])
+def test_train_and_predict_on_cpu(model, tmp_path):
+    """The ci budget (a couple of iterations): plans, trains, reuses, resumes and predicts every frame."""
+    cfg = load_config("notebooks/params/ci.yaml")
+    paths = RunPaths(tmp_path)
+    seqs = toy_cohort(3, size=48)
+    train, val, test = seqs[:4], seqs[4:5], seqs[5:]
+    dense = {s.key: s.dense for s in seqs}
+    nnunet.export_dataset(cfg, paths, model, train, val, test, dense)
+    plans = nnunet.plan_and_preprocess(cfg, paths, model)
+    conf = plans["configurations"][nnunet.configuration_name(cfg, model)]
+    assert conf["inherits_from"] == ("2d" if model.startswith("2d") else "3d_fullres")
+    table = nnunet.plans_table(cfg, paths, [model])
+    assert table.loc[model, "batch"] == (cfg.nnunet.batch_2d if model.startswith("2d") else cfg.nnunet.batch_3d)
+
+    fold = nnunet.train_model(cfg, paths, model)
+    final = fold / "checkpoint_final.pth"
+    assert final.is_file()
+    log = nnunet.training_log(cfg, paths, model)
+    assert len(log) == cfg.nnunet.epochs and np.isfinite(log["train_loss"]).all()
+    stamp = final.stat().st_mtime_ns
+    assert nnunet.train_model(cfg, paths, model) == fold and final.stat().st_mtime_ns == stamp  # reused
+    os.replace(final, fold / "checkpoint_latest.pth")  # an interrupted run continues from nnU-Net's checkpoint
+    nnunet.train_model(cfg, paths, model)
+    assert final.is_file() and not (fold / "checkpoint_latest.pth").exists()
+
+    out = nnunet.predict_all(cfg, paths, model, test)
+    for seq in test:
+        pred = nnunet.load_prediction(paths, model, seq)
+        assert pred.shape == seq.images.shape and pred.dtype == np.uint8
+        assert set(np.unique(pred)) <= {0, 1, 2, 3}
+    assert (out / "echo_predictions.json").is_file()
+
+    budget = load_config("notebooks/params/ci.yaml", overrides={"nnunet": {"epochs": 3}})
+    with pytest.raises(nnunet.NnUNetError, match="other plans or budget"):
+        nnunet.train_model(budget, paths, model)
