@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from echo_utils import camus, phantom
+from echo_utils import camus, metrics, phantom
 
 SIZE = 96  # >= 96 exercises the coarse backward map used at the study's sizes
 
@@ -151,7 +151,6 @@ def test_time_course():
 
 
 def test_biplane_ef_matches_request(rendered):
-    metrics = pytest.importorskip("echo_utils.metrics")
     for pp, views in rendered:
         (_, l2, s2, _), (_, l4, s4, _) = views["2CH"][:4], views["4CH"][:4]
         sp2, sp4 = (s2, s2), (s4, s4)
