@@ -95,6 +95,9 @@ __all__ = [
     "predict_all",
     "prediction_path",
     "load_prediction",
+    "dense_pseudo_labels",
+    "frame_roles",
+    "prediction_slider",
     "EchoTrainer",
 ]
 
@@ -376,6 +379,39 @@ def _training_cases(
         yield f"{seq.key}_f{t:03d}", images[t], label[t]
 
 
+def dense_pseudo_labels(
+    cfg: StudyConfig, paths: RunPaths, sequences: Iterable["EchoSequence"], method: str | None = None
+) -> dict[str, np.ndarray]:
+    """``{seq.key: (T, H, W) uint8}`` bidirectional pseudo-labels of notebook 03 (``paths.pseudo_labels/<method>``).
+
+    ``method`` defaults to ``registration.method``. A missing file is a :class:`NnUNetError` that names it.
+    """
+    from .fusion import load_pseudo_labels
+
+    root = Path(paths.pseudo_labels) / (method or cfg.registration.method)
+    out = {}
+    for seq in sequences:
+        try:
+            out[seq.key] = load_pseudo_labels(root, seq).bidirectional
+        except FileNotFoundError as exc:
+            raise NnUNetError(f"dense training needs the pseudo-labels of {seq.key}: {exc}") from None
+    return out
+
+
+def frame_roles(model: str, seq: "EchoSequence") -> list[str]:
+    """What each frame of ``seq`` is in the training set of ``model``: 'manual', 'pseudo', 'ignore' or 'unused'."""
+    spec = _spec(model)
+    roles = []
+    for t in range(seq.n_frames):
+        if t in (seq.ed, seq.es):
+            roles.append("manual")
+        elif spec.dense:
+            roles.append("pseudo")
+        else:
+            roles.append("ignore" if spec.dim == 3 else "unused")
+    return roles
+
+
 def make_splits(
     cfg: StudyConfig, train: Iterable["EchoSequence"], val: Iterable["EchoSequence"] = ()
 ) -> list[dict[str, list[str]]]:
@@ -588,6 +624,12 @@ def small_configuration(plans: dict, parent: str, nn: NnUNetConfig) -> dict:
     batch = (nn.batch_2d if is_2d else nn.batch_3d) or conf["batch_size"]
     _, pool, kernels, patch, _ = get_pool_and_conv_props(spacing, list(patch), 4, 999999)
     n = len(pool)
+    if n < 3:
+        raise NnUNetError(
+            f"a {parent} patch of {list(patch)} at spacing {spacing} gives a U-Net with only {n} stage(s): nnU-Net "
+            "pools an axis only while it is within 2x of the finest spacing and at least 8 voxels long. Enlarge the "
+            "patch (nnunet.patch_2d / patch_3d) or bring nnunet.time_spacing closer to the in-plane spacing."
+        )
     max_features = 512 if is_2d else 320
     features = [max(2, min(max_features, 32 * 2**i) // nn.features_divisor) for i in range(n)]
     arch = deepcopy(conf["architecture"])
@@ -1068,6 +1110,48 @@ def load_prediction(paths: RunPaths, model: str, seq: "EchoSequence") -> np.ndar
     if seg.shape != tuple(seq.images.shape):
         raise NnUNetError(f"{path}: shape {seg.shape} does not match the sequence {tuple(seq.images.shape)}")
     return seg
+
+
+def prediction_slider(seq: "EchoSequence", predictions: dict[str, np.ndarray], *, title: str,
+                      alpha: float = 0.35, height: int = 420):
+    """One test sequence with the predictions of several models side by side, as a slider over frames.
+
+    ``predictions``: ``{panel title: (T, H, W) uint8}``. Axes in mm (``seq.spacing``); label colours as in
+    :data:`echo_utils.plots.LABEL_COLORS`.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from .plots import image_trace
+
+    names = list(predictions)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.02)
+
+    def traces(t):
+        return [image_trace(seq.images[t], predictions[n][t], seq.spacing, alpha=alpha, name=n) for n in names]
+
+    for j, tr in enumerate(traces(0), 1):
+        fig.add_trace(tr, row=1, col=j)
+    labels = [f"frame {t}" + (" (ED)" if t == seq.ed else " (ES)" if t == seq.es else "") for t in range(seq.n_frames)]
+    fig.frames = [go.Frame(data=traces(t), name=lab, traces=list(range(len(names)))) for t, lab in enumerate(labels)]
+    step = lambda n: dict(method="animate", label=n,  # noqa: E731
+                          args=[[n], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                          transition=dict(duration=0))])
+    fig.update_layout(
+        title=title, height=height,
+        sliders=[dict(active=0, steps=[step(n) for n in labels], pad=dict(t=30))],
+        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.12, xanchor="left", yanchor="top",
+                          buttons=[dict(label="play", method="animate",
+                                        args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=True,
+                                                         transition=dict(duration=0))]),
+                                   dict(label="pause", method="animate",
+                                        args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])])],
+    )
+    for j in range(1, len(names) + 1):
+        fig.update_xaxes(title_text="x (mm)", constrain="domain", row=1, col=j)
+        fig.update_yaxes(title_text="depth (mm)" if j == 1 else None, scaleanchor=f"x{'' if j == 1 else j}",
+                         autorange="reversed", row=1, col=j)
+    return fig
 
 
 def timed(fn, *args, **kwargs):
