@@ -32,6 +32,9 @@ Environment variables. ``nnunetv2.paths`` (2.8.1) reads ``nnUNet_raw``/``nnUNet_
 lazily from ``os.environ`` at every use, so :func:`configure_nnunet` simply sets them for the current run. The
 process count ``nnunetv2.configuration.default_num_processes`` however is read from ``nnUNet_def_n_proc`` once, at
 import; :func:`configure_nnunet` therefore also patches that attribute in every nnU-Net module already imported.
+nnU-Net's dataset tools (integrity check, fingerprint, preprocessing) start ``spawn`` process pools; here they run
+in ``nnunet.n_proc`` threads instead (faster for small datasets, and no script re-executed in workers); set
+``ECHO_NNUNET_POOLS=process`` for nnU-Net's own process pools (large datasets, many cores).
 
 Command-line equivalents (what each function runs, for users of the nnU-Net CLI)::
 
@@ -90,6 +93,7 @@ __all__ = [
     "train_model",
     "training_log",
     "plans_table",
+    "datasets_table",
     "load_predictor",
     "predict_sequence",
     "predict_all",
@@ -108,7 +112,7 @@ PLANS = "nnUNetPlans"
 TRAINER = "EchoTrainer"
 CHANNELS = {"0": "echo"}  # any name but 'CT' selects nnU-Net's per-image z-score normalisation
 FILE_ENDING = ".nii.gz"
-POOLS = os.environ.get("ECHO_NNUNET_POOLS", "thread")
+POOLS = os.environ.get("ECHO_NNUNET_POOLS", "thread")  # 'process' restores nnU-Net's spawn pools (see _pools)
 _EXPORT_MARKER = "echo_export.json"
 _PREPROCESS_MARKER = "echo_preprocess.json"
 _TRAINING_MARKER = "echo_training.json"
@@ -586,6 +590,27 @@ def export_dataset(
     os.replace(partial, final)
     _write_splits(paths, cfg, model, patient_splits, final)
     return final
+
+
+def datasets_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | None = None) -> "pd.DataFrame":
+    """One row per exported dataset: folder name, training cases, labels, and train / val patients per fold."""
+    import pandas as pd
+
+    rows = []
+    for model in models or cfg.nnunet.models:
+        folder = _nnunet_dirs(paths)["nnUNet_raw"] / dataset_name(cfg, model)
+        if not (folder / _EXPORT_MARKER).is_file():
+            raise NnUNetError(f"dataset {folder} has not been exported yet; call export_dataset first")
+        info = _read_json(folder / _EXPORT_MARKER)
+        rows.append({
+            "model": model,
+            "dataset": folder.name,
+            "training cases": info["cases"],
+            "test sequences": info["test"],
+            "labels": ", ".join(_read_json(folder / "dataset.json")["labels"]),
+            "train / val patients": "; ".join(f"{len(f['train'])} / {len(f['val'])}" for f in info["splits"]),
+        })
+    return pd.DataFrame(rows).set_index("model")
 
 
 def _write_splits(paths: RunPaths, cfg: StudyConfig, model: str, patient_splits: list[dict], raw_folder: Path) -> Path:
@@ -1152,10 +1177,3 @@ def prediction_slider(seq: "EchoSequence", predictions: dict[str, np.ndarray], *
         fig.update_yaxes(title_text="depth (mm)" if j == 1 else None, scaleanchor=f"x{'' if j == 1 else j}",
                          autorange="reversed", row=1, col=j)
     return fig
-
-
-def timed(fn, *args, **kwargs):
-    """``(result, seconds)`` of ``fn(*args, **kwargs)``; used by notebook 04 for its timing table."""
-    t0 = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - t0
