@@ -113,7 +113,10 @@ class RegistrationConfig(_Section):
 class PseudoLabelConfig(_Section):
     """Propagation and Eq. 1 fusion (paper-facts.md, 'Propagation and fusion')."""
 
-    mode: Literal["sequential", "fixed"] = "sequential"
+    mode: Literal["sequential", "composed", "fixed"] = Field(
+        "sequential", description="label propagation: warp step by step (authors), compose the frame-to-frame "
+        "displacements and warp once, or register the start frame to every frame (see echo_utils.fusion)"
+    )
     weights: Literal["authors", "paper"] = "authors"
     assemble: Literal["sdf", "argmax"] = "sdf"
     closing: int = Field(0, ge=0, description="size of the optional square morphological closing (0 = off)")

@@ -4,8 +4,10 @@ The paper's contribution in three steps (paper-facts.md, "Propagation and fusion
 
 1. **Forward propagation** (:func:`propagate`): starting from the ED label at ED, register
    fixed = frame t+1 to moving = frame t and warp label t with nearest-neighbour interpolation to get label t+1
-   (``mode='sequential'``, the default). The authors' code also has ``mode='fixed'``, which registers the start frame
-   directly to every frame and warps the start label once.
+   (``mode='sequential'``, the authors' choice). ``mode='composed'`` registers the same image pairs but composes
+   the displacements and warps the start label once per frame, so that sub-pixel frame-to-frame motion is not
+   rounded away by repeated nearest-neighbour resampling. The authors' code also has ``mode='fixed'``, which
+   registers the start frame directly to every frame and warps the start label once.
 2. **Backward propagation**: the same from the ES label at ES, towards ED.
 3. **Fusion** (:func:`fuse_bidirectional`, Eq. 1): for every class C (background included) the signed distance
    :math:`d = d_\\mathrm{inside} - d_\\mathrm{outside}` of the forward and of the backward mask is weighted by
@@ -63,6 +65,7 @@ __all__ = [
     "PseudoLabelCacheMismatch",
     "KINDS",
     "register_pairs",
+    "MemoizedRegistration",
     "propagate",
     "fusion_weights",
     "signed_distance",
@@ -84,7 +87,7 @@ __all__ = [
 KINDS = ("forward", "backward", "bidirectional")
 Registration = Callable  # reg(fixed (N,1,H,W), moving (N,1,H,W)) -> displacement (N,2,H,W), torch tensors
 Direction = Literal["forward", "backward"]
-Mode = Literal["sequential", "fixed"]
+Mode = Literal["sequential", "composed", "fixed"]
 Weights = Literal["authors", "paper"]
 Assemble = Literal["sdf", "argmax"]
 
@@ -236,13 +239,53 @@ def register_pairs(
     return torch.cat(out).clone()
 
 
+class MemoizedRegistration:
+    """Wrap a registration so that an image pair seen before returns its stored displacement (CPU tensors).
+
+    Pairs are keyed by a hash of the two images' bytes, so comparing propagation modes (which register the same
+    pairs) or assembly rules costs one registration per pair. ``hits`` and ``misses`` count the pairs.
+    """
+
+    def __init__(self, registration: Registration):
+        self.registration = registration
+        self.store: dict[bytes, "torch.Tensor"] = {}  # noqa: F821
+        self.hits = 0
+        self.misses = 0
+        self.needs_grad = getattr(registration, "needs_grad", False)
+
+    @staticmethod
+    def _key(f, m) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f.detach().cpu().numpy().tobytes())
+        h.update(m.detach().cpu().numpy().tobytes())
+        return h.digest()
+
+    def __call__(self, fixed, moving):
+        import torch
+
+        keys = [self._key(fixed[i], moving[i]) for i in range(fixed.shape[0])]
+        todo = [i for i, k in enumerate(keys) if k not in self.store]
+        if todo:
+            idx = torch.as_tensor(todo)
+            with _grad_context(self.registration):
+                u = self.registration(fixed[idx], moving[idx]).detach().float().cpu()
+            for j, i in enumerate(todo):
+                self.store[keys[i]] = u[j]
+        self.misses += len(todo)
+        self.hits += len(keys) - len(todo)
+        return torch.stack([self.store[k] for k in keys]).to(fixed.device)
+
+    def __repr__(self) -> str:
+        return f"MemoizedRegistration({self.registration!r})"
+
+
 def _path_pairs(path: list[int], mode: Mode) -> list[tuple[int, int]]:
     """(fixed, moving) pairs that carry the label of ``path[0]`` along ``path``."""
-    if mode == "sequential":
+    if mode in ("sequential", "composed"):
         return [(path[k + 1], path[k]) for k in range(len(path) - 1)]
     if mode == "fixed":
         return [(path[k], path[0]) for k in range(1, len(path))]
-    raise ValueError(f"unknown propagation mode {mode!r}; expected 'sequential' or 'fixed'")
+    raise ValueError(f"unknown propagation mode {mode!r}; expected 'sequential', 'composed' or 'fixed'")
 
 
 def _warp_chains(labels: list[np.ndarray], displacements: list, mode: Mode, warp) -> list[np.ndarray]:
@@ -264,6 +307,27 @@ def _warp_chains(labels: list[np.ndarray], displacements: list, mode: Mode, warp
                 if d.shape[0]:
                     src = torch.from_numpy(lab.astype(np.float32))[None, None].expand(d.shape[0], 1, *lab.shape)
                     o[1:] = np.rint(warp(src, d, mode="nearest")[:, 0].cpu().numpy()).astype(np.uint8)
+            return outs
+        if mode == "composed":
+            # U_{k+1}(p) = u_k(p) + U_k(p + u_k(p)): the start label is then warped once per frame, so sub-pixel
+            # steps add up instead of being rounded away by every nearest-neighbour resampling.
+            total = [None] * len(labels)
+            fields = [[] for _ in labels]
+            for k in range(max((d.shape[0] for d in displacements), default=0)):
+                live = [i for i, d in enumerate(displacements) if d.shape[0] > k]
+                u = torch.cat([displacements[i][k : k + 1] for i in live])
+                prev = [total[i] for i in live]
+                if prev[0] is None:
+                    new = u
+                else:
+                    new = u + warp(torch.cat(prev), u, mode="bilinear")
+                for j, i in enumerate(live):
+                    total[i] = new[j : j + 1]
+                    fields[i].append(total[i])
+            for lab, fs, o in zip(labels, fields, outs):
+                if fs:
+                    src = torch.from_numpy(lab.astype(np.float32))[None, None].expand(len(fs), 1, *lab.shape)
+                    o[1:] = np.rint(warp(src, torch.cat(fs), mode="nearest")[:, 0].cpu().numpy()).astype(np.uint8)
             return outs
         current = [torch.from_numpy(lab.astype(np.float32))[None, None] for lab in labels]
         for k in range(max((d.shape[0] for d in displacements), default=0)):
@@ -301,7 +365,9 @@ def propagate(
     registration : ``reg(fixed, moving) -> displacement`` (torch ``(N,1,H,W) -> (N,2,H,W)``, pixels).
     mode : ``'sequential'`` (default): register fixed = next frame to moving = current frame, warp the current label;
         all T-1 image pairs are registered in one batched call (they do not depend on the labels), only the label
-        warping is sequential. ``'fixed'``: register fixed = every frame to moving = the start frame and warp the
+        warping is sequential. ``'composed'``: the same registrations, but the displacements are composed
+        (``U_{k+1}(p) = u_k(p) + U_k(p + u_k(p))``, bilinear) and the start label is warped once to every frame, so
+        sub-pixel frame-to-frame motion is not rounded away by repeated nearest-neighbour resampling. ``'fixed'``: register fixed = every frame to moving = the start frame and warp the
         start label once per frame (the authors' alternative).
     warp : ``warp(x (N,C,H,W), u (N,2,H,W), mode='nearest')``; default ``echo_utils.registration.warp``.
     batch_size : image pairs per registration call (``None``: all at once).
@@ -705,13 +771,17 @@ def load_pseudo_labels(root: str | Path, seq) -> PseudoLabels:
 
 def registration_fingerprint(registration) -> str:
     """A short hash that identifies a registration: its class, its weights (a module) and its simple attributes."""
+    if isinstance(registration, MemoizedRegistration):
+        registration = registration.registration
     h = hashlib.sha256(type(registration).__qualname__.encode())
     state = getattr(registration, "state_dict", None)
     if callable(state):
         for k, v in sorted(state().items()):
             h.update(k.encode())
             h.update(np.ascontiguousarray(v.detach().cpu().float().numpy()).tobytes())
-    attrs = {k: v for k, v in sorted(vars(registration).items()) if isinstance(v, (int, float, str, bool, tuple))} if hasattr(registration, "__dict__") else {}
+    attrs = {}
+    if hasattr(registration, "__dict__"):
+        attrs = {k: v for k, v in sorted(vars(registration).items()) if isinstance(v, (int, float, str, bool, tuple))}
     h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 

@@ -104,7 +104,7 @@ def test_identity_registration_propagates_label_unchanged(direction, mode):
     assert all(np.array_equal(out[k], label) for k in range(len(out)))
 
 
-@pytest.mark.parametrize("mode", ["sequential", "fixed"])
+@pytest.mark.parametrize("mode", ["sequential", "composed", "fixed"])
 def test_translation_registration_shifts_label_exactly(mode):
     seq = moving_sequence(t=6, velocity=(2, -3), start=(24, 40))
     reg = CentroidTranslation()
@@ -115,6 +115,22 @@ def test_translation_registration_shifts_label_exactly(mode):
         assert np.array_equal(fwd[k], shifted), f"forward frame {k}"
         assert np.array_equal(bwd[k], seq.dense[k]), f"backward frame {k}"
     assert reg.calls == 2, "all pairs of a direction go to the registration in one batched call"
+
+
+def test_composed_mode_accumulates_subpixel_motion_that_sequential_rounds_away():
+    label = heart_label((64, 64), (30, 30))
+    images = np.zeros((5, 64, 64), np.float32)
+
+    def drift(fixed, moving):  # 0.4 px along the columns at every step
+        u = torch.zeros(fixed.shape[0], 2, *fixed.shape[-2:])
+        u[:, 1] = 0.4
+        return u
+
+    seq = fusion.propagate(images, label, drift, mode="sequential", warp=grid_warp)
+    comp = fusion.propagate(images, label, drift, mode="composed", warp=grid_warp)
+    assert all(np.array_equal(seq[k], label) for k in range(5))  # each step rounds 0.4 px to 0
+    for k, shift in enumerate([0, 0, 1, 1, 2]):  # round(0.4 k)
+        assert np.array_equal(comp[k], np.roll(label, -shift, axis=1)), k
 
 
 def test_sequential_mode_registers_next_to_current_frame():
@@ -422,3 +438,14 @@ def test_px_at_512_shortcut_matches_direct_measure():
     lv_p, lv_r = pred[1] == 1, seq.dense[1] == 1
     assert row["hd_px"] == pytest.approx(metrics.hausdorff(lv_p, lv_r, (8.0, 8.0)))
     assert row["mad_px"] == pytest.approx(metrics.mean_absolute_distance(lv_p, lv_r, (8.0, 8.0)))
+
+
+def test_memoized_registration_registers_each_pair_once():
+    seq = moving_sequence(t=6)
+    inner = CentroidTranslation()
+    memo = fusion.MemoizedRegistration(inner)
+    a = fusion.pseudo_labels(seq, memo, mode="sequential", warp=grid_warp)
+    b = fusion.pseudo_labels(seq, memo, mode="composed", warp=grid_warp)
+    assert inner.pairs == 10 and memo.hits == 10 and memo.misses == 10  # 5 forward + 5 backward pairs, once
+    assert np.array_equal(a.bidirectional, b.bidirectional) and np.array_equal(b.forward, seq.dense)
+    assert fusion.registration_fingerprint(memo) == fusion.registration_fingerprint(inner)
