@@ -708,7 +708,8 @@ def train_registration(
     ``checkpoint_every`` iterations) holds the model, optimiser and log, so an interrupted run resumes where it
     stopped and reaches the same weights as an uninterrupted one on CPU.  The finished model is ``model.pt``; a
     rerun with the same settings and data loads it without training.  The loss log is ``log.csv``
-    (:func:`load_training_log`).
+    (:func:`load_training_log`).  The returned model is in eval mode, ready for inference
+    (:meth:`BSplineDIR.optimise_for_inference`), whether it was trained now or loaded.
     """
     from .config import config_hash
 
@@ -838,7 +839,7 @@ def train_registration(
     )
     ckpt_path.unlink(missing_ok=True)
     model.run_dir = out
-    return model
+    return model.optimise_for_inference()
 
 
 def load_registration(path: str | Path, device: str | torch.device | None = "cpu") -> BSplineDIR:
