@@ -337,14 +337,15 @@ def lv_indices(
     Returns
     -------
     DataFrame indexed by patient with columns ``EDV, ESV, EF``. The LV cavity (label 1) of each view at its own ED
-    and ES frames enters :func:`echo_utils.metrics.lv_volume_biplane` (method of disks, 20 disks).
+    and ES frames enters :func:`echo_utils.metrics.lv_volume_biplane` (method of disks, 20 disks). A volume that
+    cannot be computed (e.g. an empty predicted cavity) is NaN, and the reason is listed in ``attrs['failed']``.
     """
     from . import metrics
 
     by_patient: dict[str, dict[str, EchoSequence]] = {}
     for seq in sequences:
         by_patient.setdefault(seq.patient, {})[seq.view] = seq
-    rows = {}
+    rows, failed = {}, []
     for patient, views in sorted(by_patient.items()):
         if not {"2CH", "4CH"} <= set(views):
             continue
@@ -356,10 +357,19 @@ def lv_indices(
         for phase, attr in (("EDV", "ed"), ("ESV", "es")):
             m2 = np.asarray(l2[getattr(s2, attr)]) == 1
             m4 = np.asarray(l4[getattr(s4, attr)]) == 1
-            vols[phase] = float(metrics.lv_volume_biplane(m2, m4, s2.spacing, s4.spacing))
-        vols["EF"] = float(metrics.ejection_fraction(vols["EDV"], vols["ESV"]))
+            try:
+                vols[phase] = float(metrics.lv_volume_biplane(m2, m4, s2.spacing, s4.spacing))
+            except ValueError as exc:  # e.g. an empty cavity: no volume, counted and reported by the caller
+                vols[phase] = math.nan
+                failed.append(f"{patient} {phase}: {exc}")
+        vols["EF"] = (
+            float(metrics.ejection_fraction(vols["EDV"], vols["ESV"]))
+            if np.isfinite(vols["EDV"]) and np.isfinite(vols["ESV"]) else math.nan
+        )
         rows[patient] = vols
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["EDV", "ESV", "EF"]).rename_axis("patient")
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=["EDV", "ESV", "EF"]).rename_axis("patient")
+    out.attrs["failed"] = failed
+    return out
 
 
 def table2(auto: Mapping[str, pd.DataFrame], reference: pd.DataFrame) -> pd.DataFrame:

@@ -232,3 +232,16 @@ def test_load_predictions_reports_missing(cohort, tmp_path):
     preds, missing = ev.load_predictions(paths, ["3d_dense", "2d_dense"], cohort[:2])
     assert list(preds) == ["3d_dense"] and np.array_equal(preds["3d_dense"][seq.key], seq.dense)
     assert missing == {"3d_dense": [cohort[1].key], "2d_dense": [cohort[0].key, cohort[1].key]}
+
+
+def test_lv_indices_empty_cavity_is_nan_not_an_error(cohort):
+    def no_lv(s):
+        out = s.dense.copy()
+        if s.key == "patient0001_4CH":
+            out[s.es][out[s.es] == 1] = 0
+        return out
+
+    idx = ev.lv_indices(cohort, no_lv)
+    assert np.isnan(idx.loc["patient0001", "ESV"]) and np.isnan(idx.loc["patient0001", "EF"])
+    assert np.isfinite(idx.loc["patient0001", "EDV"]) and np.isfinite(idx.loc["patient0002", "EF"])
+    assert len(idx.attrs["failed"]) == 1 and "patient0001 ESV" in idx.attrs["failed"][0]
