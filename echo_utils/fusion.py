@@ -200,6 +200,7 @@ def register_pairs(
     pairs: list[tuple[int, int]],
     *,
     batch_size: int | None = 64,
+    precision: Literal["float32", "bfloat16"] = "float32",
 ) -> "torch.Tensor":  # noqa: F821
     """Register every ``(fixed, moving)`` frame-index pair of ``images`` in batched calls.
 
@@ -209,6 +210,10 @@ def register_pairs(
     images : float ``(T, H, W)`` in [0, 1].
     pairs : ``[(fixed index, moving index), ...]``.
     batch_size : pairs per call (``None``: all pairs in one call).
+    precision : ``'bfloat16'`` runs the convolutions of a network registration (a module with
+        ``control_points``, such as ``BSplineDIR``) under CPU/CUDA bfloat16 autocast, about twice as fast on CPUs
+        with AVX-512 BF16/AMX; the control points are then upsampled to the dense field in float32. Registrations
+        that are not modules (``InstanceBSpline``) always run in float32.
 
     Returns
     -------
@@ -225,12 +230,27 @@ def register_pairs(
     moving_idx = torch.as_tensor([p[1] for p in pairs])
     frames = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)  # (T,1,H,W)
     step = len(pairs) if not batch_size else int(batch_size)
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    low = (
+        precision == "bfloat16"
+        and isinstance(registration, torch.nn.Module)
+        and hasattr(registration, "control_points")
+        and hasattr(registration, "grid_spacing")
+    )
     out = []
     with _grad_context(registration):
         for s in range(0, len(pairs), step):
             fixed = frames[fixed_idx[s : s + step]].to(device)
             moving = frames[moving_idx[s : s + step]].to(device)
-            u = registration(fixed, moving)
+            if low:
+                from .registration import bspline_upsample
+
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    cp = registration.control_points(fixed, moving)
+                u = bspline_upsample(cp.float(), registration.grid_spacing, (h, w))
+            else:
+                u = registration(fixed, moving)
             if tuple(u.shape) != (fixed.shape[0], 2, h, w):
                 raise ValueError(
                     f"registration returned a displacement of shape {tuple(u.shape)}; expected {(fixed.shape[0], 2, h, w)}"
@@ -637,6 +657,7 @@ def pseudo_labels(
     closing: int | None = None,
     warp: Callable | None = None,
     batch_size: int | None = 64,
+    precision: Literal["float32", "bfloat16"] = "float32",
 ) -> PseudoLabels:
     """Forward, backward and bidirectional pseudo-labels of one :class:`~echo_utils.camus.EchoSequence`.
 
@@ -651,6 +672,7 @@ def pseudo_labels(
         arguments win over it.
     mode, weights, assemble, closing : see :func:`propagate` and :func:`fuse_bidirectional`.
     warp : label warping function (default ``echo_utils.registration.warp``).
+    batch_size, precision : see :func:`register_pairs`.
 
     Returns
     -------
@@ -674,7 +696,8 @@ def pseudo_labels(
     after_path = list(range(es, t)) if step == 1 else list(range(es, -1, -1))  # ES outwards, away from ED
     paths = [(fwd_path, ed_label), (bwd_path, es_label), (before_path, ed_label), (after_path, es_label)]
     pair_lists = [_path_pairs(p, opts["mode"]) for p, _ in paths]
-    disp = register_pairs(registration, images, [pp for pl in pair_lists for pp in pl], batch_size=batch_size)
+    disp = register_pairs(registration, images, [pp for pl in pair_lists for pp in pl], batch_size=batch_size,
+                          precision=precision)
     bounds = np.cumsum([0] + [len(pl) for pl in pair_lists])
     chains = _warp_chains([lab for _, lab in paths], [disp[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
                           opts["mode"], warp)

@@ -449,3 +449,22 @@ def test_memoized_registration_registers_each_pair_once():
     assert inner.pairs == 10 and memo.hits == 10 and memo.misses == 10  # 5 forward + 5 backward pairs, once
     assert np.array_equal(a.bidirectional, b.bidirectional) and np.array_equal(b.forward, seq.dense)
     assert fusion.registration_fingerprint(memo) == fusion.registration_fingerprint(inner)
+
+
+def test_bfloat16_network_registration_is_close_to_float32():
+    from echo_utils.registration import BSplineDIR
+
+    torch.manual_seed(0)
+    net = BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32))
+    with torch.no_grad():
+        net.net[-1].weight.normal_(0, 0.5)
+    net.optimise_for_inference()
+    images = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
+    pairs = [(1, 0), (2, 1), (3, 2)]
+    u32 = fusion.register_pairs(net, images, pairs)
+    u16 = fusion.register_pairs(net, images, pairs, precision="bfloat16")
+    assert u16.dtype == torch.float32 and u16.shape == u32.shape
+    scale = float(u32.abs().max())
+    assert scale > 0.05 and float((u16 - u32).abs().max()) < 0.05 * scale
+    with pytest.raises(ValueError, match="precision"):
+        fusion.register_pairs(net, images, pairs, precision="half")
