@@ -662,7 +662,20 @@ def _contours(mask: np.ndarray) -> list[np.ndarray]:
     from skimage import measure
 
     padded = np.pad(mask.astype(float), 1)
-    return [c - 1 for c in measure.find_contours(padded, 0.5)]
+    # simplified to within 0.3 px: the marching-squares staircase adds points but no visible shape
+    return [measure.approximate_polygon(c, tolerance=0.3) - 1 for c in measure.find_contours(padded, 0.5)]
+
+
+def _contour_xy(mask: np.ndarray, spacing) -> tuple[list, list]:
+    """All contours of a mask as one polyline in mm, pieces separated by ``None`` (one plotly trace, not one per
+    piece: a fragmented prediction can have hundreds of pieces). Coordinates are rounded to 0.01 mm."""
+    sy, sx = spacing
+    xs: list = []
+    ys: list = []
+    for c in _contours(mask):
+        xs += np.round(c[:, 1] * sx, 2).tolist() + [None]
+        ys += np.round(c[:, 0] * sy, 2).tolist() + [None]
+    return xs, ys
 
 
 def overlay_figure(
@@ -692,23 +705,22 @@ def overlay_figure(
             row=1, col=j,
         )  # fmt: skip
         for s in structures:
-            for c in _contours(structure_mask(seq.labels[f], s)):
-                fig.add_trace(
-                    go.Scatter(x=c[:, 1] * sx, y=c[:, 0] * sy, mode="lines", fill="toself",
-                               fillcolor="rgba(44,160,44,0.35)", line=dict(color=MODEL_COLORS["reference"], width=1),
-                               name="manual label", legendgroup="manual", showlegend=False, hoverinfo="skip"),
-                    row=1, col=j,
-                )  # fmt: skip
+            x, y = _contour_xy(structure_mask(seq.labels[f], s), seq.spacing)
+            fig.add_trace(
+                go.Scatter(x=x, y=y, mode="lines", fill="toself", fillcolor="rgba(44,160,44,0.35)",
+                           line=dict(color=MODEL_COLORS["reference"], width=1), name="manual label",
+                           legendgroup="manual", showlegend=False, hoverinfo="skip"),
+                row=1, col=j,
+            )  # fmt: skip
         for model in _ordered(predictions):
             for s in structures:
-                for c in _contours(structure_mask(predictions[model][f], s)):
-                    fig.add_trace(
-                        go.Scatter(x=c[:, 1] * sx, y=c[:, 0] * sy, mode="lines",
-                                   line=dict(color=MODEL_COLORS.get(model), width=2),
-                                   name=MODEL_NAMES.get(model, model), legendgroup=model, showlegend=False,
-                                   hoverinfo="name"),
-                        row=1, col=j,
-                    )  # fmt: skip
+                x, y = _contour_xy(structure_mask(predictions[model][f], s), seq.spacing)
+                fig.add_trace(
+                    go.Scatter(x=x, y=y, mode="lines", line=dict(color=MODEL_COLORS.get(model), width=2),
+                               name=MODEL_NAMES.get(model, model), legendgroup=model, showlegend=False,
+                               hoverinfo="name"),
+                    row=1, col=j,
+                )  # fmt: skip
     # one legend entry per group
     for name, color, group in [("manual label (filled)", MODEL_COLORS["reference"], "manual")] + [
         (MODEL_NAMES.get(m, m), MODEL_COLORS.get(m), m) for m in _ordered(predictions)

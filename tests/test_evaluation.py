@@ -245,3 +245,15 @@ def test_lv_indices_empty_cavity_is_nan_not_an_error(cohort):
     assert np.isnan(idx.loc["patient0001", "ESV"]) and np.isnan(idx.loc["patient0001", "EF"])
     assert np.isfinite(idx.loc["patient0001", "EDV"]) and np.isfinite(idx.loc["patient0002", "EF"])
     assert len(idx.attrs["failed"]) == 1 and "patient0001 ESV" in idx.attrs["failed"][0]
+
+
+def test_overlay_uses_one_trace_per_model_structure_and_phase(cohort):
+    seq = cohort[0]
+    noisy = seq.dense.copy()
+    noisy[:, ::4, ::4] = 1  # a fragmented prediction: many separate LV specks
+    fig = ev.overlay_figure(seq, {"2d_sparse": noisy, "3d_dense": seq.dense}, title="t")
+    lines = [t for t in fig.data if t.type == "scatter" and not t.showlegend]
+    # 2 phases x 3 structures x (manual + 2 models), whatever the number of contour pieces
+    assert len(lines) == 2 * 3 * 3
+    sparse_lv = [t for t in lines if t.name == "2D sparse"][0]
+    assert sum(v is None for v in sparse_lv.x) > 10  # the pieces are separated by gaps
