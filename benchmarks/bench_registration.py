@@ -40,14 +40,21 @@ def textures(n: int, size: int, seed: int = 0) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
+CPU_TIMES: list[float] = []  # process CPU seconds of the last timed() call, per repeat
+
+
 def timed(fn, repeats: int, sync=lambda: None) -> list[float]:
+    """Wall seconds per repeat; the process CPU seconds go to ``CPU_TIMES`` (on a shared, busy machine
+    ``cpu / threads`` estimates the wall time the run would take alone)."""
     out = []
+    CPU_TIMES.clear()
     for _ in range(repeats):
         sync()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         sync()
         out.append(time.perf_counter() - t0)
+        CPU_TIMES.append(time.process_time() - c0)
     return out
 
 
@@ -101,7 +108,7 @@ def main(argv=None) -> int:
     t = timed(lambda: model(fixed, moving), args.repeats, sync)
     dir_pair = statistics.median(t) / n
     rows.append({"method": "BSplineDIR (fp32, channels_last)", "pairs_per_call": n, "s_per_call": statistics.median(t),
-                 "ms_per_pair": 1e3 * dir_pair})
+                 "ms_per_pair": 1e3 * dir_pair, "cpu_s_per_call": statistics.median(CPU_TIMES)})
 
     if dev.type == "cpu":
         def bf16():
@@ -111,7 +118,7 @@ def main(argv=None) -> int:
         bf16()
         t = timed(bf16, args.repeats, sync)
         rows.append({"method": "BSplineDIR (bf16 autocast)", "pairs_per_call": n, "s_per_call": statistics.median(t),
-                     "ms_per_pair": 1e3 * statistics.median(t) / n})
+                     "ms_per_pair": 1e3 * statistics.median(t) / n, "cpu_s_per_call": statistics.median(CPU_TIMES)})
 
     # -- instance optimisation: the same grid and loss, Adam per pair (pairs vectorised)
     k = args.instance_pairs
@@ -120,13 +127,16 @@ def main(argv=None) -> int:
     t = timed(lambda: inst(fixed[:k], moving[:k]), max(1, args.repeats - 1), sync)
     inst_pair = statistics.median(t) / k
     rows.append({"method": f"InstanceBSpline ({args.instance_iterations} Adam steps)", "pairs_per_call": k,
-                 "s_per_call": statistics.median(t), "ms_per_pair": 1e3 * inst_pair})
+                 "s_per_call": statistics.median(t), "ms_per_pair": 1e3 * inst_pair,
+                 "cpu_s_per_call": statistics.median(CPU_TIMES)})
 
     result = {
         "meta": meta,
         "rows": rows,
         "speedup_network_vs_instance": inst_pair / dir_pair,
         "sequence_38_passes_s": dir_pair * 38,
+        "sequence_38_passes_cpu_s": rows[0]["cpu_s_per_call"] * 38 / n,
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
     # -- one training iteration at batch 32 (GPU; on CPU too if asked with --train-batch)
@@ -154,11 +164,13 @@ def main(argv=None) -> int:
 
     print(f"registration benchmark, {size}x{size}, grid spacing {args.grid_spacing}, device {args.device}"
           + (f" ({meta['gpu']})" if meta["gpu"] else f", {meta['torch_threads']} torch threads"))
-    print(f"{'method':<40} {'pairs/call':>10} {'s/call':>9} {'ms/pair':>9}")
+    print(f"{'method':<40} {'pairs/call':>10} {'s/call':>9} {'ms/pair':>9} {'CPU s/call':>11}")
     for r in rows:
-        print(f"{r['method']:<40} {r['pairs_per_call']:>10} {r['s_per_call']:>9.3f} {r['ms_per_pair']:>9.1f}")
+        print(f"{r['method']:<40} {r['pairs_per_call']:>10} {r['s_per_call']:>9.3f} {r['ms_per_pair']:>9.1f}"
+              f" {r['cpu_s_per_call']:>11.2f}")
     print(f"network vs instance: {result['speedup_network_vs_instance']:.0f}x faster per pair; "
-          f"38 passes (20-frame sequence): {result['sequence_38_passes_s']:.2f} s")
+          f"38 passes (20-frame sequence): {result['sequence_38_passes_s']:.2f} s wall, "
+          f"{result['sequence_38_passes_cpu_s']:.2f} CPU s; 1-min load average {result['load_average_1min']}")
     if "train_iteration_s" in result:
         print(f"one training iteration, batch {result['train_batch']}: {result['train_iteration_s']:.3f} s "
               f"(10,000 iterations: {result['train_10000_iterations_h']:.2f} h)"
