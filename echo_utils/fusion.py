@@ -541,6 +541,7 @@ def fuse_bidirectional(
     assemble: Assemble = "sdf",
     closing: int = 0,
     spacing: tuple[float, float] | None = None,
+    workers: int | None = None,
 ) -> np.ndarray:
     """Fuse forward and backward pseudo-labels with Eq. 1.
 
@@ -553,6 +554,7 @@ def fuse_bidirectional(
         whose fused distance is > 0, background first; unclaimed pixels become background).
     closing : size k of the authors' optional k x k grey-level closing of the label image (0 = off, default).
     spacing : ``(sy, sx)`` to compute the distances in mm instead of pixels.
+    workers : threads over frames (the EDT releases the GIL); default: the usable CPU cores, at most 4.
 
     Returns
     -------
@@ -576,13 +578,28 @@ def fuse_bidirectional(
     far = float(h + w) * max(sp)
     n_classes = int(max(forward.max(initial=0), backward.max(initial=0))) + 1
     out = np.empty_like(forward)
+    todo = []
     for k in range(t):
         if wb[k] == 0.0 or np.array_equal(forward[k], backward[k]):
             out[k] = forward[k]
         elif wf[k] == 0.0:
             out[k] = backward[k]
         else:
-            out[k] = _fuse_frame(forward[k], backward[k], wf[k], wb[k], n_classes, assemble, sp, far)
+            todo.append(k)
+
+    def one(k: int) -> None:
+        out[k] = _fuse_frame(forward[k], backward[k], wf[k], wb[k], n_classes, assemble, sp, far)
+
+    if workers is None:
+        workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 4)
+    if workers > 1 and len(todo) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(workers, len(todo))) as pool:
+            list(pool.map(one, todo))
+    else:
+        for k in todo:
+            one(k)
     if closing:
         from scipy import ndimage as ndi
 
