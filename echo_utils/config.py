@@ -107,6 +107,13 @@ class RegistrationConfig(_Section):
     checkpoint_every: int = Field(250, ge=1)
     instance_iterations: int = Field(100, ge=1, description="Adam steps per pair for InstanceBSpline")
     instance_lr: float = Field(0.05, gt=0)
+    loss_sigma: float = Field(
+        0.0,
+        ge=0,
+        description="Gaussian sigma (px) applied to fixed and moving images before the NCC of the loss (network "
+        "input unchanged); 0 = the authors' raw NCC. Suppresses frame-to-frame speckle, which raw NCC rewards "
+        "the network for blurring by sub-pixel shifts",
+    )
     seed: int = 2022
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "ncc",
     "bending_energy",
     "RegistrationLoss",
+    "gaussian_blur",
     "BSplineDIR",
     "InstanceBSpline",
     "jacobian_determinant",
@@ -334,6 +335,21 @@ def bending_energy(displacement: Tensor) -> Tensor:
     return be.mean(dim=(2, 3)).sum(1)
 
 
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian smoothing of ``(N, C, H, W)`` images, ``sigma`` in pixels (0: unchanged), reflect padding."""
+    if sigma <= 0:
+        return x
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    n, c, h, w = x.shape
+    y = x.reshape(n * c, 1, h, w)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    return y.reshape(n, c, h, w)
+
+
 @dataclass
 class LossTerms:
     loss: Tensor
@@ -347,18 +363,27 @@ class RegistrationLoss(nn.Module):
     ``ncc='global'`` (default, the authors' code and hence the published numbers): one correlation over the
     whole batch.  ``ncc='pair'``: one per pair, averaged; every pair then weighs the same whatever its contrast,
     and the loss of a pair does not depend on which other pairs share its batch (needed by :class:`InstanceBSpline`).
-    ``P`` is the mean bending energy over the batch (:func:`bending_energy`).
+    ``P`` is the mean bending energy over the batch (:func:`bending_energy`).  ``sigma`` (px, default 0 = the
+    authors') smooths both images before the NCC in :meth:`pair_loss`.
     """
 
-    def __init__(self, alpha: float = 1.0, ncc: NccMode = "global"):
+    def __init__(self, alpha: float = 1.0, ncc: NccMode = "global", sigma: float = 0.0):
         super().__init__()
         self.alpha = float(alpha)
         self.ncc_mode = ncc
+        self.sigma = float(sigma)
 
     def forward(self, fixed: Tensor, warped: Tensor, displacement: Tensor) -> LossTerms:
         sim = ncc(fixed, warped, self.ncc_mode).mean()
         be = bending_energy(displacement).mean()
         return LossTerms(loss=-sim + self.alpha * be, ncc=sim, bending=be)
+
+    def pair_loss(self, fixed: Tensor, moving: Tensor, displacement: Tensor) -> LossTerms:
+        """Loss of ``moving`` warped by ``displacement`` against ``fixed``; with ``sigma > 0`` both images are first
+        smoothed (:func:`gaussian_blur`) so that the NCC sees anatomy rather than frame-to-frame speckle."""
+        if self.sigma > 0:
+            fixed, moving = gaussian_blur(fixed, self.sigma), gaussian_blur(moving, self.sigma)
+        return self(fixed, warp(moving, displacement), displacement)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -479,15 +504,21 @@ class InstanceBSpline:
     alpha : bending-energy weight.
     iterations : Adam steps.
     lr : Adam learning rate, in pixels per step for the control points.
+    sigma : Gaussian smoothing (px) of both images before the NCC (as ``loss_sigma`` of the network; 0 = raw).
     """
 
-    def __init__(self, grid_spacing: int = 32, alpha: float = 1.0, iterations: int = 100, lr: float = 0.05):
-        if grid_spacing < 1 or iterations < 1 or lr <= 0:
-            raise ValueError(f"InstanceBSpline: bad settings spacing={grid_spacing} iterations={iterations} lr={lr}")
+    def __init__(
+        self, grid_spacing: int = 32, alpha: float = 1.0, iterations: int = 100, lr: float = 0.05, sigma: float = 0.0
+    ):
+        if grid_spacing < 1 or iterations < 1 or lr <= 0 or sigma < 0:
+            raise ValueError(
+                f"InstanceBSpline: bad settings spacing={grid_spacing} iterations={iterations} lr={lr} sigma={sigma}"
+            )
         self.grid_spacing = int(grid_spacing)
         self.alpha = float(alpha)
         self.iterations = int(iterations)
         self.lr = float(lr)
+        self.sigma = float(sigma)
         self.history: list[float] | None = None
 
     #: tells callers (``fusion.register_pairs``) to call it under ``no_grad``, not ``inference_mode``; it works
@@ -497,7 +528,7 @@ class InstanceBSpline:
     def __repr__(self) -> str:
         return (
             f"InstanceBSpline(grid_spacing={self.grid_spacing}, alpha={self.alpha}, "
-            f"iterations={self.iterations}, lr={self.lr})"
+            f"iterations={self.iterations}, lr={self.lr}, sigma={self.sigma})"
         )
 
     def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
@@ -507,8 +538,8 @@ class InstanceBSpline:
         size = fixed.shape[-2:]
         gh, gw = control_grid_shape(size, self.grid_spacing)
         with torch.inference_mode(False), torch.enable_grad():
-            fixed = fixed.detach().clone().float()
-            moving = moving.detach().clone().float()
+            fixed = gaussian_blur(fixed.detach().clone().float(), self.sigma)
+            moving = gaussian_blur(moving.detach().clone().float(), self.sigma)
             cp = torch.zeros(fixed.shape[0], 2, gh, gw, device=fixed.device, requires_grad=True)
             opt = torch.optim.Adam([cp], lr=self.lr)
             history = []
@@ -666,7 +697,7 @@ def _validate(model: BSplineDIR, loss_fn: RegistrationLoss, sequences, pairs, ba
         chunk = pairs[i : i + batch_size]
         fixed, moving = _gather(sequences, chunk, device)
         u = model(fixed, moving)
-        terms = loss_fn(fixed, warp(moving, u), u)
+        terms = loss_fn.pair_loss(fixed, moving, u)
         for k in tot:
             tot[k] += float(getattr(terms, k)) * len(chunk)
         n += len(chunk)
@@ -723,6 +754,9 @@ def train_registration(
     missing = [k for k, v in settings.items() if v is None]
     if missing:
         raise ValueError(f"train_registration: config lacks {missing}")
+    loss_sigma = float(_cfg_get(config, "loss_sigma", 0.0) or 0.0)
+    if loss_sigma:  # only in the cache key when used, so caches made before the option existed stay valid
+        settings["loss_sigma"] = loss_sigma
     arch = dict(grid_spacing=int(settings["grid_spacing"]), kernels=int(settings["kernels"]), image_size=list(size))
     model = BSplineDIR(**arch)  # validates the size/spacing before anything is written
 
@@ -764,7 +798,7 @@ def train_registration(
     torch.manual_seed(seed)
     model = BSplineDIR(**arch).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]), amsgrad=True)
-    loss_fn = RegistrationLoss(alpha=float(settings["alpha"]), ncc=settings["ncc"])
+    loss_fn = RegistrationLoss(alpha=float(settings["alpha"]), ncc=settings["ncc"], sigma=loss_sigma)
     iterations, batch = int(settings["iterations"]), int(settings["batch_size"])
     validate_every = int(_cfg_get(config, "validate_every", 100))
     checkpoint_every = int(_cfg_get(config, "checkpoint_every", 250))
@@ -803,7 +837,7 @@ def train_registration(
             idx = _batch_indices(it, len(train_pairs), batch, seed)
             fixed, moving = _gather(sequences, train_pairs[idx], device)
             u = model(fixed, moving)
-            terms = loss_fn(fixed, warp(moving, u), u)
+            terms = loss_fn.pair_loss(fixed, moving, u)
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             opt.step()

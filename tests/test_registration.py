@@ -22,6 +22,7 @@ from echo_utils.registration import (
     evaluate_registration,
     folding_fraction,
     frame_pairs,
+    gaussian_blur,
     jacobian_determinant,
     load_registration,
     load_training_log,
@@ -371,3 +372,23 @@ def test_network_inference_then_instance_optimisation_share_caches():
     net(x[:1], x[1:])  # creates the caches for 80x80 inside inference_mode
     u = InstanceBSpline(grid_spacing=8, iterations=2)(x[:1], x[1:])
     assert u.shape == (1, 2, 80, 80)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5])
+def test_gaussian_blur_matches_scipy(sigma):
+    x = np.random.default_rng(0).random((2, 1, 20, 24))
+    ours = gaussian_blur(torch.from_numpy(x), sigma).numpy()
+    ref = np.stack([gaussian_filter(x[i, 0], sigma, mode="mirror", truncate=3.0) for i in range(2)])[:, None]
+    np.testing.assert_allclose(ours, ref, atol=1e-10)
+    assert gaussian_blur(torch.from_numpy(x), 0.0) is not None and torch.equal(gaussian_blur(torch.from_numpy(x), 0.0), torch.from_numpy(x))
+
+
+def test_loss_sigma_smooths_before_ncc_and_keys_the_cache(tiny_data, tmp_path):
+    f, m = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    u = torch.zeros(2, 2, 32, 32)
+    terms = RegistrationLoss(alpha=1.0, ncc="pair", sigma=1.5).pair_loss(f, m, u)
+    assert terms.ncc.item() == pytest.approx(ncc(gaussian_blur(f, 1.5), gaussian_blur(m, 1.5), "pair").mean().item(), abs=1e-6)
+    train, val = tiny_data
+    a = train_registration(train, tiny_config(iterations=2), tmp_path, val_sequences=val, device="cpu", progress=False)
+    b = train_registration(train, tiny_config(iterations=2, loss_sigma=1.0), tmp_path, val_sequences=val, device="cpu", progress=False)
+    assert a.run_dir != b.run_dir
