@@ -451,6 +451,7 @@ class BSplineDIR(nn.Module):
         layers.append(out)
         self.net = nn.Sequential(*layers)
         self.run_dir: Path | None = None  # set by train_registration / load_registration
+        self.inference_dtype: torch.dtype | None = None  # e.g. torch.bfloat16: autocast at inference
 
     def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
         """``(N, 2, H/s, W/s)`` control-point displacements in pixels."""
@@ -462,6 +463,9 @@ class BSplineDIR(nn.Module):
         x = torch.cat((fixed, moving), dim=1)
         if not self.training and not torch.is_grad_enabled():
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.inference_dtype is not None and not self.training and not torch.is_grad_enabled():
+            with torch.autocast(x.device.type, dtype=self.inference_dtype):
+                return self.net(x).float().contiguous()
         return self.net(x).contiguous()
 
     def forward(self, fixed: Tensor, moving: Tensor) -> Tensor:
@@ -469,8 +473,15 @@ class BSplineDIR(nn.Module):
         cp = self.control_points(fixed, moving)
         return bspline_upsample(cp, self.grid_spacing, fixed.shape[-2:])
 
-    def optimise_for_inference(self) -> "BSplineDIR":
-        """Eval mode, no gradients, channels_last weights (the fast CPU path); returns self."""
+    def optimise_for_inference(self, dtype: torch.dtype | None = None) -> "BSplineDIR":
+        """Eval mode, no gradients, channels_last weights (the fast CPU path); returns self.
+
+        ``dtype=torch.bfloat16`` additionally runs the convolutions under autocast at inference (about 1.6x faster
+        on CPUs with AVX-512 bf16; the control points differ from fp32 by ~1e-2 px); the B-spline upsampling stays
+        in fp32.  ``None`` keeps (or, passed explicitly after a bf16 call, does not reset) the current setting.
+        """
+        if dtype is not None:
+            self.inference_dtype = None if dtype == torch.float32 else dtype
         self.eval()
         self.requires_grad_(False)
         self.to(memory_format=torch.channels_last)

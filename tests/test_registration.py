@@ -392,3 +392,17 @@ def test_loss_sigma_smooths_before_ncc_and_keys_the_cache(tiny_data, tmp_path):
     a = train_registration(train, tiny_config(iterations=2), tmp_path, val_sequences=val, device="cpu", progress=False)
     b = train_registration(train, tiny_config(iterations=2, loss_sigma=1.0), tmp_path, val_sequences=val, device="cpu", progress=False)
     assert a.run_dir != b.run_dir
+
+
+def test_bf16_inference_is_close_to_fp32():
+    torch.manual_seed(0)
+    net = BSplineDIR(grid_spacing=8, kernels=8, image_size=(64, 64))
+    with torch.no_grad():
+        net.net[-1].weight.normal_(0, 0.5)  # a non-trivial output, as after training
+    f, m = torch.from_numpy(texture(64, 1))[None, None], torch.from_numpy(texture(64, 2))[None, None]
+    ref = net.optimise_for_inference()(f, m)
+    fast = net.optimise_for_inference(torch.bfloat16)(f, m)
+    assert ref.abs().max() > 0.1 and fast.dtype == torch.float32
+    assert (fast - ref).abs().max().item() < 0.05 * ref.abs().max().item()
+    back = net.optimise_for_inference(torch.float32)(f, m)
+    torch.testing.assert_close(back, ref)
