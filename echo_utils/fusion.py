@@ -20,8 +20,8 @@ tensors ``(N, 1, H, W) -> (N, 2, H, W)`` in pixels with ``warped(p) = moving(p +
 
 Choices this module makes, and the other option it offers:
 
-* **Phase convention** ``weights='authors'`` (default): :math:`\\varphi = \\mathrm{linspace}(0, \\pi/2, T)`, so the fused
-  ED frame is exactly the forward label (the ED reference) and the fused ES frame exactly the backward label
+* **Phase convention** ``weights='authors'`` (default): :math:`\\varphi = \\mathrm{linspace}(0, \\pi/2, T)`, so the
+  fused ED frame is exactly the forward label (the ED reference) and the fused ES frame exactly the backward label
   (the ES reference). ``weights='paper'``: Eq. 1 as printed, :math:`\\varphi_t = \\pi t / (2N)` for
   :math:`t = 1..N`; then ES is exactly the backward label but ED still mixes in 1 - cos²(π/2N) of the backward map.
 * **Assembly** of one label map from the per-class fused maps ``s_C``:
@@ -111,7 +111,8 @@ class PseudoLabels:
     def __post_init__(self) -> None:
         shapes = {k: getattr(self, k).shape for k in KINDS}
         if len(set(shapes.values())) != 1 or len(shapes["forward"]) != 3:
-            raise ValueError(f"PseudoLabels: forward, backward and bidirectional must share one (T,H,W) shape, got {shapes}")
+            raise ValueError(f"PseudoLabels: forward, backward and bidirectional must share one (T,H,W) shape, "
+                             f"got {shapes}")
 
     def __getitem__(self, kind: str) -> np.ndarray:
         if kind not in KINDS:
@@ -253,7 +254,8 @@ def register_pairs(
                 u = registration(fixed, moving)
             if tuple(u.shape) != (fixed.shape[0], 2, h, w):
                 raise ValueError(
-                    f"registration returned a displacement of shape {tuple(u.shape)}; expected {(fixed.shape[0], 2, h, w)}"
+                    f"registration returned a displacement of shape {tuple(u.shape)}; "
+                    f"expected {(fixed.shape[0], 2, h, w)}"
                 )
             out.append(u.detach().float().cpu())
     return torch.cat(out).clone()
@@ -387,8 +389,9 @@ def propagate(
         all T-1 image pairs are registered in one batched call (they do not depend on the labels), only the label
         warping is sequential. ``'composed'``: the same registrations, but the displacements are composed
         (``U_{k+1}(p) = u_k(p) + U_k(p + u_k(p))``, bilinear) and the start label is warped once to every frame, so
-        sub-pixel frame-to-frame motion is not rounded away by repeated nearest-neighbour resampling. ``'fixed'``: register fixed = every frame to moving = the start frame and warp the
-        start label once per frame (the authors' alternative).
+        sub-pixel frame-to-frame motion is not rounded away by repeated nearest-neighbour resampling.
+        ``'fixed'``: register fixed = every frame to moving = the start frame and warp the start label once per
+        frame (the authors' alternative).
     warp : ``warp(x (N,C,H,W), u (N,2,H,W), mode='nearest')``; default ``echo_utils.registration.warp``.
     batch_size : image pairs per registration call (``None``: all at once).
 
@@ -789,7 +792,8 @@ def save_pseudo_labels(labels: PseudoLabels, root: str | Path, seq) -> dict[str,
 
 
 def load_pseudo_labels(root: str | Path, seq) -> PseudoLabels:
-    """Read the pseudo-labels of ``seq`` (an ``EchoSequence`` or its key) from ``root`` = ``paths.pseudo_labels/<method>``.
+    """Read the pseudo-labels of ``seq`` (an ``EchoSequence`` or its key) from ``root``
+    (= ``paths.pseudo_labels/<method>``).
 
     Returns uint8 ``(T, H, W)`` arrays; with an ``EchoSequence`` their shape is checked against its images.
     """
@@ -799,13 +803,15 @@ def load_pseudo_labels(root: str | Path, seq) -> PseudoLabels:
     for kind in KINDS:
         path = pseudo_label_path(root, seq, kind)
         if not path.is_file():
-            raise FileNotFoundError(f"pseudo-label file {path} does not exist; run notebook 03 (generate_pseudo_labels)")
+            raise FileNotFoundError(f"pseudo-label file {path} does not exist; "
+                                    "run notebook 03 (generate_pseudo_labels)")
         arr = np.asarray(nib.load(str(path)).dataobj)
         if arr.ndim != 3:
             raise ValueError(f"{path}: expected a 3D (W,H,T) volume, got shape {arr.shape}")
         out[kind] = np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.uint8)
         if not isinstance(seq, str) and out[kind].shape != tuple(np.asarray(seq.images).shape):
-            raise ValueError(f"{path}: shape {out[kind].shape} does not match the sequence images {np.asarray(seq.images).shape}")
+            raise ValueError(f"{path}: shape {out[kind].shape} does not match the sequence images "
+                             f"{np.asarray(seq.images).shape}")
     return PseudoLabels(**out)
 
 
