@@ -1147,13 +1147,25 @@ def prediction_slider(seq: "EchoSequence", predictions: dict[str, np.ndarray], *
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from .plots import image_trace
+    from .plots import overlay_rgb
 
     names = list(predictions)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.02)
+    sy, sx = (float(v) for v in seq.spacing)
+
+    def jpeg(rgb) -> str:  # JPEG: ~5x smaller than PNG for speckled echo frames; the slider holds T x panels
+        import base64
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="JPEG", quality=88)
+        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
     def traces(t):
-        return [image_trace(seq.images[t], predictions[n][t], seq.spacing, alpha=alpha, name=n) for n in names]
+        return [go.Image(source=jpeg(overlay_rgb(seq.images[t], predictions[n][t], alpha=alpha)), x0=sx / 2, dx=sx,
+                         y0=sy / 2, dy=sy, name=n, hoverinfo="skip") for n in names]
 
     for j, tr in enumerate(traces(0), 1):
         fig.add_trace(tr, row=1, col=j)
