@@ -175,7 +175,7 @@ def test_small_configuration_topology():
     strides = np.prod(np.array(arch["strides"]), axis=0)
     assert np.all(np.array(small["patch_size"]) % strides == 0)  # the patch fits the pooling
     assert len(arch["n_conv_per_stage"]) == n and len(arch["n_conv_per_stage_decoder"]) == n - 1
-    assert arch["strides"] == [list(s) for s in get_pool_and_conv_props([1.0, 1.4, 1.4], [16, 128, 128], 4, 999999)[1]]
+    assert arch["strides"] == [list(s) for s in get_pool_and_conv_props([1.0, 1.4, 1.4], list(cfg.nnunet.patch_3d), 4, 999999)[1]]
 
 
 def test_load_prediction_checks_shape(tmp_path):
