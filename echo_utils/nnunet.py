@@ -113,6 +113,10 @@ TRAINER = "EchoTrainer"
 CHANNELS = {"0": "echo"}  # any name but 'CT' selects nnU-Net's per-image z-score normalisation
 FILE_ENDING = ".nii.gz"
 POOLS = os.environ.get("ECHO_NNUNET_POOLS", "thread")  # 'process' restores nnU-Net's spawn pools (see _pools)
+# torch threads for nnU-Net training and prediction on CPU. One thread per process is the robust choice on a small
+# machine: measured on the 2-core machine while other processes ran, 2 threads were 3-19x *slower* than 1 (the OpenMP
+# threads wait for each other whenever one is descheduled). Set ECHO_NNUNET_THREADS=2 on an otherwise idle machine.
+CPU_THREADS = int(os.environ.get("ECHO_NNUNET_THREADS", "1"))
 _EXPORT_MARKER = "echo_export.json"
 _PREPROCESS_MARKER = "echo_preprocess.json"
 _TRAINING_MARKER = "echo_training.json"
@@ -314,6 +318,22 @@ def _pools(kind: str):
         for m, old in zip(modules, saved[0]):
             m.multiprocessing = old
         utils.Pool = saved[1]
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: str):
+    """Run torch with :data:`CPU_THREADS` threads on CPU (restored afterwards); CUDA is left alone."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(CPU_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _write_nifti(path: Path, array: np.ndarray, spacing: tuple[float, ...]) -> None:
@@ -967,7 +987,7 @@ def train_model(
     dataset_json = load_json(str(plans_file.parent / "dataset.json"))
     torch_device = torch.device(device)
     log = Path(paths.nnunet) / "logs" / f"{dataset_name(cfg, model)}_train_fold{fold}.log"
-    with _quiet(None if verbose else log):
+    with _quiet(None if verbose else log), _cpu_threads(device):
         trainer = trainer_class(cfg, verbose)(plans, configuration_name(cfg, model), fold, dataset_json, torch_device)
         if resume:
             trainer.load_checkpoint(str(latest))
@@ -1089,8 +1109,6 @@ def predict_all(
     Predictions that exist are reused. The folder records the checkpoint it was made with; predicting into it
     with a different model is a :class:`NnUNetError` (nothing is overwritten).
     """
-    from tqdm import tqdm
-
     out = Path(paths.predictions) / (out_name or model)
     out.mkdir(parents=True, exist_ok=True)
     ckpts = [_fold_folder(cfg, paths, model, f) / "checkpoint_final.pth" for f in cfg.nnunet.folds]
@@ -1109,11 +1127,18 @@ def predict_all(
     if not todo:
         return out
     predictor = load_predictor(cfg, paths, model, device)
+    with _cpu_threads(device):
+        _predict_into(out, predictor, todo, cfg, progress)
+    return out
+
+
+def _predict_into(out: Path, predictor, todo: list, cfg: StudyConfig, progress: bool) -> None:
+    from tqdm import tqdm
+
     for seq in tqdm(todo, desc=f"predict {out.name}", unit="seq", disable=not progress, mininterval=2.0,
                     file=sys.stderr):
         seg = predict_sequence(predictor, seq, cfg.nnunet.time_spacing)
         _write_nifti(out / f"{seq.key}{FILE_ENDING}", seg, (cfg.nnunet.time_spacing, *map(float, seq.spacing)))
-    return out
 
 
 def _file_digest(path: Path) -> str:
