@@ -41,10 +41,11 @@ Command-line equivalents (what each function runs, for users of the nnU-Net CLI)
     export nnUNet_raw=<run>/nnunet/raw nnUNet_preprocessed=<run>/nnunet/preprocessed \\
            nnUNet_results=<run>/nnunet/results nnUNet_extTrainer=<run>/nnunet/trainers \\
            nnUNet_def_n_proc=2 nnUNet_n_proc_DA=0 nnUNet_compile=0
-    nnUNetv2_plan_and_preprocess -d 803 -c 3d_fullres -np 2 --verify_dataset_integrity
-    # (small profiles: add the 3d_fullres_small configuration to nnUNetPlans.json, see small_configuration)
-    nnUNetv2_train 803 3d_fullres_small 0 -tr EchoTrainer -device cpu
-    nnUNetv2_predict -d 803 -c 3d_fullres_small -f 0 -tr EchoTrainer -i <raw>/imagesTs -o <out> --disable_tta \\
+    nnUNetv2_plan_and_preprocess -d 802 -c 3d_fullres -np 2 --verify_dataset_integrity
+    # two steps have no command: time is kept as the first axis (ExperimentPlanner(..., suppress_transpose=True)),
+    # and small profiles add the 3d_fullres_small configuration to nnUNetPlans.json (see small_configuration)
+    nnUNetv2_train 802 3d_fullres_small 0 -tr EchoTrainer -device cpu
+    nnUNetv2_predict -d 802 -c 3d_fullres_small -f 0 -tr EchoTrainer -i <raw>/imagesTs -o <out> --disable_tta \\
         -device cpu
 
 ``nnUNet_extTrainer`` points at a small generated module (``<run>/nnunet/trainers/echo_trainers.py``) whose
@@ -60,7 +61,6 @@ import json
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
