@@ -88,3 +88,21 @@ def test_built_html_has_every_page_and_no_cdn(built_book):
             # every plotly figure carries a title (its caption) -- the layout object follows the data
             for call in text.split("Plotly.newPlot(")[1:]:
                 assert '"title":{"text":' in call.split("Plotly.newPlot(")[0][:400_000], f"{page}: figure without title"
+
+
+def test_book_content_landmarks(built_book):
+    """The pages a reader and a teacher rely on carry their key content."""
+    root, _, _ = built_book
+    html = root / "_build" / "html" / "book"
+    intro = (html / "intro.html").read_text()
+    assert "pipeline.svg" in intro and "<figcaption" in intro, "intro: the pipeline figure with a caption"
+    exercises = (html / "exercises.html").read_text()
+    assert exercises.count("dropdown") >= 5, "exercises: solutions hidden behind toggles"
+    n_bib = (root / "book" / "references.bib").read_text().count("\n@")
+    references = (html / "references.html").read_text()
+    assert references.count('class="citation"') == n_bib, "references: every bib entry is cited and listed"
+    evaluation = (html / "notebooks" / "05_evaluation.html").read_text()
+    assert "Table 1" in evaluation and "Table 2" in evaluation
+    assert evaluation.count("Plotly.newPlot(") >= 4
+    method = (html / "method.html").read_text()
+    assert "MathJax" in method and "\\cos" in method, "method: Eq. 1 rendered by MathJax"
