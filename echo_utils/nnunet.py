@@ -1172,7 +1172,7 @@ def prediction_slider(seq: "EchoSequence", predictions: dict[str, np.ndarray], *
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from .plots import overlay_rgb
+    from .plots import animation_controls, overlay_rgb
 
     names = list(predictions)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.02)
@@ -1196,19 +1196,8 @@ def prediction_slider(seq: "EchoSequence", predictions: dict[str, np.ndarray], *
         fig.add_trace(tr, row=1, col=j)
     labels = [f"frame {t}" + (" (ED)" if t == seq.ed else " (ES)" if t == seq.es else "") for t in range(seq.n_frames)]
     fig.frames = [go.Frame(data=traces(t), name=lab, traces=list(range(len(names)))) for t, lab in enumerate(labels)]
-    step = lambda n: dict(method="animate", label=n,  # noqa: E731
-                          args=[[n], dict(mode="immediate", frame=dict(duration=0, redraw=True),
-                                          transition=dict(duration=0))])
-    fig.update_layout(
-        title=title, height=height,
-        sliders=[dict(active=0, steps=[step(n) for n in labels], pad=dict(t=30))],
-        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.12, xanchor="left", yanchor="top",
-                          buttons=[dict(label="play", method="animate",
-                                        args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=True,
-                                                         transition=dict(duration=0))]),
-                                   dict(label="pause", method="animate",
-                                        args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])])],
-    )
+    fig.update_layout(title=title, height=height,
+                      **animation_controls(labels, frame_ms=150, buttons_y=-0.12, slider_pad=30))
     for j in range(1, len(names) + 1):
         fig.update_xaxes(title_text="x (mm)", constrain="domain", row=1, col=j)
         fig.update_yaxes(title_text="depth (mm)" if j == 1 else None, scaleanchor=f"x{'' if j == 1 else j}",

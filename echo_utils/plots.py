@@ -169,18 +169,32 @@ def sequence_slider(images, labels=None, spacing=(1.0, 1.0), *, title: str, fram
     traces = [image_trace(images[t], None if labels is None else labels[t], spacing, alpha=alpha)
               for t in range(T)]
     fig = go.Figure(data=[traces[0]], frames=[go.Frame(data=[tr], name=n) for tr, n in zip(traces, names)])
-    step = lambda n: dict(method="animate", label=n,  # noqa: E731
-                          args=[[n], dict(mode="immediate", frame=dict(duration=0, redraw=True),
-                                          transition=dict(duration=0))])
     fig.update_layout(
         title=title, height=height,
         xaxis=dict(title="x (mm)", constrain="domain"), yaxis=dict(title="depth (mm)", scaleanchor="x"),
-        sliders=[dict(active=0, steps=[step(n) for n in names], currentvalue=dict(prefix=""), pad=dict(t=40))],
-        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.08, xanchor="left", yanchor="top",
-                          buttons=[dict(label="play", method="animate",
-                                        args=[None, dict(frame=dict(duration=120, redraw=True), fromcurrent=True,
-                                                         transition=dict(duration=0))]),
-                                   dict(label="pause", method="animate",
-                                        args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])])],
+        **animation_controls(names, frame_ms=120, buttons_y=-0.08, slider_pad=40),
     )
     return fig
+
+
+def animation_controls(names: list[str], *, frame_ms: int = 120, buttons_y: float = -0.08,
+                       slider_pad: int = 40) -> dict:
+    """Layout entries (``sliders``, ``updatemenus``) for a frame slider with play/pause buttons.
+
+    ``names`` are the ``go.Frame`` names in order; ``frame_ms`` is the playback time per frame in milliseconds.
+    Use as ``fig.update_layout(**animation_controls(names))``.
+    """
+
+    def step(name: str) -> dict:
+        return dict(method="animate", label=name,
+                    args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
+
+    play = dict(label="play", method="animate",
+                args=[None, dict(frame=dict(duration=frame_ms, redraw=True), fromcurrent=True, transition=dict(duration=0))])
+    pause = dict(label="pause", method="animate",
+                 args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])
+    return dict(
+        sliders=[dict(active=0, steps=[step(n) for n in names], currentvalue=dict(prefix=""), pad=dict(t=slider_pad))],
+        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=buttons_y, xanchor="left", yanchor="top",
+                          buttons=[play, pause])],
+    )
