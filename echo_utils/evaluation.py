@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from . import metrics
+
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
@@ -87,7 +89,7 @@ MODEL_COLORS = {
     "3d_sparse": "#8c564b",
     "reference": "#2ca02c",
 }
-STRUCTURES: dict[str, tuple[int, ...]] = {"LV": (1,), "MYO": (2,), "EPI": (1, 2), "LA": (3,)}  # as metrics.STRUCTURES
+STRUCTURES: dict[str, tuple[int, ...]] = metrics.STRUCTURES
 STRUCTURE_NAMES = {
     "LV": "LV cavity",
     "MYO": "LV myocardium (ring)",
@@ -586,28 +588,18 @@ def inconsistency_figure(table: pd.DataFrame, *, title: str):
 
 
 def bland_altman_figure(auto: Mapping[str, pd.Series], reference: pd.Series, *, title: str, unit: str):
-    """Bland-Altman plot: difference (auto - reference) against the mean, one trace per model, with the bias and
-    the 95% limits of agreement (bias ± 1.96 sd) as dashed lines of the model's colour."""
-    import plotly.graph_objects as go
+    """Bland-Altman plot: difference (auto - reference) against the mean, one series per model (patients present in
+    both), each with its bias and 95% limits of agreement drawn by :func:`echo_utils.plots.bland_altman`."""
+    from .plots import bland_altman
 
-    fig = go.Figure()
+    fig = None
     for model in _ordered(auto):
-        a = auto[model]
-        common = a.index.intersection(reference.index)
-        x = (a.loc[common] + reference.loc[common]) / 2
-        d = a.loc[common] - reference.loc[common]
-        color = MODEL_COLORS.get(model)
-        name = MODEL_NAMES.get(model, model)
-        fig.add_trace(go.Scatter(x=x, y=d, mode="markers", name=name, marker_color=color, hovertext=list(common)))
-        if len(d) >= 2:
-            bias, sd = float(d.mean()), float(d.std(ddof=1))
-            for k, dash in ((0.0, "dash"), (1.96, "dot"), (-1.96, "dot")):
-                fig.add_hline(y=bias + k * sd, line_dash=dash, line_color=color, opacity=0.6)
-    fig.add_hline(y=0, line_color="black", line_width=1)
-    fig.update_layout(
-        title=title, xaxis_title=f"mean of automatic and reference ({unit})",
-        yaxis_title=f"automatic − reference ({unit})", height=450,
-    )  # fmt: skip
+        common = auto[model].index.intersection(reference.index)
+        fig = bland_altman(auto[model].loc[common].to_numpy(), reference.loc[common].to_numpy(), title=title,
+                           unit=unit, name=MODEL_NAMES.get(model, model), color=MODEL_COLORS.get(model),
+                           labels=list(common), fig=fig, annotate=False)
+    if fig is None:  # no model to show: an empty figure with the same title and axes
+        fig = bland_altman([], [], title=title, unit=unit)
     return fig
 
 

@@ -80,7 +80,7 @@ def label_contour_traces(
 
 
 def bland_altman(auto, ref, *, title: str, unit: str, name: str = "automatic", color: str = "#1f77b4",
-                 labels=None):
+                 labels=None, fig=None, annotate: bool = True):
     """Bland-Altman figure: difference ``auto - ref`` against the mean ``(auto + ref) / 2``, in ``unit``.
 
     Dashed line: the bias (mean difference); dotted lines: the 95 % limits of agreement, bias -/+ 1.96 sd
@@ -90,6 +90,8 @@ def bland_altman(auto, ref, *, title: str, unit: str, name: str = "automatic", c
     Args:
         auto, ref: 1D sequences of the same length (e.g. EDV in mL from a model and from the reference).
         title: figure title. unit: unit of the values, shown on both axes (e.g. "mL", "%").
+        fig: an existing Bland-Altman figure to add this series to (one series per model); default a new one.
+        annotate: write the bias and limit values next to their lines (turn off when several series share a figure).
 
     Returns:
         a ``plotly.graph_objects.Figure``.
@@ -104,14 +106,19 @@ def bland_altman(auto, ref, *, title: str, unit: str, name: str = "automatic", c
     ok = np.isfinite(a) & np.isfinite(r)
     mean, diff = (a[ok] + r[ok]) / 2.0, a[ok] - r[ok]
     hover = None if labels is None else [str(x) for x, keep in zip(labels, ok) if keep]
-    fig = go.Figure(go.Scatter(x=mean, y=diff, mode="markers", name=name, marker_color=color, hovertext=hover))
+    new = fig is None
+    fig = go.Figure() if new else fig
+    fig.add_trace(go.Scatter(x=mean, y=diff, mode="markers", name=name, marker_color=color, hovertext=hover))
     if diff.size >= 2:
         bias, sd = float(diff.mean()), float(diff.std(ddof=1))
-        fig.add_hline(y=bias, line_dash="dash", line_color=color, annotation_text=f"bias {bias:.2f} {unit}")
+        fig.add_hline(y=bias, line_dash="dash", line_color=color,
+                      annotation_text=f"bias {bias:.2f} {unit}" if annotate else None)
         for k in (-1.96, 1.96):
             fig.add_hline(y=bias + k * sd, line_dash="dot", line_color=color,
-                          annotation_text=f"{'+' if k > 0 else '−'}1.96 sd: {bias + k * sd:.2f} {unit}")
-    fig.add_hline(y=0.0, line_color="black", line_width=1)
+                          annotation_text=f"{'+' if k > 0 else '−'}1.96 sd: {bias + k * sd:.2f} {unit}" if annotate
+                          else None)
+    if new:
+        fig.add_hline(y=0.0, line_color="black", line_width=1)
     fig.update_layout(title=title, xaxis_title=f"mean of automatic and reference ({unit})",
                       yaxis_title=f"automatic − reference ({unit})", height=420)
     return fig
