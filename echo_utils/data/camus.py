@@ -1,0 +1,587 @@
+"""CAMUS (2023 NIfTI and legacy MHD) and TED readers, returning :class:`EchoSequence`.
+
+Conventions (DESIGN.md): images float32 ``(T, H, W)`` in [0, 1] with the apex at row 0; labels uint8
+(0 background, 1 LV cavity, 2 LV myocardium, 3 left atrium); spacing ``(sy, sx)`` in mm per pixel;
+ED/ES 0-based frame indices.
+
+Axis conventions on disk (paper-facts.md, "Datasets"):
+
+* CAMUS 2023 NIfTI: nibabel returns ``(W, H[, T])`` with zooms ``(sx, sy[, 1])``: transposed to ``(T, H, W)``.
+* CAMUS legacy and TED MHD/RAW: SimpleITK returns ``(T, H, W)`` with ElementSpacing ``(sx, sy[, st])``.
+
+Single files: :func:`load_sequence` (layout detected from the files present), :func:`load_ted_sequence`.
+Whole data sets: :func:`list_patients`, :func:`iter_sequences`, :func:`read_split`.  The study's data set, from a
+profile: :func:`load_study`, :func:`study_split` and :func:`study_sequences` (patients / keys of a split without
+loading images).  Every problem is an :class:`EchoDataError` naming the file and the problem; a dataset with one
+bad file raises instead of returning part of the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+LABELS = {0: "background", 1: "LV cavity", 2: "LV myocardium", 3: "left atrium"}
+DenseKind = Literal["exact", "manual", "interpolated"]
+
+
+@dataclass
+class EchoSequence:
+    """One echocardiographic sequence of one view of one patient.
+
+    Attributes
+    ----------
+    patient : e.g. ``"patient0001"``.
+    view : ``"2CH"`` or ``"4CH"``.
+    images : float32 ``(T, H, W)`` in [0, 1], apex at the top.
+    spacing : ``(sy, sx)`` in mm per pixel.
+    ed, es : 0-based frame indices of end-diastole and end-systole.
+    labels : the sparse manual labels, ``{frame index: (H, W) uint8}`` (ED and ES).
+    dense : uint8 ``(T, H, W)`` reference for every frame, or ``None``.
+    dense_kind : ``"exact"`` (synthetic), ``"manual"`` (TED) or ``"interpolated"`` (CAMUS half_sequence_gt).
+    info : the ``Info_*.cfg`` values, as read.
+    """
+
+    patient: str
+    view: str
+    images: np.ndarray
+    spacing: tuple[float, float]
+    ed: int
+    es: int
+    labels: dict[int, np.ndarray] = field(default_factory=dict)
+    dense: np.ndarray | None = None
+    dense_kind: DenseKind | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def key(self) -> str:
+        """``patientXXXX_2CH``: the stem used by every file the study writes for this sequence."""
+        return f"{self.patient}_{self.view}"
+
+
+# ================================================================================================================
+# Readers
+# ================================================================================================================
+
+
+__all__ = [
+    "EchoSequence",
+    "EchoDataError",
+    "LABELS",
+    "read_cfg",
+    "detect_layout",
+    "load_sequence",
+    "load_ted_sequence",
+    "list_patients",
+    "iter_sequences",
+    "resize_sequence",
+    "read_split",
+    "study_root",
+    "study_split",
+    "study_sequences",
+    "iter_study",
+    "load_study",
+]
+
+VIEWS = ("2CH", "4CH")
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "testing"}
+_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test",
+                  "testing": "test"}
+
+
+class EchoDataError(ValueError):
+    """A dataset file that cannot be used: the message names the file and the problem."""
+
+
+def read_cfg(path: str | Path) -> dict:
+    """Read an ``Info_*.cfg`` / ``*_info.cfg`` file of ``Key: value`` lines (numbers converted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EchoDataError(f"{path}: missing cfg file")
+    out: dict = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        if ":" not in line:
+            raise EchoDataError(f"{path}, line {n}: expected 'Key: value', got {line!r}")
+        key, value = (s.strip() for s in line.split(":", 1))
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+def _load_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """NIfTI as CAMUS 2023 stores it, (W, H[, T]) -> ``(H, W)`` or ``(T, H, W)``; spacing (sy, sx) from zooms."""
+    import nibabel as nib
+
+    if not path.is_file():
+        raise EchoDataError(f"{path}: missing file")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+        raise EchoDataError(f"{path}: cannot read NIfTI ({exc})") from exc
+    zooms = img.header.get_zooms()
+    if data.ndim == 3 and data.shape[2] == 1:
+        data = data[..., 0]
+    if data.ndim == 2:
+        arr = data.T
+    elif data.ndim == 3:
+        arr = data.transpose(2, 1, 0)
+    else:
+        raise EchoDataError(f"{path}: expected a 2D or 3D image, got shape {data.shape}")
+    return np.ascontiguousarray(arr), (float(zooms[1]), float(zooms[0]))
+
+
+def _load_mhd(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """MHD/RAW via SimpleITK: arrays come back ``(H, W)`` or ``(T, H, W)``; spacing (sy, sx) from ElementSpacing."""
+    import SimpleITK as sitk
+
+    if not path.is_file():
+        raise EchoDataError(f"{path}: missing file")
+    try:
+        img = sitk.ReadImage(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise EchoDataError(f"{path}: cannot read MHD ({exc})") from exc
+    arr = sitk.GetArrayFromImage(img)
+    sp = img.GetSpacing()
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim not in (2, 3):
+        raise EchoDataError(f"{path}: expected a 2D or 3D image, got shape {arr.shape}")
+    return arr, (float(sp[1]), float(sp[0]))
+
+
+def _as_images(arr: np.ndarray, path: Path) -> np.ndarray:
+    """float32 ``(T, H, W)`` in [0, 1]: integers are divided by 255 (or their max if larger); floats outside
+    [0, 1] are min-max scaled.  NaN / infinite / empty / all-zero images are errors."""
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.size == 0 or 0 in arr.shape:
+        raise EchoDataError(f"{path}: empty image (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise EchoDataError(f"{path}: image contains NaN or infinite values")
+    a = arr.astype(np.float32)
+    lo, hi = float(a.min()), float(a.max())
+    if hi == lo:
+        raise EchoDataError(f"{path}: empty image (every pixel is {lo})")
+    if np.issubdtype(arr.dtype, np.integer) and lo >= 0:
+        a /= 255.0 if hi <= 255 else hi
+    elif lo < 0 or hi > 1:
+        a = (a - lo) / (hi - lo)
+    return a
+
+
+def _as_labels(arr: np.ndarray, path: Path) -> np.ndarray:
+    """uint8 label map; values must be in {0, 1, 2, 3}."""
+    if arr.size == 0:
+        raise EchoDataError(f"{path}: empty label map (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise EchoDataError(f"{path}: label map contains NaN or infinite values")
+        if not np.all(arr == np.round(arr)):
+            raise EchoDataError(f"{path}: label map has non-integer values")
+    bad = np.setdiff1d(np.unique(arr), np.arange(4))
+    if bad.size:
+        raise EchoDataError(f"{path}: label values {bad.tolist()} outside {{0, 1, 2, 3}}")
+    return arr.astype(np.uint8)
+
+
+def _check_same_shape(img_shape, gt_shape, img_path: Path, gt_path: Path) -> None:
+    if tuple(img_shape) != tuple(gt_shape):
+        raise EchoDataError(f"{gt_path}: shape {tuple(gt_shape)} differs from the image {img_path.name} "
+                            f"shape {tuple(img_shape)}")
+
+
+def _frames_from_cfg(info: dict, n_frames: int, cfg_path: Path, seq_path: Path) -> tuple[int, int]:
+    """0-based ED/ES indices from the cfg's 1-based frame numbers, checked against the sequence length."""
+    for key in ("ED", "ES"):
+        if key not in info:
+            raise EchoDataError(f"{cfg_path}: missing key '{key}'")
+    nb = info.get("NbFrame")
+    if nb is not None and int(nb) != n_frames:
+        raise EchoDataError(f"{cfg_path}: NbFrame = {nb} but {seq_path.name} has {n_frames} frames")
+    ed, es = int(info["ED"]) - 1, int(info["ES"]) - 1
+    for key, idx in (("ED", ed), ("ES", es)):
+        if not 0 <= idx < n_frames:
+            raise EchoDataError(f"{cfg_path}: {key} = {idx + 1} is out of range 1..{n_frames} "
+                                f"(frames of {seq_path.name})")
+    return ed, es
+
+
+def detect_layout(patient_dir: str | Path, view: str = "2CH") -> str:
+    """``'nifti2023'``, ``'mhd_legacy'`` or ``'ted'`` from the files present; :class:`EchoDataError` otherwise."""
+    d = Path(patient_dir)
+    p = d.name
+    if not d.is_dir():
+        raise EchoDataError(f"{d}: patient folder not found")
+    if (d / f"{p}_{view}_half_sequence.nii.gz").exists() or (d / f"{p}_{view}_half_sequence.nii").exists():
+        return "nifti2023"
+    if (d / f"{p}_{view}_sequence.mhd").exists():
+        return "ted" if (d / f"{p}_{view}_info.cfg").exists() else "mhd_legacy"
+    raise EchoDataError(
+        f"{d}: unknown layout for view {view}: expected {p}_{view}_half_sequence.nii.gz (CAMUS 2023), "
+        f"{p}_{view}_sequence.mhd + Info_{view}.cfg (CAMUS legacy) or {p}_4CH_sequence.mhd + "
+        f"{p}_4CH_info.cfg (TED)"
+    )
+
+
+def _nifti_path(d: Path, stem: str) -> Path:
+    gz = d / f"{stem}.nii.gz"
+    return gz if gz.exists() or not (d / f"{stem}.nii").exists() else d / f"{stem}.nii"
+
+
+def _dense_kind(info: dict, default: str, cfg_path: Path) -> str:
+    kind = str(info.get("DenseKind", default)).strip().lower()
+    if kind not in ("exact", "manual", "interpolated"):
+        raise EchoDataError(f"{cfg_path}: DenseKind must be exact, manual or interpolated, got {kind!r}")
+    return kind
+
+
+def load_sequence(patient_dir: str | Path, view: str) -> EchoSequence:
+    """Read one view of one CAMUS patient (2023 NIfTI or legacy MHD, detected from the files).
+
+    2023 NIfTI: ``_half_sequence`` (ED -> ES), ``_half_sequence_gt`` as ``dense`` (kind from the cfg key
+    ``DenseKind``, default ``'interpolated'``: the real CAMUS dense labels are interpolated, not manual),
+    ``_ED_gt`` / ``_ES_gt`` as sparse labels.  Legacy MHD: ``_sequence``, ``_ED_gt``, ``_ES_gt``; no dense labels.
+    """
+    view = view.upper()
+    if view not in VIEWS:
+        raise EchoDataError(f"unknown view {view!r}: expected one of {VIEWS}")
+    d = Path(patient_dir)
+    layout = detect_layout(d, view)
+    p = d.name
+    if layout == "ted":
+        return load_ted_sequence(d)
+    cfg_path = d / f"Info_{view}.cfg"
+    info = read_cfg(cfg_path)
+    if layout == "nifti2023":
+        seq_path = _nifti_path(d, f"{p}_{view}_half_sequence")
+        load = _load_nifti
+        sparse_paths = {k: _nifti_path(d, f"{p}_{view}_{k}_gt") for k in ("ED", "ES")}
+        dense_path = _nifti_path(d, f"{p}_{view}_half_sequence_gt")
+    else:
+        seq_path = d / f"{p}_{view}_sequence.mhd"
+        load = _load_mhd
+        sparse_paths = {k: d / f"{p}_{view}_{k}_gt.mhd" for k in ("ED", "ES")}
+        dense_path = None
+    raw, spacing = load(seq_path)
+    if raw.ndim != 3:
+        raise EchoDataError(f"{seq_path}: expected a sequence (T, H, W), got shape {raw.shape}")
+    images = _as_images(raw, seq_path)
+    ed, es = _frames_from_cfg(info, images.shape[0], cfg_path, seq_path)
+    labels = {}
+    for key, idx in (("ED", ed), ("ES", es)):
+        lab, _ = load(sparse_paths[key])
+        _check_same_shape(images.shape[1:], lab.shape, seq_path, sparse_paths[key])
+        labels[idx] = _as_labels(lab, sparse_paths[key])
+    dense = kind = None
+    if dense_path is not None and dense_path.exists():
+        lab, _ = load(dense_path)
+        _check_same_shape(images.shape, lab.shape, seq_path, dense_path)
+        dense = _as_labels(lab, dense_path)
+        kind = _dense_kind(info, "interpolated", cfg_path)
+    return EchoSequence(patient=p, view=view, images=images, spacing=spacing, ed=ed, es=es, labels=labels,
+                        dense=dense, dense_kind=kind, info=info)
+
+
+def load_ted_sequence(patient_dir: str | Path) -> EchoSequence:
+    """Read one TED patient: the full-cycle 4CH ``_sequence`` and its per-frame ``_sequence_gt`` (``manual``).
+
+    The sparse labels are the dense labels at ED and ES.
+    """
+    d = Path(patient_dir)
+    p = d.name
+    seq_path, gt_path, cfg_path = (d / f"{p}_4CH_sequence.mhd", d / f"{p}_4CH_sequence_gt.mhd",
+                                   d / f"{p}_4CH_info.cfg")
+    if not seq_path.exists():
+        raise EchoDataError(f"{seq_path}: missing file (TED layout: {p}_4CH_sequence.mhd)")
+    info = read_cfg(cfg_path)
+    raw, spacing = _load_mhd(seq_path)
+    if raw.ndim != 3:
+        raise EchoDataError(f"{seq_path}: expected a sequence (T, H, W), got shape {raw.shape}")
+    images = _as_images(raw, seq_path)
+    ed, es = _frames_from_cfg(info, images.shape[0], cfg_path, seq_path)
+    lab, _ = _load_mhd(gt_path)
+    _check_same_shape(images.shape, lab.shape, seq_path, gt_path)
+    dense = _as_labels(lab, gt_path)
+    return EchoSequence(patient=p, view="4CH", images=images, spacing=spacing, ed=ed, es=es,
+                        labels={ed: dense[ed].copy(), es: dense[es].copy()}, dense=dense,
+                        dense_kind=_dense_kind(info, "manual", cfg_path), info=info)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Datasets
+# ----------------------------------------------------------------------------------------------------------------
+
+_PATIENT_RE = re.compile(r"^patient\d+$")
+
+
+def _dataset_layout(root: Path) -> tuple[str, dict[str, Path]]:
+    """(layout, {patient: folder}) of a dataset root (CAMUS 2023, CAMUS legacy or TED)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EchoDataError(f"{root}: dataset root not found")
+    candidates = [("nifti2023", [root / "database_nifti"]), ("mhd_legacy", [root / "training", root / "testing"]),
+                  ("ted", [root / "database"])]
+    for layout, dirs in candidates:
+        found = {q.name: q for d in dirs if d.is_dir() for q in d.iterdir() if q.is_dir() and _PATIENT_RE.match(q.name)}
+        if found:
+            return layout, dict(sorted(found.items()))
+    direct = {q.name: q for q in root.iterdir() if q.is_dir() and _PATIENT_RE.match(q.name)}
+    if direct:
+        first = next(iter(sorted(direct.values())))
+        layout = "ted" if list(first.glob("*_4CH_info.cfg")) else ("nifti2023" if list(first.glob("*.nii*"))
+                                                                   else "mhd_legacy")
+        return layout, dict(sorted(direct.items()))
+    raise EchoDataError(
+        f"{root}: unknown dataset layout: expected database_nifti/patientXXXX (CAMUS 2023), "
+        "training|testing/patientXXXX (CAMUS legacy) or database/patientNNN (TED)"
+    )
+
+
+def list_patients(root: str | Path) -> dict[str, Path]:
+    """``{patient id: folder}`` of a dataset root, sorted by id."""
+    return _dataset_layout(Path(root))[1]
+
+
+def read_split(root: str | Path) -> dict[str, list[str]] | None:
+    """The official split of a dataset root, ``{'train', 'val', 'test'}`` -> patient ids, or ``None``.
+
+    CAMUS 2023: ``database_split/subgroup_{training,validation,testing}.txt``.  Legacy CAMUS: the ``testing``
+    folder is the test set and ``training`` the rest (no validation set: ``val`` is empty).
+    """
+    root = Path(root)
+    sdir = root / "database_split"
+    if sdir.is_dir():
+        out = {}
+        for short, long in SPLIT_NAMES.items():
+            f = sdir / f"subgroup_{long}.txt"
+            if not f.is_file():
+                raise EchoDataError(f"{f}: missing split file")
+            out[short] = sorted({ln.strip() for ln in f.read_text().splitlines() if ln.strip()})
+        return out
+    if (root / "training").is_dir() and (root / "testing").is_dir():
+        pats = {k: sorted(q.name for q in (root / k).iterdir() if q.is_dir() and _PATIENT_RE.match(q.name))
+                for k in ("training", "testing")}
+        return {"train": pats["training"], "val": [], "test": pats["testing"]}
+    return None
+
+
+def _resolve_split(root: Path, split) -> set[str] | None:
+    if split is None or split == "all":
+        return None
+    if isinstance(split, str):
+        key = _SPLIT_ALIASES.get(split)
+        if key is None:
+            raise EchoDataError(f"unknown split {split!r}: expected train, val, test or all")
+        official = read_split(root)
+        if official is None:
+            raise EchoDataError(f"{root}: no official split files (database_split/ or training|testing/)")
+        return set(official[key])
+    return set(split)
+
+
+def iter_sequences(root: str | Path, split=None, views: Iterable[str] = VIEWS) -> Iterator[EchoSequence]:
+    """Every sequence of a dataset root in a deterministic order (patient id, then ``views`` order).
+
+    ``split``: ``None``/``'all'``, a split name (``train``/``val``/``test``, official split files), or an
+    iterable of patient ids.  TED roots yield their 4CH full-cycle sequences.
+    """
+    root = Path(root)
+    layout, patients = _dataset_layout(root)
+    wanted = _resolve_split(root, split)
+    for pid, folder in patients.items():
+        if wanted is not None and pid not in wanted:
+            continue
+        if layout == "ted":
+            yield load_ted_sequence(folder)
+            continue
+        for view in views:
+            yield load_sequence(folder, view)
+
+
+def resize_sequence(seq: EchoSequence, size: int | tuple[int, int] = (512, 512)) -> EchoSequence:
+    """Resample to ``size`` = (H, W): cubic B-spline for images (clipped to [0, 1]), nearest for labels.
+
+    The pixel spacing is scaled by the same factor (``sy' = sy * H / H'``), so physical distances are preserved.
+    """
+    from scipy import ndimage
+
+    if isinstance(size, int):
+        size = (size, size)
+    H, W = seq.shape
+    fy, fx = size[0] / H, size[1] / W
+    if (H, W) == tuple(size):
+        return seq
+
+    def zoom(a: np.ndarray, order: int) -> np.ndarray:
+        factors = (1.0,) * (a.ndim - 2) + (fy, fx)
+        out = ndimage.zoom(a, factors, order=order, mode="nearest", grid_mode=True, prefilter=order > 1)
+        return out
+
+    images = np.clip(zoom(seq.images, 3), 0.0, 1.0).astype(np.float32)
+    labels = {k: zoom(v, 0).astype(np.uint8) for k, v in seq.labels.items()}
+    dense = None if seq.dense is None else zoom(seq.dense, 0).astype(np.uint8)
+    spacing = (seq.spacing[0] / fy, seq.spacing[1] / fx)
+    return EchoSequence(patient=seq.patient, view=seq.view, images=images, spacing=spacing, ed=seq.ed, es=seq.es,
+                        labels=labels, dense=dense, dense_kind=seq.dense_kind, info=dict(seq.info))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The study's data set (config-driven): synthetic cohort or real CAMUS/TED
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _expand(path: str, key: str) -> Path:
+    expanded = os.path.expanduser(os.path.expandvars(path))
+    if "$" in expanded:
+        raise EchoDataError(f"data.{key} = {path!r}: environment variable not set ({expanded!r}); "
+                            "export it (e.g. CAMUS_ROOT=/path/to/camus) or give a path")
+    p = Path(expanded)
+    if not p.is_dir():
+        raise EchoDataError(f"data.{key} = {path!r} -> {p}: folder not found")
+    return p
+
+
+def study_root(cfg, paths, *, generate: bool = True) -> Path:
+    """The data set root of a study: the synthetic cohort (generated if missing) or the real data set's folder."""
+    d = cfg.data
+    if d.source == "synthetic":
+        from .phantom import make_cohort
+
+        root = Path(os.path.expandvars(d.root)) if d.root else Path(paths.data)
+        if generate:
+            make_cohort(root, d.n_patients, size=d.size, frames=tuple(d.frames), seed=d.seed,
+                        full_cycle=d.full_cycle, test_fraction=d.test_fraction, val_fraction=d.val_fraction)
+        return root
+    if d.source == "camus":
+        if not d.root:
+            raise EchoDataError("data.source is 'camus' but data.root is not set (e.g. root: ${CAMUS_ROOT})")
+        return _expand(d.root, "root")
+    if not (d.ted_root or d.root):
+        raise EchoDataError("data.source is 'ted' but neither data.ted_root nor data.root is set")
+    return _expand(d.ted_root or d.root, "ted_root" if d.ted_root else "root")
+
+
+def _limit_split(split: dict[str, list[str]], n: int) -> dict[str, list[str]]:
+    """Keep ``n`` patients in all: the first of each split (sorted), in proportion to the split sizes, at least one
+    per non-empty split."""
+    total = sum(len(v) for v in split.values())
+    counts = {k: (1 if v else 0) for k, v in split.items()}
+    while sum(counts.values()) < n:
+        k = max((k for k in split if counts[k] < len(split[k])),
+                key=lambda k: len(split[k]) * n / total - counts[k])
+        counts[k] += 1
+    return {k: sorted(v)[: counts[k]] for k, v in split.items()}
+
+
+def study_split(cfg, paths) -> dict[str, list[str]]:
+    """Patient ids per split, ``{'train', 'val', 'test'}`` (sorted), without loading any image.
+
+    Official split files when the data set has them (the synthetic cohort writes CAMUS-style ones); otherwise a
+    split seeded by ``data.seed`` with ``data.test_fraction`` / ``data.val_fraction``, written to
+    ``paths.data/split.json`` and reused.  ``data.max_patients`` keeps the first patients of each split in
+    proportion (at least one per non-empty split).
+    """
+    from .phantom import _split_patients
+
+    d = cfg.data
+    root = study_root(cfg, paths)
+    official = read_split(root)
+    if official is not None and official["test"] and not official["val"] and d.val_fraction > 0:
+        # legacy CAMUS: carve a seeded validation set out of the training patients
+        rng = np.random.default_rng([d.seed, 4321])
+        train = official["train"]
+        n_val = max(1, int(round(len(train) * d.val_fraction))) if len(train) > 1 else 0
+        pick = set(train[i] for i in rng.permutation(len(train))[:n_val])
+        official = {"train": sorted(set(train) - pick), "val": sorted(pick), "test": official["test"]}
+    if official is None:
+        split_file = Path(paths.data) / "split.json"
+        params = {"root": str(root), "seed": d.seed, "test_fraction": d.test_fraction,
+                  "val_fraction": d.val_fraction}
+        if split_file.exists():
+            stored = json.loads(split_file.read_text())
+            if stored.get("params") != params:
+                raise EchoDataError(f"{split_file}: written for {stored.get('params')}, but this profile asks for "
+                                    f"{params}; delete it or use another run directory")
+            official = stored["split"]
+        else:
+            pats = list(list_patients(root))
+            s = _split_patients(pats, d.seed, d.test_fraction, d.val_fraction)
+            official = {"train": s["training"], "val": s["validation"], "test": s["testing"]}
+            split_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = split_file.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({"params": params, "split": official}, indent=1))
+            os.replace(tmp, split_file)
+    if d.max_patients is not None and d.source != "synthetic":
+        total = sum(len(v) for v in official.values())
+        if d.max_patients < total:
+            official = _limit_split(official, d.max_patients)
+    return {k: sorted(official[k]) for k in ("train", "val", "test")}
+
+
+def study_sequences(cfg, paths, split: str = "all") -> list[tuple[str, str]]:
+    """``[(patient, view), ...]`` of a split in the order :func:`load_study` returns them (no image loaded)."""
+    key = _SPLIT_ALIASES.get(split, split)
+    s = study_split(cfg, paths)
+    if key == "all":
+        pats = sorted(set().union(*s.values()))
+    elif key in s:
+        pats = s[key]
+    else:
+        raise EchoDataError(f"unknown split {split!r}: expected train, val, test or all")
+    views = ("4CH",) if cfg.data.source == "ted" else tuple(cfg.data.views)
+    return [(p, v) for p in pats for v in views]
+
+
+def iter_study(cfg, paths, split: str = "all") -> Iterator[EchoSequence]:
+    """Like :func:`load_study`, one sequence at a time (real CAMUS at 512x512 does not fit in memory at once).
+
+    The split and every patient folder are checked before the first sequence is read.
+    """
+    root = study_root(cfg, paths)
+    patients = list_patients(root)
+    keys = study_sequences(cfg, paths, split)
+    missing = sorted({pid for pid, _ in keys if pid not in patients})
+    if missing:
+        raise EchoDataError(f"{root}: patients {missing[:5]} are listed in the split but have no folder")
+    for pid, view in keys:
+        seq = load_ted_sequence(patients[pid]) if cfg.data.source == "ted" else load_sequence(patients[pid], view)
+        if cfg.data.resize:
+            seq = resize_sequence(seq, (cfg.data.resize, cfg.data.resize))
+        yield seq
+
+
+def load_study(cfg, paths, split: str = "all") -> list[EchoSequence]:
+    """The study's sequences of one split (``'train'``, ``'val'``, ``'test'`` or ``'all'``), in a deterministic
+    order (patient id, then ``data.views``), resized to ``data.resize`` if set.
+
+    The synthetic cohort is generated under ``data.root`` or ``paths.data`` if missing (cached: a cohort made
+    with other parameters is refused).  ``data.root`` may reference an environment variable (``${CAMUS_ROOT}``).
+    """
+    from tqdm import tqdm
+
+    n = len(study_sequences(cfg, paths, split))
+    return list(tqdm(iter_study(cfg, paths, split), total=n, desc=f"load {split}", disable=n < 40))
