@@ -652,7 +652,7 @@ def _check_sequence(seq) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for what, lab in (("ED", ed), ("ES", es)):
         if not lab.any():
             raise ValueError(f"{name}: the {what} label is empty (background only)")
-    from .plots import LABEL_NAMES
+    from .labels import LABEL_NAMES
 
     for c in sorted(set(np.unique(ed)) ^ set(np.unique(es))):
         where, missing = ("ES", "ED") if c in es else ("ED", "ES")

@@ -68,6 +68,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 
 from .config import NnUNetConfig, RunPaths, StudyConfig, config_hash
+from .labels import LABEL_VALUES as LABELS  # name -> label value, as nnU-Net's dataset.json wants
+from .labels import MODELS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -105,8 +107,6 @@ __all__ = [
     "EchoTrainer",
 ]
 
-MODELS = ("2d_sparse", "2d_dense", "3d_dense", "3d_sparse")
-LABELS = {"background": 0, "LV cavity": 1, "LV myocardium": 2, "left atrium": 3}
 IGNORE_LABEL = 4  # nnU-Net's ignore label must be the highest label value
 PLANS = "nnUNetPlans"
 TRAINER = "EchoTrainer"

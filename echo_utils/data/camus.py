@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-LABELS = {0: "background", 1: "LV cavity", 2: "LV myocardium", 3: "left atrium"}
+from ..labels import LABEL_NAMES as LABELS  # label value -> name (the one vocabulary)
 DenseKind = Literal["exact", "manual", "interpolated"]
 
 
