@@ -81,13 +81,12 @@ def score_pseudo_labels(
 
 
 def per_video(scores: "pd.DataFrame") -> "pd.DataFrame":  # noqa: F821
-    """Average :func:`score_pseudo_labels` rows over the frames of each video (NaN frames skipped), as the paper."""
-    keys = ["patient", "view", "key", "method", "kind", "structure"]
-    metrics_ = ["dice", "hd_mm", "mad_mm", "hd_px", "mad_px"]
-    g = scores.groupby(keys, sort=False)
-    out = g[metrics_].mean()
-    out["n_frames"] = g.size()
-    return out.reset_index()
+    """Average :func:`score_pseudo_labels` rows over the frames of each video (NaN frames skipped), as the paper:
+    :func:`echo_utils.metrics.average_per_video` grouped by ``patient, view, key, method, kind, structure``
+    (columns ``dice, hd_mm, mad_mm, hd_px, mad_px, n_frames, n_nan_hd``)."""
+    from .. import metrics
+
+    return metrics.average_per_video(scores, keys=["patient", "view", "key", "method", "kind", "structure"])
 
 
 def compare_directions(
