@@ -15,10 +15,12 @@ Each patient is one left ventricle (LV) seen in two apical views (2CH and 4CH). 
   descends towards the apex (the LA grows while the LV empties).
 * 4CH only: right ventricle and right atrium as unlabelled dark cavities beside the septum.
 
-Motion: the epicardial apex is fixed, the cavity shortens (``L``) and contracts radially (``W``) following a
-non-linear systolic time course (slow isovolumic start, rapid ejection, slow end); the mitral plane moves towards
-the apex.  The requested ejection fraction fixes the shortening: ``EF = 1 - (1 - l)(1 - r)^2``.  Full cycles
-(ED -> ES -> ED) add rapid filling, diastasis and the atrial kick.
+Motion: the cavity shortens (``L``) and contracts radially (``W``) on each patient's own systolic time course
+(isovolumic start, rapid early ejection, a plateau of varied onset: not the ``sin^2`` law of the Eq. 1 weights);
+the mitral plane moves towards the apex.  The requested ejection fraction fixes the shortening:
+``EF = 1 - (1 - l)(1 - r)^2``.  On top (:mod:`echo_utils.data.phantom_motion`): regional wall motion (a hypokinetic
+segment in ~40 % of patients, non-uniform thickening) with its own time course, and a small rigid drift of the
+whole heart in the sector.  Full cycles (ED -> ES -> ED) add rapid filling, diastasis and the atrial kick.
 
 Appearance: a Rayleigh speckle field defined in *material* coordinates, so that it moves with the tissue (a
 backward map ``X_t(x)`` sends each pixel at frame ``t`` to its end-diastolic position), and decorrelates from frame
@@ -46,7 +48,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
+
+from .phantom_motion import (
+    diastole_phase,
+    frame_motion,
+    sample_regional_course,
+    sample_time_course,
+    sample_view_motion,
+    systole_phase,
+    to_base,
+)
 
 __all__ = [
     "PatientParams",
@@ -66,11 +77,13 @@ __all__ = [
     "true_displacement",
     "lv_volume",
     "render_patient",
+    "patient_motion",
+    "pair_displacement",
 ]
 
 QUALITIES = ("Good", "Medium", "Poor")
 COHORT_FILE = "cohort.json"
-COHORT_VERSION = 1
+COHORT_VERSION = 2  # 2: own time course per patient, regional wall motion, rigid drift
 
 # appearance per image quality: speckle weight, blood echogenicity (contrast), dropout depth, clutter level,
 # frame-to-frame speckle correlation, electronic noise
@@ -109,11 +122,14 @@ class PatientParams:
     depth: float  # imaging depth (the image height), mm
     tilt: dict  # long-axis tilt per view
     offset: dict  # lateral offset of the apex per view, mm
-    knots: list  # systolic time-course knots (phase values at tau = 0.12, 0.5, 0.85)
+    knots: list  # systolic time-course knots [[tau, phase], ...] (phantom_motion.systole_phase)
     frame_rate: float
     age: int
     sex: str
     seed: list = field(default_factory=list)
+    # regional wall motion and rigid drift (phantom_motion): {"regional": knots, "hypokinetic": bool,
+    # "2CH": {...}, "4CH": {...}}; empty = none
+    motion: dict = field(default_factory=dict)
 
 
 def sample_patient(index: int, seed: int, frames: tuple[int, int] = (10, 40)) -> PatientParams:
@@ -134,9 +150,16 @@ def sample_patient(index: int, seed: int, frames: tuple[int, int] = (10, 40)) ->
     radial_short = 1.0 - np.sqrt((1.0 - e) / (1.0 - long_short))
     total = apex_depth + L0 + t0 + la_length
     depth = total / float(rng.uniform(0.80, 0.88))
-    k1 = float(rng.uniform(0.02, 0.07))
-    k2 = float(rng.uniform(0.45, 0.65))
-    k3 = float(rng.uniform(0.90, 0.97))
+    knots = sample_time_course(rng)
+    tilt = {"2CH": float(rng.uniform(-7, 7)), "4CH": float(rng.uniform(-7, 7))}
+    offset = {"2CH": float(rng.uniform(-4, 4)), "4CH": float(rng.uniform(5, 10))}
+    frame_rate = float((n_frames - 1) / rng.uniform(0.28, 0.36))
+    age, sex = int(rng.integers(20, 90)), str(rng.choice(["F", "M"]))
+    hypokinetic = bool(rng.random() < 0.4)
+    cycle_tau = 1.0 + n_dia / max(n_frames - 1, 1)
+    motion = {"regional": sample_regional_course(rng), "hypokinetic": hypokinetic}
+    for view, w in (("2CH", W2), ("4CH", W4)):
+        motion[view] = sample_view_motion(rng, L0, w, t0, float(radial_short), hypokinetic, cycle_tau)
     return PatientParams(
         patient=f"patient{index + 1:04d}",
         quality=quality,
@@ -151,32 +174,34 @@ def sample_patient(index: int, seed: int, frames: tuple[int, int] = (10, 40)) ->
         long_short=float(long_short),
         radial_short=float(radial_short),
         depth=float(depth),
-        tilt={"2CH": float(rng.uniform(-7, 7)), "4CH": float(rng.uniform(-7, 7))},
-        offset={"2CH": float(rng.uniform(-4, 4)), "4CH": float(rng.uniform(5, 10))},
-        knots=[k1, k2, k3],
-        frame_rate=float((n_frames - 1) / rng.uniform(0.28, 0.36)),
-        age=int(rng.integers(20, 90)),
-        sex=str(rng.choice(["F", "M"])),
+        tilt=tilt,
+        offset=offset,
+        knots=knots,
+        frame_rate=frame_rate,
+        age=age,
+        sex=sex,
         seed=[int(seed), int(index)],
+        motion=motion,
     )
 
 
-def systole_phase(n_frames: int, knots=(0.05, 0.55, 0.93)) -> np.ndarray:
-    """Contraction phase ``p`` in [0, 1] at each of ``n_frames`` frames from ED (p = 0) to ES (p = 1).
+def patient_motion(pp: PatientParams, view: str, full_cycle: bool = False) -> tuple[np.ndarray, dict | None]:
+    """The contraction phases ``(T,)`` and the per-frame extra motion of one view (half sequence or full cycle).
 
-    A monotone cubic (PCHIP) through ``(0, 0), (0.12, k1), (0.5, k2), (0.85, k3), (1, 1)``: a slow isovolumic
-    start, rapid ejection, and a slow end of systole.
+    Returns ``(phases, fm)`` with ``fm`` from :func:`~echo_utils.data.phantom_motion.frame_motion` (``None`` for
+    a patient without extra motion).  In diastole the regional motion relaxes with the cavity.
     """
-    tau = np.linspace(0.0, 1.0, n_frames)
-    f = PchipInterpolator([0.0, 0.12, 0.5, 0.85, 1.0], [0.0, *knots, 1.0])
-    return np.clip(f(tau), 0.0, 1.0)
-
-
-def diastole_phase(n_frames: int) -> np.ndarray:
-    """Phase for the ``n_frames`` frames after ES of a full cycle: rapid filling, diastasis, atrial kick, ED (0)."""
-    tau = np.linspace(0.0, 1.0, n_frames + 1)[1:]
-    f = PchipInterpolator([0.0, 0.35, 0.7, 0.82, 1.0], [1.0, 0.3, 0.2, 0.17, 0.0])
-    return np.clip(f(tau), 0.0, 1.0)
+    phases = systole_phase(pp.n_frames, pp.knots)
+    tau = np.linspace(0.0, 1.0, pp.n_frames)
+    r = None
+    if full_cycle:
+        dia = diastole_phase(pp.n_diastole)
+        phases = np.concatenate([phases, dia])
+        tau = np.concatenate([tau, 1.0 + np.arange(1, pp.n_diastole + 1) / max(pp.n_frames - 1, 1)])
+        if pp.motion:
+            r_sys = frame_motion(pp.motion, view, tau[: pp.n_frames])["r"]
+            r = np.concatenate([r_sys, r_sys[-1] * dia])
+    return phases, frame_motion(pp.motion, view, tau, r)
 
 
 def shape_at(pp: PatientParams, view: str, phase) -> dict:
@@ -325,12 +350,14 @@ def _fft_field(rng, shape, sigma, complex_=False):
     return f if complex_ else f.real * np.float32(np.sqrt(2.0))
 
 
-def _material_coords(u, v, g, g0, size, sp, apex, rot, factor: int = 2):
+def _material_coords(u, v, g, g0, size, sp, apex, rot, base=None, factor: int = 2):
     """:func:`backward_map` on a grid ``factor`` times coarser, upsampled (the map is smooth, and this is the
     costliest step); returns full-resolution ``U, V, d_out``.  The labels are always evaluated at full resolution.
+    ``base(u, v)``: the extra motion undone first (:func:`~echo_utils.data.phantom_motion.to_base`).
     """
+    base = base or (lambda a, b: (a, b))
     if size < 96:
-        return backward_map(u, v, g, g0)
+        return backward_map(*base(u, v), g, g0)
     factor = 2
     m = size // factor
     spc = sp * size / m
@@ -340,7 +367,7 @@ def _material_coords(u, v, g, g0, size, sp, apex, rot, factor: int = 2):
     (ay, ax), (cth, sth) = apex, rot
     uc = ((y - ay) * cth + (x - ax) * sth)[None]
     vc = (-(y - ay) * sth + (x - ax) * cth)[None]
-    Uc, Vc, dc = backward_map(uc, vc, g, g0)
+    Uc, Vc, dc = backward_map(*base(uc, vc), g, g0)
     up = _upsample2(np.stack([Uc - uc, Vc - vc, np.minimum(dc, 1e3)]))
     if up.shape[-1] != size:  # odd size: pad the last row/column
         up = np.pad(up, [(0, 0)] * (up.ndim - 2) + [(0, size - up.shape[-2]), (0, size - up.shape[-1])], mode="edge")
@@ -358,8 +385,11 @@ def _upsample2(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def view_geometry(pp: PatientParams, view: str, size: int, phases) -> dict:
+def view_geometry(pp: PatientParams, view: str, size: int, phases, motion: dict | None = None) -> dict:
     """The exact geometry and motion of one view at ``phases``, on the ``size`` x ``size`` pixel grid.
+
+    ``motion``: the per-frame regional wall motion and rigid drift (:func:`patient_motion`; ``None``: the global
+    contraction only).
 
     Returns a dict with ``labels`` uint8 ``(T, H, W)`` (analytic), ``u, v`` (local long-axis coordinates, mm),
     ``U, V`` (their end-diastolic material coordinates), ``d_out`` (distance outside the epicardium, mm),
@@ -384,8 +414,15 @@ def view_geometry(pp: PatientParams, view: str, size: int, phases) -> dict:
     u = ((y - ay) * cth + (x - ax) * sth)[None]
     v = (-(y - ay) * sth + (x - ax) * cth)[None]
 
-    labels = _labels(u, v, g)
-    U, V, d_out = _material_coords(u, v, g, g0, size, sp, (ay, ax), (cth, sth))
+    if motion is not None and len(motion["r"]) != T:
+        raise ValueError(f"motion has {len(motion['r'])} frames, phases {T}")
+    centre = (float(g0["c"] - 0.5 * g0["L"]), 0.0)  # rotation about the ED cavity centre
+
+    def base(a, b):
+        return to_base(a, b, motion, centre, float(g0["c"]), float(g0["L"]))
+
+    labels = _labels(*base(u, v), g)
+    U, V, d_out = _material_coords(u, v, g, g0, size, sp, (ay, ax), (cth, sth), base)
     # ED pixel coordinates of each pixel's material point
     mi = (ay + U * cth - V * sth) / sp - 0.5
     mj = (ax + U * sth + V * cth) / sp + size / 2 - 0.5
@@ -393,30 +430,63 @@ def view_geometry(pp: PatientParams, view: str, size: int, phases) -> dict:
                 apex=(ay, ax), rot=(cth, sth))
 
 
-def true_displacement(pp: PatientParams, view: str, size: int, phases=None) -> np.ndarray:
+def true_displacement(pp: PatientParams, view: str, size: int, phases=None, *, full_cycle: bool = False) -> np.ndarray:
     """Exact displacement ``(T, 2, H, W)`` in pixels (channel 0 rows, channel 1 columns) from each frame to ED.
 
-    DESIGN.md convention, with ``fixed`` = frame t and ``moving`` = the ED frame: ``warped(p) = ED(p + u(p))``
-    shows the ED tissue where it is at frame t.  ``phases`` default: the half sequence (ED -> ES).  Above the
-    mitral plane this is the motion that carries the speckle and the labels; inside the blood pools it is only
-    a smooth convention.
+    The registration convention, with ``fixed`` = frame t and ``moving`` = the ED frame: ``warped(p) = ED(p + u(p))``
+    shows the ED tissue where it is at frame t.  ``phases`` default: the patient's own frames (half sequence, or
+    the full cycle), with their regional motion and rigid drift; explicit ``phases`` give the global contraction
+    only.  Above the mitral plane this is the motion that carries the speckle and the labels; inside the blood
+    pools it is only a smooth convention.
     """
+    motion = None
     if phases is None:
-        phases = systole_phase(pp.n_frames, pp.knots)
-    geo = view_geometry(pp, view, size, phases)
+        phases, motion = patient_motion(pp, view, full_cycle)
+    geo = view_geometry(pp, view, size, phases, motion)
     ii, jj = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32), indexing="ij")
     return np.stack([geo["mi"] - ii, geo["mj"] - jj], axis=1).astype(np.float32)
 
 
-def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng: np.random.Generator):
-    """Render one view at the given contraction phases.
+def pair_displacement(pp: PatientParams, view: str, size: int, fixed: int, moving: int, *,
+                      full_cycle: bool = False, iterations: int = 40) -> np.ndarray:
+    """Exact displacement ``(2, H, W)`` (pixels; channel 0 rows, 1 columns) of the pair (frame ``fixed``, frame
+    ``moving``): ``moving(p + u(p))`` shows at ``p`` the tissue that frame ``fixed`` has there.
+
+    ``u(p) = X_m^-1(X_f(p)) - p`` with ``X_t`` the backward map of frame ``t`` to ED pixel coordinates; the inverse
+    is found by the fixed-point iteration ``q <- q + X_f(p) - X_m(q)`` (bilinear ``X_m``), which converges because
+    the maps are close to rigid at the scale of a pixel.  With ``fixed = t + 1, moving = t`` this is the motion
+    that sequential label propagation must find.
+    """
+    from scipy.ndimage import map_coordinates
+
+    phases, motion = patient_motion(pp, view, full_cycle)
+    sel = np.array([fixed, moving])
+    if sel.min() < 0 or sel.max() >= len(phases):
+        raise ValueError(f"{pp.patient} {view}: frames {fixed}, {moving} outside 0..{len(phases) - 1}")
+    if motion is not None:
+        motion = {k: (v[sel] if isinstance(v, np.ndarray) else v) for k, v in motion.items()}
+    geo = view_geometry(pp, view, size, phases[sel], motion)
+    ii, jj = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64), indexing="ij")
+    target = np.stack([geo["mi"][0], geo["mj"][0]]).astype(np.float64)
+    xm = np.stack([geo["mi"][1], geo["mj"][1]]).astype(np.float64)
+    q = np.stack([ii, jj]) + target - xm
+    for _ in range(iterations):
+        qc = np.clip(q, 0, size - 1)  # beyond the image, X_m continues as its edge value plus a translation
+        at = np.stack([map_coordinates(xm[c], qc, order=1, mode="nearest") for c in (0, 1)]) + (q - qc)
+        q += target - at
+    return (q - np.stack([ii, jj])).astype(np.float32)
+
+
+def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng: np.random.Generator,
+                motion: dict | None = None):
+    """Render one view at the given contraction phases (and per-frame extra ``motion``, :func:`patient_motion`).
 
     Returns ``images`` uint8 ``(T, size, size)``, ``labels`` uint8 ``(T, size, size)`` (exact: evaluated
     analytically at every frame) and the pixel spacing in mm (square pixels).
     """
     q = _QUALITY[pp.quality]
     T = len(phases)
-    geo = view_geometry(pp, view, size, phases)
+    geo = view_geometry(pp, view, size, phases, motion)
     labels, U, V, d_out, mi, mj = (geo[k] for k in ("labels", "U", "V", "d_out", "mi", "mj"))
     g0, y, x, sp = geo["g0"], geo["y"], geo["x"], geo["spacing"]
     (ay, ax), (cth, sth) = geo["apex"], geo["rot"]
@@ -479,13 +549,11 @@ def render_view(pp: PatientParams, view: str, size: int, phases: np.ndarray, rng
 
 def render_patient(pp: PatientParams, size: int, full_cycle: bool = False) -> dict:
     """Render both views of one patient: ``{view: (images, labels, spacing, phases)}`` (full cycle if asked)."""
-    phases = systole_phase(pp.n_frames, pp.knots)
-    if full_cycle:
-        phases = np.concatenate([phases, diastole_phase(pp.n_diastole)])
     out = {}
     for k, view in enumerate(("2CH", "4CH")):
+        phases, motion = patient_motion(pp, view, full_cycle)
         rng = np.random.default_rng([*pp.seed, 7 + k])
-        img, lab, sp = render_view(pp, view, size, phases, rng)
+        img, lab, sp = render_view(pp, view, size, phases, rng, motion)
         out[view] = (img, lab, sp, phases)
     return out
 
@@ -660,7 +728,9 @@ def make_cohort(
     seed : the same seed gives the same files.
     full_cycle : also write TED-like full-cycle 4CH sequences under ``root/ted/database``.
     test_fraction, val_fraction : the seeded split written to ``database_split/``.
-    workers : processes (default: up to 2 when n_patients >= 8).
+    workers : threads (default: up to 2 when n_patients >= 8).  Threads, not processes: numpy releases the GIL in
+        the heavy steps (measured 1.9x with 2 threads), and a plain script without an
+        ``if __name__ == "__main__":`` guard works (a spawned process would re-import it).
     """
     from tqdm import tqdm
 
@@ -700,11 +770,9 @@ def make_cohort(
             workers = min(2, os.cpu_count() or 1) if n_patients >= 8 else 1
         t0 = time.perf_counter()
         if workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures import ThreadPoolExecutor
 
-            # spawn, not fork: the caller (a notebook kernel) may hold torch/OpenMP threads that fork cannot copy
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+            with ThreadPoolExecutor(workers) as ex:
                 summaries = list(tqdm(ex.map(_generate_one, jobs), total=n_patients, desc="phantom",
                                       disable=not progress))
         else:
