@@ -61,6 +61,10 @@ class DataConfig(_Section):
         "May be given as an environment variable reference such as '${CAMUS_ROOT}'.",
     )
     ted_root: str | None = Field(None, description="TED root (folder holding database/), for dense evaluation")
+    ted_map: str | None = Field(
+        None, description="TED -> CAMUS id mapping CSV (ted_id,camus_id); default: the authors' data/ted2camus.csv "
+        "shipped in echo_utils/data. The mapped CAMUS patients are left out of registration training."
+    )
     n_patients: int = Field(20, ge=2, description="synthetic cohort size (patients, each with 2CH and 4CH)")
     size: int = Field(256, ge=32, description="synthetic image size in pixels (square)")
     frames: tuple[int, int] = Field((10, 40), description="synthetic ED->ES frame-count range, inclusive")
@@ -72,7 +76,7 @@ class DataConfig(_Section):
     max_patients: int | None = Field(None, ge=2, description="use only the first N patients of a real dataset")
     seed: int = 0
 
-    @field_validator("root", "ted_root", mode="before")
+    @field_validator("root", "ted_root", "ted_map", mode="before")
     @classmethod
     def _expand_env(cls, value: object) -> object:
         """Expand ``${VAR}`` and ``~``; an unset variable is an error, not an empty path."""

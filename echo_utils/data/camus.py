@@ -1,25 +1,28 @@
 """CAMUS (2023 NIfTI and legacy MHD) and TED readers, returning :class:`EchoSequence`.
 
-Conventions (DESIGN.md): images float32 ``(T, H, W)`` in [0, 1] with the apex at row 0; labels uint8
+Conventions (the book's data chapter): images float32 ``(T, H, W)`` in [0, 1] with the apex at row 0; labels uint8
 (0 background, 1 LV cavity, 2 LV myocardium, 3 left atrium); spacing ``(sy, sx)`` in mm per pixel;
 ED/ES 0-based frame indices.
 
-Axis conventions on disk (paper-facts.md, "Datasets"):
+Axis conventions on disk (CAMUS: Leclerc et al., IEEE TMI 2019; TED: Painchaud et al., IEEE TMI 2022):
 
 * CAMUS 2023 NIfTI: nibabel returns ``(W, H[, T])`` with zooms ``(sx, sy[, 1])``: transposed to ``(T, H, W)``.
 * CAMUS legacy and TED MHD/RAW: SimpleITK returns ``(T, H, W)`` with ElementSpacing ``(sx, sy[, st])``.
 
 Single files: :func:`load_sequence` (layout detected from the files present), :func:`load_ted_sequence`.
-Whole data sets: :func:`list_patients`, :func:`iter_sequences`, :func:`read_split`.  The study's data set, from a
-profile: :func:`load_study`, :func:`study_split` and :func:`study_sequences` (patients / keys of a split without
-loading images).  Every problem is an :class:`EchoDataError` naming the file and the problem; a dataset with one
-bad file raises instead of returning part of the data.
+Whole data sets: :func:`list_patients`, :func:`iter_sequences`, :func:`read_split`.  The TED -> CAMUS patient
+mapping: :func:`read_ted_map` (the authors' ``data/ted2camus.csv``, shipped with the package).  The study's cohort,
+splits and selections from a profile are in :mod:`echo_utils.data.study`.
+
+Every problem is an :class:`EchoDataError` naming the file and the problem; a dataset with one bad file raises
+instead of returning part of the data.  Reference labels are checked on read: values in {0, 1, 2, 3}, and an LV
+cavity in every ED/ES label and every dense frame (an all-background reference would score as a perfect empty
+segmentation, or fail much later in a volume computation without naming the file).
 """
 
 from __future__ import annotations
 
-import json
-import os
+import csv
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -91,11 +94,8 @@ __all__ = [
     "iter_sequences",
     "resize_sequence",
     "read_split",
-    "study_root",
-    "study_split",
-    "study_sequences",
-    "iter_study",
-    "load_study",
+    "read_ted_map",
+    "TED_MAP_FILE",
 ]
 
 VIEWS = ("2CH", "4CH")
@@ -193,19 +193,29 @@ def _as_images(arr: np.ndarray, path: Path) -> np.ndarray:
     return a
 
 
-def _as_labels(arr: np.ndarray, path: Path) -> np.ndarray:
-    """uint8 label map; values must be in {0, 1, 2, 3}."""
+def _as_labels(arr: np.ndarray, path: Path, *, what: str = "label map", require_lv: bool = True) -> np.ndarray:
+    """uint8 label map checked as a reference: values in {0, 1, 2, 3}; with ``require_lv`` the LV cavity (label 1)
+    present in the map (2D) or in every frame (3D).  Errors name the file, the patient (its folder) and ``what``."""
+    where = f"{path} (patient {path.parent.name}, {what})"
     if arr.size == 0:
-        raise EchoDataError(f"{path}: empty label map (shape {arr.shape})")
+        raise EchoDataError(f"{where}: empty label map (shape {arr.shape})")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
-            raise EchoDataError(f"{path}: label map contains NaN or infinite values")
+            raise EchoDataError(f"{where}: label map contains NaN or infinite values")
         if not np.all(arr == np.round(arr)):
-            raise EchoDataError(f"{path}: label map has non-integer values")
+            raise EchoDataError(f"{where}: label map has non-integer values")
     bad = np.setdiff1d(np.unique(arr), np.arange(4))
     if bad.size:
-        raise EchoDataError(f"{path}: label values {bad.tolist()} outside {{0, 1, 2, 3}}")
-    return arr.astype(np.uint8)
+        raise EchoDataError(f"{where}: label values {bad.tolist()} outside {{0, 1, 2, 3}}")
+    lab = arr.astype(np.uint8)
+    if require_lv:
+        frames = lab[None] if lab.ndim == 2 else lab
+        empty = np.flatnonzero(~(frames == 1).any(axis=(1, 2)))
+        if empty.size:
+            at = "" if lab.ndim == 2 else f" at frame(s) {(empty + 1).tolist()[:10]} (1-based)"
+            kind = "is all background" if not frames[empty[0]].any() else "has no LV cavity (label 1)"
+            raise EchoDataError(f"{where}: reference label {kind}{at}; a reference needs the LV cavity")
+    return lab
 
 
 def _check_same_shape(img_shape, gt_shape, img_path: Path, gt_path: Path) -> None:
@@ -295,12 +305,12 @@ def load_sequence(patient_dir: str | Path, view: str) -> EchoSequence:
     for key, idx in (("ED", ed), ("ES", es)):
         lab, _ = load(sparse_paths[key])
         _check_same_shape(images.shape[1:], lab.shape, seq_path, sparse_paths[key])
-        labels[idx] = _as_labels(lab, sparse_paths[key])
+        labels[idx] = _as_labels(lab, sparse_paths[key], what=f"{view} {key} label")
     dense = kind = None
     if dense_path is not None and dense_path.exists():
         lab, _ = load(dense_path)
         _check_same_shape(images.shape, lab.shape, seq_path, dense_path)
-        dense = _as_labels(lab, dense_path)
+        dense = _as_labels(lab, dense_path, what=f"{view} dense labels")
         kind = _dense_kind(info, "interpolated", cfg_path)
     return EchoSequence(patient=p, view=view, images=images, spacing=spacing, ed=ed, es=es, labels=labels,
                         dense=dense, dense_kind=kind, info=info)
@@ -325,7 +335,7 @@ def load_ted_sequence(patient_dir: str | Path) -> EchoSequence:
     ed, es = _frames_from_cfg(info, images.shape[0], cfg_path, seq_path)
     lab, _ = _load_mhd(gt_path)
     _check_same_shape(images.shape, lab.shape, seq_path, gt_path)
-    dense = _as_labels(lab, gt_path)
+    dense = _as_labels(lab, gt_path, what="4CH dense labels")
     return EchoSequence(patient=p, view="4CH", images=images, spacing=spacing, ed=ed, es=es,
                         labels={ed: dense[ed].copy(), es: dense[es].copy()}, dense=dense,
                         dense_kind=_dense_kind(info, "manual", cfg_path), info=info)
@@ -450,138 +460,38 @@ def resize_sequence(seq: EchoSequence, size: int | tuple[int, int] = (512, 512))
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The study's data set (config-driven): synthetic cohort or real CAMUS/TED
+# TED -> CAMUS patient mapping
 # ----------------------------------------------------------------------------------------------------------------
 
-
-def _expand(path: str, key: str) -> Path:
-    expanded = os.path.expanduser(os.path.expandvars(path))
-    if "$" in expanded:
-        raise EchoDataError(f"data.{key} = {path!r}: environment variable not set ({expanded!r}); "
-                            "export it (e.g. CAMUS_ROOT=/path/to/camus) or give a path")
-    p = Path(expanded)
-    if not p.is_dir():
-        raise EchoDataError(f"data.{key} = {path!r} -> {p}: folder not found")
-    return p
+TED_MAP_FILE = Path(__file__).with_name("ted2camus.csv")
+"""The authors' mapping (repository ``temporally-consistent-echosegmentation``, file ``data/ted2camus.csv``)."""
 
 
-def study_root(cfg, paths, *, generate: bool = True) -> Path:
-    """The data set root of a study: the synthetic cohort (generated if missing) or the real data set's folder."""
-    d = cfg.data
-    if d.source == "synthetic":
-        from .phantom import make_cohort
+def read_ted_map(path: str | Path | None = None) -> dict[str, str]:
+    """TED patient id -> CAMUS patient id, as folder names: ``{"patient001": "patient0002", ...}``.
 
-        root = Path(os.path.expandvars(d.root)) if d.root else Path(paths.data)
-        if generate:
-            make_cohort(root, d.n_patients, size=d.size, frames=tuple(d.frames), seed=d.seed,
-                        full_cycle=d.full_cycle, test_fraction=d.test_fraction, val_fraction=d.val_fraction)
-        return root
-    if d.source == "camus":
-        if not d.root:
-            raise EchoDataError("data.source is 'camus' but data.root is not set (e.g. root: ${CAMUS_ROOT})")
-        return _expand(d.root, "root")
-    if not (d.ted_root or d.root):
-        raise EchoDataError("data.source is 'ted' but neither data.ted_root nor data.root is set")
-    return _expand(d.ted_root or d.root, "ted_root" if d.ted_root else "root")
-
-
-def _limit_split(split: dict[str, list[str]], n: int) -> dict[str, list[str]]:
-    """Keep ``n`` patients in all: the first of each split (sorted), in proportion to the split sizes, at least one
-    per non-empty split."""
-    total = sum(len(v) for v in split.values())
-    counts = {k: (1 if v else 0) for k, v in split.items()}
-    while sum(counts.values()) < n:
-        k = max((k for k in split if counts[k] < len(split[k])),
-                key=lambda k: len(split[k]) * n / total - counts[k])
-        counts[k] += 1
-    return {k: sorted(v)[: counts[k]] for k, v in split.items()}
-
-
-def study_split(cfg, paths) -> dict[str, list[str]]:
-    """Patient ids per split, ``{'train', 'val', 'test'}`` (sorted), without loading any image.
-
-    Official split files when the data set has them (the synthetic cohort writes CAMUS-style ones); otherwise a
-    split seeded by ``data.seed`` with ``data.test_fraction`` / ``data.val_fraction``, written to
-    ``paths.data/split.json`` and reused.  ``data.max_patients`` keeps the first patients of each split in
-    proportion (at least one per non-empty split).
+    TED (Painchaud et al., IEEE TMI 2022) renumbers 98 CAMUS patients; the paper's authors ship the 94 that are in
+    the CAMUS training set as ``data/ted2camus.csv`` (columns ``ted_id,camus_id``, integers), a copy of which is
+    :data:`TED_MAP_FILE` (the default).  Lines starting with ``#`` are comments.  Both columns must be unique.
     """
-    from .phantom import _split_patients
-
-    d = cfg.data
-    root = study_root(cfg, paths)
-    official = read_split(root)
-    if official is not None and official["test"] and not official["val"] and d.val_fraction > 0:
-        # legacy CAMUS: carve a seeded validation set out of the training patients
-        rng = np.random.default_rng([d.seed, 4321])
-        train = official["train"]
-        n_val = max(1, int(round(len(train) * d.val_fraction))) if len(train) > 1 else 0
-        pick = set(train[i] for i in rng.permutation(len(train))[:n_val])
-        official = {"train": sorted(set(train) - pick), "val": sorted(pick), "test": official["test"]}
-    if official is None:
-        split_file = Path(paths.data) / "split.json"
-        params = {"root": str(root), "seed": d.seed, "test_fraction": d.test_fraction,
-                  "val_fraction": d.val_fraction}
-        if split_file.exists():
-            stored = json.loads(split_file.read_text())
-            if stored.get("params") != params:
-                raise EchoDataError(f"{split_file}: written for {stored.get('params')}, but this profile asks for "
-                                    f"{params}; delete it or use another run directory")
-            official = stored["split"]
-        else:
-            pats = list(list_patients(root))
-            s = _split_patients(pats, d.seed, d.test_fraction, d.val_fraction)
-            official = {"train": s["training"], "val": s["validation"], "test": s["testing"]}
-            split_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = split_file.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"params": params, "split": official}, indent=1))
-            os.replace(tmp, split_file)
-    if d.max_patients is not None and d.source != "synthetic":
-        total = sum(len(v) for v in official.values())
-        if d.max_patients < total:
-            official = _limit_split(official, d.max_patients)
-    return {k: sorted(official[k]) for k in ("train", "val", "test")}
-
-
-def study_sequences(cfg, paths, split: str = "all") -> list[tuple[str, str]]:
-    """``[(patient, view), ...]`` of a split in the order :func:`load_study` returns them (no image loaded)."""
-    key = _SPLIT_ALIASES.get(split, split)
-    s = study_split(cfg, paths)
-    if key == "all":
-        pats = sorted(set().union(*s.values()))
-    elif key in s:
-        pats = s[key]
-    else:
-        raise EchoDataError(f"unknown split {split!r}: expected train, val, test or all")
-    views = ("4CH",) if cfg.data.source == "ted" else tuple(cfg.data.views)
-    return [(p, v) for p in pats for v in views]
-
-
-def iter_study(cfg, paths, split: str = "all") -> Iterator[EchoSequence]:
-    """Like :func:`load_study`, one sequence at a time (real CAMUS at 512x512 does not fit in memory at once).
-
-    The split and every patient folder are checked before the first sequence is read.
-    """
-    root = study_root(cfg, paths)
-    patients = list_patients(root)
-    keys = study_sequences(cfg, paths, split)
-    missing = sorted({pid for pid, _ in keys if pid not in patients})
-    if missing:
-        raise EchoDataError(f"{root}: patients {missing[:5]} are listed in the split but have no folder")
-    for pid, view in keys:
-        seq = load_ted_sequence(patients[pid]) if cfg.data.source == "ted" else load_sequence(patients[pid], view)
-        if cfg.data.resize:
-            seq = resize_sequence(seq, (cfg.data.resize, cfg.data.resize))
-        yield seq
-
-
-def load_study(cfg, paths, split: str = "all") -> list[EchoSequence]:
-    """The study's sequences of one split (``'train'``, ``'val'``, ``'test'`` or ``'all'``), in a deterministic
-    order (patient id, then ``data.views``), resized to ``data.resize`` if set.
-
-    The synthetic cohort is generated under ``data.root`` or ``paths.data`` if missing (cached: a cohort made
-    with other parameters is refused).  ``data.root`` may reference an environment variable (``${CAMUS_ROOT}``).
-    """
-    from tqdm import tqdm
-
-    n = len(study_sequences(cfg, paths, split))
-    return list(tqdm(iter_study(cfg, paths, split), total=n, desc=f"load {split}", disable=n < 40))
+    path = Path(path) if path is not None else TED_MAP_FILE
+    if not path.is_file():
+        raise EchoDataError(f"{path}: TED -> CAMUS mapping not found")
+    lines = [(n, ln) for n, ln in enumerate(path.read_text().splitlines(), 1)
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    rows = list(csv.reader(ln for _, ln in lines))
+    if not rows or [c.strip() for c in rows[0]] != ["ted_id", "camus_id"]:
+        raise EchoDataError(f"{path}: expected the header 'ted_id,camus_id'")
+    out: dict[str, str] = {}
+    for (n, _), row in zip(lines[1:], rows[1:]):
+        try:
+            ted, cam = (int(c) for c in row)
+        except ValueError:
+            raise EchoDataError(f"{path}, line {n}: expected two integers 'ted_id,camus_id', got {row}") from None
+        tid, cid = f"patient{ted:03d}", f"patient{cam:04d}"
+        if tid in out:
+            raise EchoDataError(f"{path}, line {n}: TED id {ted} listed twice")
+        if cid in out.values():
+            raise EchoDataError(f"{path}, line {n}: CAMUS id {cam} listed twice")
+        out[tid] = cid
+    return out
