@@ -58,6 +58,7 @@ from .phantom_motion import (
     systole_phase,
     to_base,
 )
+from .study import split_patients  # the one seeded patient split (also used for real data sets)
 
 __all__ = [
     "PatientParams",
@@ -588,23 +589,6 @@ def _write_cfg(path: Path, items: dict) -> None:
     path.write_text("".join(f"{k}: {v}\n" for k, v in items.items()))
 
 
-def _split_patients(patients: list[str], seed: int, test_fraction: float, val_fraction: float) -> dict:
-    """Seeded split by patient: test = round(n * test_fraction), val = round(rest * val_fraction), >= 1 each."""
-    rng = np.random.default_rng([seed, 1234])
-    order = [patients[i] for i in rng.permutation(len(patients))]
-    n = len(order)
-    n_test = min(n - 1, max(1, int(round(n * test_fraction))))
-    n_val = int(round((n - n_test) * val_fraction))
-    if val_fraction > 0:
-        n_val = max(1, n_val)
-    n_val = min(n_val, n - n_test - 1)
-    return {
-        "testing": sorted(order[:n_test]),
-        "validation": sorted(order[n_test : n_test + n_val]),
-        "training": sorted(order[n_test + n_val :]),
-    }
-
-
 def cohort_params(
     n_patients: int, size: int, frames, seed: int, full_cycle: bool, test_fraction: float, val_fraction: float
 ) -> dict:
@@ -777,7 +761,7 @@ def make_cohort(
                                       disable=not progress))
         else:
             summaries = [_generate_one(j) for j in tqdm(jobs, desc="phantom", disable=not progress)]
-        split = _split_patients([s["patient"] for s in summaries], seed, test_fraction, val_fraction)
+        split = split_patients([s["patient"] for s in summaries], seed, test_fraction, val_fraction)
         sdir = tmp / "database_split"
         sdir.mkdir()
         for name, pats in split.items():
