@@ -166,6 +166,14 @@ class NnUNetConfig(_Section):
     n_proc_da: int = Field(0, ge=0, description="data-augmentation workers (0 = in the main process)")
     mirroring: bool = Field(False, description="test-time mirroring at prediction")
     time_spacing: float = Field(1.0, gt=0, description="spacing assigned to the time axis of 3D volumes")
+    in_plane_size: int | None = Field(
+        None, ge=16, description="'small': resample so the median image is this many pixels across (coarser "
+        "target spacing, cheaper iterations); None keeps nnU-Net's spacing"
+    )
+    min_epochs: int | None = Field(
+        None, ge=2, description="stop early once the EMA validation pseudo Dice rose < 0.01 over the last 20 % of "
+        "the epochs, from this epoch on; None trains every epoch"
+    )
 
 
 class EvaluationConfig(_Section):
