@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 __all__ = [
     "BACKGROUND",
     "LV_CAVITY",
@@ -54,6 +56,7 @@ __all__ = [
     "name",
     "rgba",
     "ordered",
+    "structure_mask",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -176,3 +179,12 @@ def ordered(keys: Iterable[str]) -> list[str]:
     structures; unknown keys last, in their given order."""
     rank = {k: i for i, k in enumerate(_ORDER)}
     return sorted(keys, key=lambda k: rank.get(k, len(rank)))
+
+
+def structure_mask(labels: np.ndarray, structure: str) -> np.ndarray:
+    """Boolean mask of a structure (``LV``, ``MYO``, ``EPI`` or ``LA``) in a label map of any shape."""
+    try:
+        values = STRUCTURES[structure]
+    except KeyError:
+        raise ValueError(f"unknown structure {structure!r}; expected one of {sorted(STRUCTURES)}") from None
+    return np.isin(labels, values)

@@ -44,3 +44,13 @@ def test_lookup_helpers():
     assert L.rgba("#ff8000", 0.5) == "rgba(255,128,0,0.5)"
     assert L.rgba("LV", 1) == "rgba(214,39,40,1)"
     assert L.ordered(["3d_dense", "x", "reference", "CLAS", "2d_sparse"]) == ["CLAS", "2d_sparse", "3d_dense", "reference", "x"]
+
+
+def test_structure_mask():
+    import numpy as np
+
+    lab = np.array([[0, 1, 2, 3]], np.uint8)
+    assert L.structure_mask(lab, "EPI").tolist() == [[False, True, True, False]]
+    assert L.structure_mask(lab, "LA").tolist() == [[False, False, False, True]]
+    with pytest.raises(ValueError, match="unknown structure 'RV'"):
+        L.structure_mask(lab, "RV")
