@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..config import display_path
 from ..registration.inference import MemoizedRegistration
 from .propagate import KINDS, PseudoLabels, Registration, _resolve_options, _seq_name, pseudo_labels
 
@@ -192,5 +193,5 @@ def generate_pseudo_labels(
             save_pseudo_labels(pl, out_dir, seq)
         result[key] = pl
     if progress and n_cached:
-        print(f"pseudo-labels ({method_name}): {n_cached}/{len(sequences)} sequences read from {out_dir}")
+        print(f"pseudo-labels ({method_name}): {n_cached}/{len(sequences)} sequences read from {display_path(out_dir)}")
     return result
