@@ -204,11 +204,16 @@ def test_small_configuration_topology():
 
     cfg = load_config("notebooks/params/demo.yaml")
     parent = {"spacing": [1.0, 1.4, 1.4], "patch_size": [32, 128, 128], "batch_size": 2,
+              "median_image_size_in_voxels": [20, 128, 128],
               "architecture": {"arch_kwargs": {"n_conv_per_stage": [2] * 6, "n_conv_per_stage_decoder": [2] * 5,
                                                "features_per_stage": [32, 64, 128, 256, 320, 320]}}}
     plans = {"configurations": {"3d_fullres": parent}, "transpose_forward": [0, 1, 2]}
     small = nnunet.small_configuration(plans, "3d_fullres", cfg.nnunet)
     assert small["inherits_from"] == "3d_fullres"
+    # 128 px resampled to in_plane_size px: in-plane spacing x 128 / in_plane_size, time spacing kept
+    factor = 128 / cfg.nnunet.in_plane_size
+    np.testing.assert_allclose(small["spacing"], [1.0, 1.4 * factor, 1.4 * factor])
+    assert small["data_identifier"] != "nnUNetPlans_3d_fullres"  # its own preprocessed data
     assert small["patch_size"] == list(cfg.nnunet.patch_3d) and small["batch_size"] == cfg.nnunet.batch_3d
     arch = small["architecture"]["arch_kwargs"]
     n = arch["n_stages"]
@@ -216,7 +221,11 @@ def test_small_configuration_topology():
     strides = np.prod(np.array(arch["strides"]), axis=0)
     assert np.all(np.array(small["patch_size"]) % strides == 0)  # the patch fits the pooling
     assert len(arch["n_conv_per_stage"]) == n and len(arch["n_conv_per_stage_decoder"]) == n - 1
-    assert arch["strides"] == [list(s) for s in get_pool_and_conv_props([1.0, 1.4, 1.4], list(cfg.nnunet.patch_3d), 4, 999999)[1]]
+    expected = get_pool_and_conv_props(small["spacing"], list(cfg.nnunet.patch_3d), 4, 999999)[1]
+    assert arch["strides"] == [list(v) for v in expected]
+    # without in_plane_size: the parent's spacing and preprocessed data
+    native = nnunet.small_configuration(plans, "3d_fullres", cfg.nnunet.model_copy(update={"in_plane_size": None}))
+    assert "spacing" not in native and "data_identifier" not in native
 
 
 def test_load_prediction_checks_shape(tmp_path):
