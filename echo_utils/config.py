@@ -28,7 +28,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,6 +40,7 @@ __all__ = [
     "PseudoLabelConfig",
     "NnUNetConfig",
     "EvaluationConfig",
+    "ComputeConfig",
     "StudyConfig",
     "load_config",
     "resolve_run_dir",
@@ -218,6 +219,58 @@ class EvaluationConfig(_Section):
     smoothness_units: Literal["px", "mm"] = "px"
 
 
+class SlurmKindOverride(_Section):
+    """Per job kind, what differs from the ``slurm`` defaults (unset keys keep them)."""
+
+    gpus_per_job: int | None = Field(None, ge=0)
+    cpus: int | None = Field(None, ge=1)
+    mem_gb: int | None = Field(None, ge=1)
+    timeout_min: int | None = Field(None, ge=1)
+
+
+class SlurmConfig(_Section):
+    """``compute.backend: slurm``: the sbatch settings of every job (submitit's ``SlurmExecutor``)."""
+
+    partition: str | None = Field(None, description="Slurm partition (--partition); None: the cluster's default")
+    account: str | None = Field(None, description="Slurm account (--account)")
+    gpus_per_job: int = Field(1, ge=0, description="GPUs of a GPU job (--gpus-per-node); CPU-only jobs get none")
+    cpus: int = Field(8, ge=1, description="CPUs per job (--cpus-per-task): nnU-Net's data augmentation workers")
+    mem_gb: int = Field(64, ge=1, description="memory per job in GB (--mem)")
+    timeout_min: int = Field(2880, ge=1, description="time limit per job in minutes (--time); a job that reaches it "
+                             "is requeued and resumes from its checkpoint")
+    max_requeue: int = Field(3, ge=0, description="requeues after a timeout or a preemption")
+    per_kind: dict[Literal["dir_training", "pseudo_labels", "nnunet_prepare", "nnunet_training",
+                           "nnunet_prediction"], SlurmKindOverride] = Field(
+        default_factory=dict, description="resources of one job kind that differ from the defaults above")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="passed as they are to submitit's SlurmExecutor.update_parameters, e.g. "
+        "qos, constraint, setup (shell lines run before the job), additional_parameters (any other sbatch flag)")
+
+
+class LocalConfig(_Section):
+    """``compute.backend: local``: jobs as subprocesses of this machine (submitit's ``LocalExecutor``)."""
+
+    max_parallel: int = Field(1, ge=1, description="jobs running at once (they share this machine's cores and GPU)")
+    gpus_per_job: int = Field(0, ge=0, description="GPUs made visible to a GPU job (CUDA_VISIBLE_DEVICES)")
+    timeout_min: int = Field(10080, ge=1, description="time limit per job in minutes")
+    max_requeue: int = Field(0, ge=0, description="restarts after a timeout")
+
+
+class ComputeConfig(_Section):
+    """Where the study's jobs run (``echo_utils.compute``): in the notebook's process, local processes, or Slurm.
+
+    Never part of a cache key: changing the backend, the shard size or the Slurm settings redoes nothing.
+    """
+
+    backend: Literal["inline", "local", "slurm"] = Field(
+        "inline", description="inline: in the calling process (the notebooks' default); local: submitit "
+        "subprocesses with job folders and logs; slurm: sbatch jobs through submitit")
+    shard_size: int = Field(50, ge=1, description="pseudo-label sequences per job")
+    poll_seconds: float = Field(10.0, gt=0, description="seconds between two looks at the submitted jobs")
+    local: LocalConfig = LocalConfig()
+    slurm: SlurmConfig = SlurmConfig()
+
+
 class StudyConfig(_Section):
     """A whole profile."""
 
@@ -229,6 +282,7 @@ class StudyConfig(_Section):
     pseudo_labels: PseudoLabelConfig = PseudoLabelConfig()
     nnunet: NnUNetConfig = NnUNetConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    compute: ComputeConfig = ComputeConfig()
 
     @model_validator(mode="after")
     def _derive_seeds(self) -> "StudyConfig":
