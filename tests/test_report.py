@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
@@ -253,8 +254,26 @@ def test_implausible_volumes_are_missing_and_counted_not_averaged(cohort):
     assert t2.loc["2d_dense", ("EF", "n")] == 2 and t2.loc["2d_dense", ("missing", "ESV")] == 1
     assert t2.loc["2d_dense", ("EF", "mae")] == pytest.approx(0.0, abs=1e-9)  # the other two patients are exact
     lines = TB.table2_statements(t2)
-    assert lines == ["2D dense: compared on 3 / 2 / 2 patients (EDV / ESV / EF); missing (empty or implausible): "
-                     "0 / 1 / 1"]
+    assert len(lines) == 1 and lines[0].startswith(
+        "2D dense: compared on 3 / 2 / 2 patients (EDV / ESV / EF); missing (empty or implausible): 0 / 1 / 1, "
+        "e.g. patient0002: ESV ")
+    assert t2.attrs["failed"] == {"2d_dense": auto.attrs["failed"]}
+    t2 = TB.table2({"2d_sparse": auto.iloc[:1], "3d_dense": ref}, ref)  # one patient: no MAE statistics
+    assert TB.table2_statements(t2)[-1] == ("EF MAE: 3D dense vs 2D sparse not comparable (fewer than 2 patients "
+                                            "with a plausible EF for one of them)")
+
+
+def test_clinical_indices_flatten_and_recorded_ef_check(cohort):
+    preds = {"3d_dense": {s.key: s.dense for s in cohort if s.patient != "patient0003"}}
+    ref, auto = TB.clinical_indices(cohort, preds)
+    assert list(ref.index) == ["patient0001", "patient0002", "patient0003"]
+    assert list(auto["3d_dense"].index) == ["patient0001", "patient0002"]  # a model without a view: skipped
+    np.testing.assert_allclose(auto["3d_dense"].to_numpy(), ref.loc[["patient0001", "patient0002"]].to_numpy())
+    flat = TB.flatten(TB.table2(auto, ref).drop(columns="missing", level=0))
+    assert flat["3d_dense|EF|n"] == 2 and flat["3d_dense|EDV|bias"] == 0.0 and "3d_dense|EF|corr" in flat
+    assert TB.recorded_ef_check(ref, cohort) is None  # the hand-made cohort records no EF
+    recorded = [dataclasses.replace(s, info={"EF": float(ref.loc[s.patient, "EF"]) + 2.0}) for s in cohort]
+    assert TB.recorded_ef_check(ref, recorded).endswith("mean |difference| 2.0 EF points over 3 patients")
 
 
 def test_table2_statements_compare_ef_mae(cohort):
@@ -330,3 +349,12 @@ def test_nnunet_fig2_scores_reads_saved_predictions(cohort, tmp_path):
     assert missing == [cohort[2].key] and set(scores["key"]) == {cohort[0].key, cohort[1].key}
     assert set(scores["kind"]) == {"2d_sparse"} and (scores["dice"] == 1.0).all()
     assert F2.nnunet_fig2_scores(paths, cohort[2:3]) == (None, [cohort[2].key])
+
+
+def test_load_fig2_without_notebook_03(tmp_path):
+    from types import SimpleNamespace
+
+    from echo_utils.config import RunPaths
+
+    videos, scores, notes = F2.load_fig2(SimpleNamespace(registration=SimpleNamespace(method="dlir")), RunPaths(tmp_path))
+    assert videos is None and scores is None and "run notebook 03 first" in notes[0]

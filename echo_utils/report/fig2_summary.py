@@ -20,6 +20,7 @@ __all__ = [
     "FIG2_PREDICTION_FOLDERS",
     "nnunet_fig2_scores",
     "fig2_videos",
+    "load_fig2",
     "fig2_medians",
     "fig2_side_by_side",
     "direction_statements",
@@ -62,6 +63,31 @@ def fig2_videos(pseudo_scores: pd.DataFrame, nnunet_scores: pd.DataFrame | None 
     if not parts:
         raise ValueError("no pseudo-label scores to summarise")
     return pd.concat(parts, ignore_index=True)
+
+
+def load_fig2(cfg, paths) -> tuple[pd.DataFrame | None, pd.DataFrame | None, list[str]]:
+    """Fig. 2 of a run, completed: ``(videos, pseudo_scores, notes)``.
+
+    Reads notebook 03's ``metrics/pseudo_label_scores.csv`` (every registration method), keeps the profile's method
+    (``cfg.registration.method``), and adds the 2D sparse nnU-Net's saved predictions of the same sequences
+    (:func:`nnunet_fig2_scores`). ``videos`` is :func:`fig2_videos` output; ``notes`` say what is missing. Returns
+    ``(None, None, notes)`` when notebook 03 has not run. Predicts nothing.
+    """
+    from ..data.study import evaluation_sequences
+
+    score_file = paths.metrics / "pseudo_label_scores.csv"
+    if not score_file.is_file():
+        return None, None, [f"{score_file} is missing: run notebook 03 first. Fig. 2 is skipped."]
+    pseudo = pd.read_csv(score_file)
+    pl = pseudo[pseudo["method"] == cfg.registration.method]
+    keys = set(pl["key"])
+    seqs = [s for s in evaluation_sequences(cfg, paths) if s.key in keys]
+    nn_scores, missing = nnunet_fig2_scores(paths, seqs)
+    notes = [f"{len(keys)} sequences scored by notebook 03 ({cfg.registration.method})"]
+    if missing:
+        notes.append(f"no saved 2D sparse prediction for {len(missing)} of the {len(seqs)} Fig. 2 sequences "
+                     f"(notebook 04 predicts them), e.g. {missing[0]}")
+    return fig2_videos(pl, nn_scores), pseudo, notes
 
 
 def fig2_medians(videos: pd.DataFrame, structures: Iterable[str] = ("LV", "MYO")) -> pd.DataFrame:

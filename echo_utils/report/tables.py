@@ -41,9 +41,12 @@ __all__ = [
     "style_best",
     "table1_side_by_side",
     "lv_indices",
+    "clinical_indices",
+    "recorded_ef_check",
     "table2",
     "table2_side_by_side",
     "table2_statements",
+    "flatten",
 ]
 
 METRIC_NAMES = {"dice": "Dice", "hd": "HD (mm)", "mad": "MAD (mm)"}
@@ -345,13 +348,39 @@ def lv_indices(
     return out
 
 
+def clinical_indices(
+    sequences: Iterable["EchoSequence"], predictions: Mapping[str, Mapping[str, np.ndarray]]
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """:func:`lv_indices` of the manual labels (the reference) and of every model's predictions ``{model: {key:
+    (T, H, W)}}``: ``(reference, {model: indices})``. Sequences a model did not predict are skipped for it."""
+    sequences = list(sequences)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reference = lv_indices(sequences, lambda s: s.labels)
+        auto = {m: lv_indices(sequences, lambda s, p=p: p.get(s.key)) for m, p in predictions.items()}
+    return reference, auto
+
+
+def recorded_ef_check(reference: pd.DataFrame, sequences: Iterable["EchoSequence"]) -> str | None:
+    """A control for the volume computation: the mean |difference| between the Simpson EF of the manual labels and
+    the EF recorded with the data (``Info_*.cfg``, ``EF``), as a sentence; ``None`` when the data record none."""
+    recorded = {s.patient: float(s.info["EF"]) for s in sequences if "EF" in (s.info or {})}
+    common = reference.index.intersection(list(recorded))
+    if not len(common):
+        return None
+    err = (reference.loc[common, "EF"] - pd.Series(recorded)[common]).abs()
+    return (f"control: Simpson EF of the manual labels vs the EF recorded with the data: mean |difference| "
+            f"{err.mean():.1f} EF points over {int(err.notna().sum())} patients")
+
+
 def table2(auto: Mapping[str, pd.DataFrame], reference: pd.DataFrame) -> pd.DataFrame:
     """Correlation, bias (auto − reference) and MAE of EDV, ESV and EF for each model.
 
     ``auto`` maps model -> :func:`lv_indices` table; patients are matched by index, and a value missing on either
     side is left out of that index's statistics. Returns one row per model with columns ``MultiIndex(index,
     stat)``, stat in ``corr, bias, mae, n`` (``n``: patients compared for that index), and ``("missing", q)``: the
-    model's missing values of index ``q`` on the patients of the reference.
+    model's missing values of index ``q`` on the patients of the reference. ``attrs['failed']``: ``{model or
+    'reference': [reasons]}`` from :func:`lv_indices`, for the models with a missing value.
     """
     rows = {}
     for model, df in auto.items():
@@ -372,7 +401,10 @@ def table2(auto: Mapping[str, pd.DataFrame], reference: pd.DataFrame) -> pd.Data
         rows[model] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.columns = pd.MultiIndex.from_tuples(out.columns, names=["index", "stat"])
-    return out.loc[ordered(out.index)].rename_axis("model")
+    out = out.loc[ordered(out.index)].rename_axis("model")
+    failed = {"reference": reference.attrs.get("failed", []), **{m: df.attrs.get("failed", []) for m, df in auto.items()}}
+    out.attrs["failed"] = {m: f for m, f in failed.items() if f}
+    return out
 
 
 def table2_side_by_side(ours: pd.DataFrame, caption: str):
@@ -386,18 +418,37 @@ def table2_side_by_side(ours: pd.DataFrame, caption: str):
 
 
 def table2_statements(t2: pd.DataFrame, reference: str = "2d_sparse") -> list[str]:
-    """Sentences: how many patients each index compares and how many automatic values were implausible (missing),
-    and whether each model's EF MAE is smaller than the ``reference`` model's."""
-    out = []
+    """Sentences: how many patients each index compares and how many automatic values were implausible (missing,
+    with the first reason), and whether each model's EF MAE is smaller than the ``reference`` model's."""
+    failed = t2.attrs.get("failed", {})
+    out = [f"reference (manual labels): {len(failed['reference'])} missing value(s), e.g. {failed['reference'][0]}"
+           ] if failed.get("reference") else []
     for m in t2.index:
         miss = {q: int(t2.loc[m, ("missing", q)]) for q in ("EDV", "ESV", "EF")}
         n = {q: int(t2.loc[m, (q, "n")]) for q in ("EDV", "ESV", "EF")}
         out.append(f"{MODEL_NAMES.get(m, m)}: compared on {n['EDV']} / {n['ESV']} / {n['EF']} patients (EDV / ESV / "
-                   f"EF); missing (empty or implausible): {miss['EDV']} / {miss['ESV']} / {miss['EF']}")
+                   f"EF); missing (empty or implausible): {miss['EDV']} / {miss['ESV']} / {miss['EF']}"
+                   + (f", e.g. {failed[m][0]}" if failed.get(m) else ""))
     if reference in t2.index:
         b = t2.loc[reference, ("EF", "mae")]
         for m in [m for m in t2.index if m != reference]:
             a = t2.loc[m, ("EF", "mae")]
+            if not (np.isfinite(a) and np.isfinite(b)):
+                out.append(f"EF MAE: {MODEL_NAMES.get(m, m)} vs {MODEL_NAMES.get(reference, reference)} not comparable "
+                           "(fewer than 2 patients with a plausible EF for one of them)")
+                continue
             out.append(f"EF MAE: {MODEL_NAMES.get(m, m)} {a:.1f} vs {MODEL_NAMES.get(reference, reference)} {b:.1f} "
                        f"EF points -> {'smaller' if a < b else 'not smaller'} (unrounded: {a:.3f} vs {b:.3f})")
+    return out
+
+
+def flatten(table: pd.DataFrame, digits: int = 4) -> dict[str, float]:
+    """``{"row|col1|col2...": value}`` of every finite cell, rounded to ``digits`` decimals: the key numbers of a
+    table for a run's JSON summary."""
+    out = {}
+    for row, values in table.iterrows():
+        for col, v in values.items():
+            if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v):
+                key = "|".join(map(str, (row, *(col if isinstance(col, tuple) else (col,)))))
+                out[key] = round(float(v), digits)
     return out
