@@ -244,3 +244,16 @@ def test_load_study_records_and_checks_the_run_settings(tmp_path):
     msg = str(e.value)
     assert "registration.alpha: 0.0 there, 1.0 now" in msg and "data.n_patients: 6 there, 8 now" in msg
     assert "--run-dir" in msg and (paths.root / "run.json").stat().st_mtime_ns == before
+
+
+def test_every_study_option_is_shown_in_a_shipped_profile():
+    """Each option says in a profile file why it exists: set in one, or shown commented with its default."""
+    import re
+
+    text = "\n".join((PARAMS / f"{n}.yaml").read_text() for n in ("ci", "demo", "paper"))
+    missing = []
+    for section in ("data", "registration", "pseudo_labels", "nnunet", "evaluation"):
+        for key in getattr(StudyConfig.model_fields[section].annotation, "model_fields"):
+            if key != "seed" and not re.search(rf"(?m)^\s*#?\s*{key}:", text):
+                missing.append(f"{section}.{key}")
+    assert not missing, f"options in no profile (set them or show them commented, with why): {missing}"
