@@ -299,3 +299,38 @@ def test_train_and_predict_on_cpu(model, tmp_path):
     nnunet.plan_and_preprocess(budget, paths, model)  # new settings in the plans, nothing preprocessed again
     with pytest.raises(nnunet.NnUNetError, match="other plans or settings"):
         nnunet.train_model(budget, paths, model)
+
+
+@pytest.mark.slow
+def test_resumed_training_equals_uninterrupted(tmp_path, monkeypatch):
+    """Killed after epoch 2 of 4 and resumed from checkpoint_latest.pth: the same weights as a run never stopped."""
+    import shutil
+
+    import torch
+
+    from echo_utils.segmentation.trainer import EchoTrainer
+
+    cfg = load_config("notebooks/params/ci.yaml", overrides={"nnunet": {"epochs": 4}})
+    paths = RunPaths(tmp_path)
+    seqs = toy_cohort(3, size=48)
+    nnunet.export_dataset(cfg, paths, "2d_sparse", seqs[:4], seqs[4:5])
+    nnunet.plan_and_preprocess(cfg, paths, "2d_sparse")
+    final = nnunet.train_model(cfg, paths, "2d_sparse") / "checkpoint_final.pth"
+    uninterrupted = torch.load(final, map_location="cpu", weights_only=False)["network_weights"]
+    shutil.rmtree(nnunet.train.results_folder(cfg, paths, "2d_sparse"))
+
+    original = EchoTrainer.on_epoch_end
+
+    def killed_after_epoch_2(self):
+        original(self)
+        if self.current_epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EchoTrainer, "on_epoch_end", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        nnunet.train_model(cfg, paths, "2d_sparse")
+    assert (final.parent / "checkpoint_latest.pth").is_file() and not final.is_file()
+    monkeypatch.undo()
+    nnunet.train_model(cfg, paths, "2d_sparse")
+    resumed = torch.load(final, map_location="cpu", weights_only=False)["network_weights"]
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
