@@ -1,6 +1,8 @@
-"""The run directory's guards: the settings it was made with (``run.json``) and the lock of its runner.
+"""The run directory: its folders, the settings it was made with (``run.json``) and the lock of its runner.
 
-A run directory caches every expensive step, keyed by settings. Two things keep it consistent:
+:class:`RunPaths` names the sub-folders the notebooks exchange, :func:`resolve_run_dir` decides the directory, and
+:func:`load_study` is the one call a notebook makes (also importable from ``echo_utils.config``). A run directory
+caches every expensive step, keyed by settings. Two things keep it consistent:
 
 * **Recorded settings.** The first run writes ``run.json`` with the resolved profile and its hash. Every later
   run (the runner, or a notebook opened by hand) compares its own resolved profile with it *before writing
@@ -24,7 +26,16 @@ import sys
 import uuid
 from pathlib import Path
 
-from .config import ConfigError, StudyConfig, config_hash, display_path
+from .config import (
+    PROJECT_ROOT,
+    ConfigError,
+    StudyConfig,
+    _deep_merge,
+    config_hash,
+    display_path,
+    load_config,
+    parse_overrides,
+)
 
 __all__ = [
     "SETTINGS_FILE",
@@ -41,6 +52,9 @@ __all__ = [
     "read_settings",
     "assert_not_locked_by_other",
     "LOCK_ENV",
+    "RunPaths",
+    "resolve_run_dir",
+    "load_study",
 ]
 
 SETTINGS_FILE = "run.json"
@@ -49,6 +63,8 @@ LOCK_FILE = "run.lock"
 LOCK_ENV = "ECHO_RUN_LOCK_TOKEN"
 # Profile keys that change how fast a run goes, not what it computes: recorded, never compared.
 RUNTIME_KEYS = frozenset({"nnunet.threads", "nnunet.pools", "nnunet.n_proc"})
+# Whole sections that only say where the work runs (echo_utils.compute: backend, shards, Slurm): never compared.
+RUNTIME_SECTIONS = ("compute.",)
 
 
 class SettingsMismatch(ConfigError):
@@ -76,7 +92,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 
 def _compared(profile: dict) -> dict[str, object]:
-    return {k: v for k, v in flatten(profile).items() if k not in RUNTIME_KEYS}
+    return {k: v for k, v in flatten(profile).items() if k not in RUNTIME_KEYS and not k.startswith(RUNTIME_SECTIONS)}
 
 
 def settings_record(cfg: StudyConfig, *, params: str | Path | None = None, overrides: dict | None = None) -> dict:
@@ -274,3 +290,100 @@ def assert_not_locked_by_other(run_dir: str | Path) -> None:
     if holder.get("token") and holder.get("token") == os.environ.get(LOCK_ENV):
         return
     raise RunLocked(_locked_message(Path(run_dir), holder))
+
+
+def resolve_run_dir(cfg: StudyConfig, run_dir: str | Path | None = None, *, create: bool = True) -> Path:
+    """The run directory: ``run_dir`` if given, else ``<project>/runs/<profile name>``.
+
+    With ``create=False`` a missing directory is a :class:`ConfigError` (a notebook run alone must find the
+    artifacts of the earlier notebooks).
+    """
+    path = _run_dir_path(cfg, run_dir)
+    if not path.exists():
+        if not create:
+            raise ConfigError(f"run directory {display_path(path)} does not exist; run the earlier notebooks first")
+        path.mkdir(parents=True)
+    elif not path.is_dir():
+        raise ConfigError(f"run directory {display_path(path)} exists and is not a directory")
+    return path
+
+
+def _run_dir_path(cfg: StudyConfig, run_dir: str | Path | None) -> Path:
+    """Absolute run directory: ``run_dir`` (relative to the working directory) or ``<project>/runs/<name>``."""
+    path = Path(run_dir) if run_dir else PROJECT_ROOT / "runs" / cfg.name
+    return path.expanduser().resolve()
+
+
+class RunPaths:
+    """The sub-folders of a run directory that the notebooks exchange (see DESIGN.md, data flow)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.root = Path(run_dir)
+
+    @property
+    def data(self) -> Path:
+        """Synthetic cohort (CAMUS 2023 layout) and the written split file."""
+        return self.root / "data"
+
+    @property
+    def registration(self) -> Path:
+        """Registration checkpoints, cached by config hash, and their loss logs."""
+        return self.root / "registration"
+
+    @property
+    def pseudo_labels(self) -> Path:
+        """Pseudo-labels as NIfTI, one folder per registration method."""
+        return self.root / "pseudo_labels"
+
+    @property
+    def nnunet(self) -> Path:
+        """nnU-Net raw / preprocessed / results folders."""
+        return self.root / "nnunet"
+
+    @property
+    def predictions(self) -> Path:
+        """Segmentation predictions of every model on every test sequence."""
+        return self.root / "predictions"
+
+    @property
+    def metrics(self) -> Path:
+        """Tables (CSV) written by the notebooks."""
+        return self.root / "metrics"
+
+
+def load_study(
+    params: str | Path,
+    overrides: object = None,
+    run_dir: str | Path | None = None,
+    device: str | None = None,
+    *,
+    create: bool = True,
+) -> tuple[StudyConfig, RunPaths]:
+    """The one call of a notebook: the validated profile and the run's folders, consistent with the run.
+
+    Loads ``params`` with ``overrides`` (and ``device`` if given), resolves the run directory, refuses it when a
+    runner other than the one executing this notebook holds its lock, and compares the profile with the settings
+    recorded in its ``run.json`` (written here when the directory has none), all before anything is written.
+
+    Parameters
+    ----------
+    params : the YAML profile (see :func:`load_config`).
+    overrides : profile overrides in any form :func:`parse_overrides` accepts.
+    run_dir : run directory; default ``runs/<profile name>``.
+    device : ``"cpu"``, ``"cuda"`` or ``"auto"``; ``None`` keeps the profile's choice.
+    create : create a missing run directory (notebook 01) or require it (later notebooks).
+
+    Raises
+    ------
+    ConfigError (a bad profile, a missing run directory), ``rundir.SettingsMismatch`` or ``rundir.RunLocked``.
+    """
+    extra = parse_overrides(overrides)
+    if device:
+        extra = _deep_merge(extra, {"device": device})
+    cfg = load_config(params, overrides=extra)
+    target = _run_dir_path(cfg, run_dir)
+    check_settings(target, cfg)  # read-only: a mismatch is refused before the directory is touched
+    paths = RunPaths(resolve_run_dir(cfg, target, create=create))
+    assert_not_locked_by_other(paths.root)
+    check_settings(paths.root, cfg, record=True, params=params, overrides=parse_overrides(overrides))
+    return cfg, paths

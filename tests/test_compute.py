@@ -266,3 +266,15 @@ def test_ci_jobs_local_equal_inline(tmp_path):
     assert len(labels) == n_seqs
     assert {p: p.stat().st_mtime_ns for p in (b / "pseudo_labels").rglob("*.nii.gz")} == before
     assert np.isin(labels[train[0].key].bidirectional, [0, 1, 2, 3]).all()
+
+
+def test_compute_section_never_a_settings_mismatch():
+    """Switching the backend (or any compute key) on an existing run directory is allowed; other keys are not."""
+    from echo_utils.rundir import settings_diff
+
+    base = load_config(PARAMS / "ci.yaml").model_dump(mode="json")
+    moved = load_config(PARAMS / "ci.yaml", {"compute": {"backend": "slurm", "shard_size": 3,
+                                                         "slurm": {"partition": "gpu"}}}).model_dump(mode="json")
+    assert settings_diff(base, moved) == []
+    other = load_config(PARAMS / "ci.yaml", {"registration": {"alpha": 0.5}}).model_dump(mode="json")
+    assert [k for k, _, _ in settings_diff(base, other)] == ["registration.alpha"]
