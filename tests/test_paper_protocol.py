@@ -66,8 +66,8 @@ def test_paper_protocol_end_to_end(paper, monkeypatch):
         return pairs
 
     monkeypatch.setattr(reg_train, "frame_pairs", spy)
-    model = registration.train_registration(train, cfg.registration, paths.registration, val_sequences=val,
-                                            exclude_patients=exclude, device="cpu", progress=False)
+    model = registration.registration_from_config("dlir", cfg.registration, train=train, val=val,
+                                                  run_dir=paths.registration, device="cpu", exclude_patients=exclude)
     assert seen, "the spy saw no training pair"
     assert not seen & ted_camus, f"TED patients reached registration training: {sorted(seen & ted_camus)}"
     # every other training/validation patient is used (patient0008 and patient0010 are TED patients too in the

@@ -146,7 +146,8 @@ def task_dir_training(config: dict, run_dir: str, device: str) -> dict:
     cfg, paths = _context(config, run_dir)
     train, val = _load(cfg, paths, ["train"]), _load(cfg, paths, ["val"])
     model = registration.registration_from_config("dlir", cfg.registration, train=train, val=val,
-                                                  run_dir=paths.registration, device=_device(device))
+                                                  run_dir=paths.registration, device=_device(device),
+                                                  exclude_patients=_data().registration_exclusions(cfg, paths))
     return {"outputs": [Path(model.run_dir) / "model.pt"]}
 
 
@@ -166,7 +167,8 @@ def _primary_registration(cfg, paths, device: str):
         return registration.load_registration(Path(paths.root) / read_marker(job)["outputs"][0], device=device)
     train, val = _load(cfg, paths, ["train"]), _load(cfg, paths, ["val"])
     return registration.registration_from_config("dlir", cfg.registration, train=train, val=val,
-                                                 run_dir=paths.registration, device=device)
+                                                 run_dir=paths.registration, device=device,
+                                                 exclude_patients=_data().registration_exclusions(cfg, paths))
 
 
 def task_pseudo_labels(config: dict, run_dir: str, device: str, keys: list) -> dict:

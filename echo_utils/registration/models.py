@@ -234,6 +234,7 @@ def registration_from_config(
     run_dir: str | Path | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
+    exclude_patients: Sequence[str] = (),
 ):
     """Build the registration ``name`` from a profile's ``registration`` section: the one way to make each of them.
 
@@ -246,6 +247,8 @@ def registration_from_config(
     config : a :class:`~echo_utils.config.RegistrationConfig` (``cfg.registration``).
     train, val, run_dir, device, progress : for ``'dlir'`` only: the training and validation sequences, the
         registration cache folder (``paths.registration``), the device and the progress bar.
+    exclude_patients : for ``'dlir'`` only: patients never trained or validated on
+        (``echo_utils.data.study.registration_exclusions``: the TED patients on the paper profile).
 
     Returns
     -------
@@ -266,6 +269,7 @@ def registration_from_config(
             raise ValueError("registration_from_config('dlir', ...) needs the training sequences and run_dir")
         from .train import train_registration
 
-        model = train_registration(train, config, run_dir, val_sequences=val, device=device, progress=progress)
+        model = train_registration(train, config, run_dir, val_sequences=val, device=device, progress=progress,
+                                   exclude_patients=exclude_patients)
         return model.optimise_for_inference()
     raise ValueError(f"unknown registration {name!r}; expected one of {REGISTRATIONS}")
