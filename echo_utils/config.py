@@ -499,105 +499,6 @@ def _deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def load_study(
-    params: str | Path,
-    overrides: object = None,
-    run_dir: str | Path | None = None,
-    device: str | None = None,
-    *,
-    create: bool = True,
-) -> tuple[StudyConfig, "RunPaths"]:
-    """The one call of a notebook: the validated profile and the run's folders, consistent with the run.
-
-    Loads ``params`` with ``overrides`` (and ``device`` if given), resolves the run directory, refuses it when a
-    runner other than the one executing this notebook holds its lock, and compares the profile with the settings
-    recorded in its ``run.json`` (written here when the directory has none), all before anything is written.
-
-    Parameters
-    ----------
-    params : the YAML profile (see :func:`load_config`).
-    overrides : profile overrides in any form :func:`parse_overrides` accepts.
-    run_dir : run directory; default ``runs/<profile name>``.
-    device : ``"cpu"``, ``"cuda"`` or ``"auto"``; ``None`` keeps the profile's choice.
-    create : create a missing run directory (notebook 01) or require it (later notebooks).
-
-    Raises
-    ------
-    ConfigError (a bad profile, a missing run directory), ``rundir.SettingsMismatch`` or ``rundir.RunLocked``.
-    """
-    from .rundir import assert_not_locked_by_other, check_settings
-
-    extra = parse_overrides(overrides)
-    if device:
-        extra = _deep_merge(extra, {"device": device})
-    cfg = load_config(params, overrides=extra)
-    target = _run_dir_path(cfg, run_dir)
-    check_settings(target, cfg)  # read-only: a mismatch is refused before the directory is touched
-    paths = RunPaths(resolve_run_dir(cfg, target, create=create))
-    assert_not_locked_by_other(paths.root)
-    check_settings(paths.root, cfg, record=True, params=params, overrides=parse_overrides(overrides))
-    return cfg, paths
-
-
-def resolve_run_dir(cfg: StudyConfig, run_dir: str | Path | None = None, *, create: bool = True) -> Path:
-    """The run directory: ``run_dir`` if given, else ``<project>/runs/<profile name>``.
-
-    With ``create=False`` a missing directory is a :class:`ConfigError` (a notebook run alone must find the
-    artifacts of the earlier notebooks).
-    """
-    path = _run_dir_path(cfg, run_dir)
-    if not path.exists():
-        if not create:
-            raise ConfigError(f"run directory {display_path(path)} does not exist; run the earlier notebooks first")
-        path.mkdir(parents=True)
-    elif not path.is_dir():
-        raise ConfigError(f"run directory {display_path(path)} exists and is not a directory")
-    return path
-
-
-def _run_dir_path(cfg: StudyConfig, run_dir: str | Path | None) -> Path:
-    """Absolute run directory: ``run_dir`` (relative to the working directory) or ``<project>/runs/<name>``."""
-    path = Path(run_dir) if run_dir else PROJECT_ROOT / "runs" / cfg.name
-    return path.expanduser().resolve()
-
-
-class RunPaths:
-    """The sub-folders of a run directory that the notebooks exchange (see DESIGN.md, data flow)."""
-
-    def __init__(self, run_dir: str | Path):
-        self.root = Path(run_dir)
-
-    @property
-    def data(self) -> Path:
-        """Synthetic cohort (CAMUS 2023 layout) and the written split file."""
-        return self.root / "data"
-
-    @property
-    def registration(self) -> Path:
-        """Registration checkpoints, cached by config hash, and their loss logs."""
-        return self.root / "registration"
-
-    @property
-    def pseudo_labels(self) -> Path:
-        """Pseudo-labels as NIfTI, one folder per registration method."""
-        return self.root / "pseudo_labels"
-
-    @property
-    def nnunet(self) -> Path:
-        """nnU-Net raw / preprocessed / results folders."""
-        return self.root / "nnunet"
-
-    @property
-    def predictions(self) -> Path:
-        """Segmentation predictions of every model on every test sequence."""
-        return self.root / "predictions"
-
-    @property
-    def metrics(self) -> Path:
-        """Tables (CSV) written by the notebooks."""
-        return self.root / "metrics"
-
-
 def config_hash(*parts: object, length: int = 12) -> str:
     """A short, stable hash of JSON-serialisable parts (pydantic models are dumped first)."""
 
@@ -608,3 +509,15 @@ def config_hash(*parts: object, length: int = 12) -> str:
 
     blob = json.dumps([norm(p) for p in parts], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+# The run directory's helpers live in echo_utils.rundir; these names stay importable from here.
+_IN_RUNDIR = ("RunPaths", "resolve_run_dir", "load_study")
+
+
+def __getattr__(name: str):
+    if name in _IN_RUNDIR:
+        from . import rundir
+
+        return getattr(rundir, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,17 +34,14 @@ from pathlib import Path
 from .config import (
     PROJECT_ROOT,
     ConfigError,
-    RunPaths,
     StudyConfig,
     _deep_merge,
-    _run_dir_path,
     display_path,
     load_config,
-    load_study,
     parse_overrides,
     resolve_params_path,
 )
-from .rundir import RunLock, check_settings
+from .rundir import RunLock, RunPaths, _run_dir_path, check_settings, load_study
 
 __all__ = [
     "NotebookFailed",
@@ -121,7 +118,7 @@ def setup_notebook(
         :func:`echo_utils.config.parse_overrides` accepts.
     create : create a missing run directory (notebook 01) or require it (later notebooks).
 
-    Raises what :func:`echo_utils.config.load_study` raises: a bad profile, a run directory made with other
+    Raises what :func:`echo_utils.rundir.load_study` raises: a bad profile, a run directory made with other
     settings, or one locked by another runner, before anything is written.
     """
     cfg, paths = load_study(params, overrides, run_dir, device, create=create)
