@@ -63,6 +63,8 @@ LOCK_FILE = "run.lock"
 LOCK_ENV = "ECHO_RUN_LOCK_TOKEN"
 # Profile keys that change how fast a run goes, not what it computes: recorded, never compared.
 RUNTIME_KEYS = frozenset({"nnunet.threads", "nnunet.pools", "nnunet.n_proc"})
+# Whole sections that only say where the work runs (echo_utils.compute: backend, shards, Slurm): never compared.
+RUNTIME_SECTIONS = ("compute.",)
 
 
 class SettingsMismatch(ConfigError):
@@ -90,7 +92,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 
 
 def _compared(profile: dict) -> dict[str, object]:
-    return {k: v for k, v in flatten(profile).items() if k not in RUNTIME_KEYS}
+    return {k: v for k, v in flatten(profile).items() if k not in RUNTIME_KEYS and not k.startswith(RUNTIME_SECTIONS)}
 
 
 def settings_record(cfg: StudyConfig, *, params: str | Path | None = None, overrides: dict | None = None) -> dict:
