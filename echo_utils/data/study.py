@@ -364,7 +364,8 @@ def check_unseen(train_sequences: Iterable, eval_sequences: Iterable, exclude_pa
 
     Patients are compared by id (CAMUS ids on real data: :func:`evaluation_sequences` names TED sequences by their
     CAMUS patient), after removing ``exclude_patients`` from the training set, exactly as ``train_registration``
-    does.  Pass the same training (and validation) sequences and exclusions as the registration was trained with.
+    does.  Pass the sequences and exclusions the registration was trained with (the ``train`` split: validation
+    patients only give validation pairs, and the synthetic cohort is evaluated on them).
     """
     trained = {s.patient for s in train_sequences} - set(exclude_patients)
     leak = sorted(trained & {s.patient for s in eval_sequences})
