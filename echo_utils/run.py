@@ -123,7 +123,7 @@ def setup_notebook(
     """
     cfg, paths = load_study(params, overrides, run_dir, device, create=create)
     seed_everything(cfg.seed)
-    from .plots import setup_plotly
+    from .report.widgets import setup_plotly
 
     setup_plotly()
     return NotebookContext(cfg=cfg, paths=paths, device=cfg.torch_device)
