@@ -35,6 +35,7 @@ from .config import (
     display_path,
     load_config,
     parse_overrides,
+    resolve_params_path,
 )
 
 __all__ = [
@@ -385,5 +386,6 @@ def load_study(
     check_settings(target, cfg)  # read-only: a mismatch is refused before the directory is touched
     paths = RunPaths(resolve_run_dir(cfg, target, create=create))
     assert_not_locked_by_other(paths.root)
-    check_settings(paths.root, cfg, record=True, params=params, overrides=parse_overrides(overrides))
+    check_settings(paths.root, cfg, record=True, params=resolve_params_path(params),
+                   overrides=parse_overrides(overrides))
     return cfg, paths
