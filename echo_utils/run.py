@@ -328,7 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default=str(BOOK_NOTEBOOK_DIR), help="where executed notebooks go")
     parser.add_argument("--notebook-dir", default=str(NOTEBOOK_DIR), help=argparse.SUPPRESS)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the profile's device")
+    parser.add_argument("--submit", action="store_true", help="instead of the notebooks, submit the study's jobs "
+                        "on the profile's compute backend (Slurm: submit and return; then `make book`)")
+    parser.add_argument("--dry-run", action="store_true", help="with --submit: list the jobs and their resources "
+                        "(and the sbatch header), submit nothing")
     args = parser.parse_args(argv)
+    if args.submit or args.dry_run:  # echo_utils.compute: the cluster path (issue 18)
+        from .compute.runner import submit_main
+
+        return submit_main(args.params, overrides=args.overrides, run_dir=args.run_dir, device=args.device,
+                           dry_run=args.dry_run)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_notebooks(
