@@ -192,7 +192,7 @@ def _paper_slurm(tmp_path, monkeypatch) -> Path:
     (tmp_path / "camus").mkdir()
     (tmp_path / "ted").mkdir()
     raw = yaml.safe_load((PARAMS / "paper.yaml").read_text())
-    raw["compute"] = {"backend": "slurm", "slurm": {"partition": "gpu", "account": "echo", "mem_gb": 48,
+    raw["compute"] = {"backend": "slurm", "slurm": {"partition": "gpu", "account": "echo", "mem_gb": 40,
                                                     "per_kind": {"nnunet_prepare": {"gpus_per_job": 0, "mem_gb": 16}},
                                                     "extra": {"qos": "normal"}}}
     path = tmp_path / "paper_slurm.yaml"
@@ -201,11 +201,12 @@ def _paper_slurm(tmp_path, monkeypatch) -> Path:
 
 
 def test_slurm_dry_run_lists_jobs_without_slurm(tmp_path, monkeypatch, capsys):
-    from echo_utils.compute.runner import submit_main
+    from echo_utils.run import main
 
     params = _paper_slurm(tmp_path, monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path))  # certainly no sbatch
-    assert submit_main(params, run_dir=tmp_path / "run", dry_run=True) == 0
+    run = ["--params", str(params), "--run-dir", str(tmp_path / "run"), "--submit"]
+    assert main([*run, "--dry-run", "--set", "compute.slurm.mem_gb=48"]) == 0
     out = capsys.readouterr().out
     cfg = load_config(params)
     n_train = len(cfg.nnunet.models) * len(cfg.nnunet.folds)
@@ -216,7 +217,7 @@ def test_slurm_dry_run_lists_jobs_without_slurm(tmp_path, monkeypatch, capsys):
     assert "Nothing was submitted" in out and "no Slurm" in out
     assert not (tmp_path / "run").exists()
     # a real submission on this machine: one clear error line, exit 1, no traceback
-    assert submit_main(params, run_dir=tmp_path / "run", dry_run=False) == 1
+    assert main(run) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "no Slurm" in err and "Traceback" not in err
 

@@ -201,25 +201,33 @@ __all__ += ["NoSlurmError"]
 
 def submit_main(params, *, overrides=None, run_dir=None, device: str | None = None, dry_run: bool = False,
                 log=print) -> int:
-    """``python -m echo_utils.run --params FILE --submit [--dry-run]``: load the profile, then
-    :func:`submit_study`. Every expected failure (a bad profile, no Slurm, missing data, failed jobs) is one
-    ``error:`` message on stderr and exit code 1, never a traceback."""
+    """``python -m echo_utils.run --params FILE [--set K=V ...] --submit [--dry-run]``.
+
+    Loads the profile; a real submission then goes through the run directory's guards (``rundir.load_study``:
+    ``run.json`` settings check, no other runner holding ``run.lock``) and holds the lock while it submits (or,
+    ``local``/``inline``, while the jobs run). A dry run names the run directory but creates nothing. Every
+    expected failure (a bad profile, no Slurm, missing data, failed jobs) is one ``error:`` message on stderr and
+    exit code 1, never a traceback.
+    """
     import sys
 
-    from ..config import PROJECT_ROOT, ConfigError, RunPaths, load_config, resolve_run_dir
+    from ..config import PROJECT_ROOT, ConfigError, load_config
+    from ..rundir import RunLock, RunPaths, load_study
     from .progress import JobsFailed
 
     try:
-        cfg = load_config(params, overrides) if overrides else load_config(params)
+        cfg = load_config(params, overrides=overrides)
         if device:
             cfg = cfg.model_copy(update={"device": device})
-        if cfg.compute.backend == "slurm" and not dry_run:
-            SubmititBackend(cfg.compute)  # NoSlurmError first, before anything is planned or created
         if dry_run:  # nothing is created: the run directory is only named
             root = Path(run_dir).expanduser().resolve() if run_dir else PROJECT_ROOT / "runs" / cfg.name
-        else:
-            root = resolve_run_dir(cfg, run_dir)
-        return submit_study(cfg, RunPaths(root), device or cfg.device, dry_run=dry_run, log=log)
+            return submit_study(cfg, RunPaths(root), device or cfg.device, dry_run=True, log=log)
+        if cfg.compute.backend == "slurm":
+            SubmititBackend(cfg.compute)  # NoSlurmError first, before anything is planned or created
+        cfg, paths = load_study(params, overrides, run_dir, device)
+        with RunLock(paths.root, log=log):
+            return submit_study(cfg, paths, device or cfg.device, log=log)
     except (ConfigError, NoSlurmError, JobsFailed, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
