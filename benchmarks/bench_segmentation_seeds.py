@@ -94,7 +94,8 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu") -> dict:
     for model in nn.models:
         v = verdicts.loc[(model, nn.folds[0])]
         out["models"][model] = {
-            "epochs": int(v["epochs"]), "stopped_early": bool(v["stopped early"]), "ema_dice": round(float(v["EMA Dice"]), 4),
+            "epochs": int(v["epochs"]), "stopped_early": bool(v["stopped early"]),
+            "ema_dice": round(float(v["EMA Dice"]), 4),
             "verdict": v["verdict"], "wall_s": wall[model],
             "dice": {f"{ph} {st}": round(float(mean.loc[model, (ph, st, "dice")]), 4)
                      for ph in ("ED", "ES") for st in ("LV", "MYO")},

@@ -158,7 +158,8 @@ def test_splits_keep_patients_together(cfg, cohort, tmp_path):
     assert {c.split("_")[0] for c in splits[0]["val"]} == {"patient0003"}
     assert {c.split("_")[0] for c in splits[0]["train"]} == {"patient0001", "patient0002"}
     # five folds: every patient in exactly one validation fold, with both views
-    cfg5 = load_config("notebooks/params/ci.yaml", overrides={"nnunet": {"folds": [0, 1, 2, 3, 4]}, "data": {"n_patients": 12}})
+    cfg5 = load_config("notebooks/params/ci.yaml",
+                       overrides={"nnunet": {"folds": [0, 1, 2, 3, 4]}, "data": {"n_patients": 12}})
     many = toy_cohort(10, size=8)
     folds = nnunet.make_splits(cfg5, many[:16], many[16:])
     assert len(folds) == 5
@@ -334,3 +335,38 @@ def test_resumed_training_equals_uninterrupted(tmp_path, monkeypatch):
     nnunet.train_model(cfg, paths, "2d_sparse")
     resumed = torch.load(final, map_location="cpu", weights_only=False)["network_weights"]
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pools", ["thread", "process"])
+def test_plain_script_without_main_guard_runs_once(pools, tmp_path):
+    """Export, integrity check, fingerprint and preprocessing from a script with no ``__main__`` guard: the script
+    runs once (spawned workers would re-import it), also when the profile asks for nnU-Net's process pools."""
+    import subprocess
+    import sys
+    import textwrap
+
+    ran = tmp_path / "ran.txt"
+    script = tmp_path / "plain_script.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+        with open({str(ran)!r}, "a") as fh:
+            fh.write("ran\\n")
+        from test_nnunet import toy_cohort
+        from echo_utils import segmentation
+        from echo_utils.config import RunPaths, load_config
+        cfg = load_config("notebooks/params/ci.yaml", overrides={{"nnunet": {{"pools": {pools!r}}}}})
+        paths = RunPaths({str(tmp_path / "run")!r})
+        seqs = toy_cohort(3, size=32)
+        segmentation.export_dataset(cfg, paths, "2d_sparse", seqs[:4], seqs[4:])
+        segmentation.plan_and_preprocess(cfg, paths, "2d_sparse")
+        print("done")
+    """))
+    env = {k: v for k, v in os.environ.items() if k != "ECHO_NNUNET_POOLS"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "done" in proc.stdout and ran.read_text() == "ran\n"
+    if pools == "process":
+        assert "using threads instead" in proc.stderr

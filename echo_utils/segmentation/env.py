@@ -132,7 +132,8 @@ def model_seed(cfg: StudyConfig, model: str) -> int:
 def nnunet_dirs(paths: RunPaths) -> dict[str, Path]:
     """The run's ``nnunet/{raw,preprocessed,results}`` folders, keyed by nnU-Net's variable names."""
     root = Path(paths.nnunet)
-    return {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "preprocessed", "nnUNet_results": root / "results"}
+    return {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "preprocessed",
+            "nnUNet_results": root / "results"}
 
 
 def configure_nnunet(cfg: StudyConfig, paths: RunPaths, device: str = "cpu") -> dict[str, str]:

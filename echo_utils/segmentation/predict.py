@@ -33,9 +33,9 @@ def load_predictor(cfg: StudyConfig, paths: RunPaths, model: str, device: str = 
     """An in-process ``nnUNetPredictor`` for ``model``, averaging the folds in ``nnunet.folds``.
 
     The network is built with nnU-Net's ``nnUNetTrainer.build_network_architecture`` (``EchoTrainer`` keeps it)
-    and handed over with ``manual_initialization``: about 2 s per sequence on CPU, against 12-16 s for ``nnUNetv2_predict``, which
-    starts worker processes for every call. Test-time mirroring follows ``nnunet.mirroring`` (off on CPU: it
-    doubles the time per mirrored axis).
+    and handed over with ``manual_initialization``: about 2 s per sequence on CPU, against 12-16 s for
+    ``nnUNetv2_predict``, which starts worker processes for every call. Test-time mirroring follows
+    ``nnunet.mirroring`` (off on CPU: it doubles the time per mirrored axis).
     """
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
