@@ -279,3 +279,30 @@ def test_compute_section_never_a_settings_mismatch():
     assert settings_diff(base, moved) == []
     other = load_config(PARAMS / "ci.yaml", {"registration": {"alpha": 0.5}}).model_dump(mode="json")
     assert [k for k, _, _ in settings_diff(base, other)] == ["registration.alpha"]
+
+
+def test_study_jobs_stable_names_and_keys(tmp_path):
+    """The ci study's jobs: one per shard / (model, fold) / prediction set; names and keys do not depend on the
+    backend, keys follow the settings the work depends on."""
+    from echo_utils.data import study
+
+    over = {"data": {"root": str(tmp_path / "cohort")}, "compute": {"shard_size": 3}}
+    cfg = load_config(PARAMS / "ci.yaml", over)
+    paths = RunPaths(tmp_path / "run")
+    stages = compute.study_jobs(cfg, paths, "cpu")
+    n_seqs = len(study.study_sequences(cfg, paths, "train")) + len(study.study_sequences(cfg, paths, "val"))
+    shards = stages[1]
+    assert len(shards) == -(-n_seqs // 3) and [j.name for j in shards][0] == "pseudo-labels-dlir-000"
+    assert sum(len(j.kwargs["keys"]) for j in shards) == n_seqs
+    assert stages[2][0].after == tuple(j.name for j in shards)
+    nn = cfg.nnunet
+    assert len(stages[3]) == len(nn.models) * len(nn.folds)
+    assert {j.name for j in stages[4]} == {f"nnunet-predict-{m}-test" for m in nn.models} | {
+        "nnunet-predict-2d_sparse-trainval"}
+    assert all(set(j.after) <= {t.name for t in stages[3]} for j in stages[4])
+    slurm = load_config(PARAMS / "ci.yaml", {**over, "compute": {"shard_size": 3, "backend": "slurm"}})
+    again = compute.study_jobs(slurm, paths, "cpu")
+    assert [[(j.name, j.key) for j in s] for s in again] == [[(j.name, j.key) for j in s] for s in stages]
+    assert again[0][0].kwargs["device"] == "auto"  # decided on the node
+    other = load_config(PARAMS / "ci.yaml", {**over, "registration": {"alpha": 0.5}})
+    assert compute.dir_training_jobs(other, paths)[0].key != stages[0][0].key

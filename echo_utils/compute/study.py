@@ -13,7 +13,7 @@ nnunet_prepare      ``nnunet-prepare``                           dense pseudo-la
                                                                  ``plan_and_preprocess`` for every model
 nnunet_training     ``nnunet-train-<dataset>-<config>-fold<k>``  ``train_model(model, fold)``
 nnunet_prediction   ``nnunet-predict-<model>-<set>``             ``predict_all`` on the test set (and 2D sparse on
-                                                                 train + val, for Fig. 2)
+                                                                 train + val and the TED sequences, for Fig. 2)
 ==================  ===========================================  ==================================================
 
 The job functions (``task_*``) rebuild the validated profile from its JSON dump, so a job runs the same in this
@@ -220,6 +220,20 @@ def task_nnunet_prediction(config: dict, run_dir: str, device: str, model: str, 
     return {"outputs": [seg.prediction_path(paths, out_name or model, s) for s in seqs]}
 
 
+def task_nnunet_prediction_fig2(config: dict, run_dir: str, device: str) -> dict:
+    """2D sparse on the Fig. 2 sequences that are in no split (the paper: TED patients paired with CAMUS), as
+    notebook 04 does (``predictions/2d_sparse_fig2``); nothing to do when every Fig. 2 sequence is in a split."""
+    from .. import fusion
+
+    cfg, paths = _context(config, run_dir)
+    seg = _segmentation()
+    known = {f"{p}_{v}" for p, v in _split_keys(cfg, paths, ["train", "val", "test"])}
+    seqs = [s for s in fusion.evaluation_sequences(cfg, paths) if s.key not in known]
+    if seqs:
+        seg.predict_all(cfg, paths, "2d_sparse", seqs, _device(device), out_name="2d_sparse_fig2")
+    return {"outputs": [seg.prediction_path(paths, "2d_sparse_fig2", s) for s in seqs]}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # builders (run where the jobs are planned: a notebook or ``python -m echo_utils.run --submit``)
 # ----------------------------------------------------------------------------------------------------------------
@@ -270,7 +284,8 @@ def nnunet_training_jobs(cfg, paths, device: str | None = None) -> list[Job]:
 
 
 def nnunet_prediction_jobs(cfg, paths, device: str | None = None) -> list[Job]:
-    """One job per prediction set: each model on the test split, and 2D sparse on train + val (Fig. 2's control)."""
+    """One job per prediction set: each model on the test split; 2D sparse on train + val (Fig. 2's control) and,
+    with TED (the paper), on the Fig. 2 sequences that are in no split."""
     seg = _segmentation()
     sets = [(m, ["test"], None) for m in cfg.nnunet.models]
     if "2d_sparse" in cfg.nnunet.models:
@@ -283,6 +298,11 @@ def nnunet_prediction_jobs(cfg, paths, device: str | None = None) -> list[Job]:
         jobs.append(_job(cfg, paths, f"nnunet-predict-{model}-{label}", "task_nnunet_prediction",
                          "nnunet_prediction", after=after, key_extra=[model, splits, out_name],
                          device=_job_device(cfg, device), model=model, splits=splits, out_name=out_name))
+    if "2d_sparse" in cfg.nnunet.models and cfg.data.source == "camus" and cfg.data.ted_root:
+        after = [f"nnunet-train-{seg.dataset_name(cfg, '2d_sparse')}-{seg.configuration_name(cfg, '2d_sparse')}"
+                 f"-fold{f}" for f in cfg.nnunet.folds]
+        jobs.append(_job(cfg, paths, "nnunet-predict-2d_sparse-fig2", "task_nnunet_prediction_fig2",
+                         "nnunet_prediction", after=after, key_extra=["fig2"], device=_job_device(cfg, device)))
     return jobs
 
 
