@@ -16,7 +16,7 @@ from typing import Callable
 
 from .jobs import Job, log_tail, read_marker
 
-__all__ = ["JobsReport", "JobsFailed", "wait_for", "resubmit_command", "STATES"]
+__all__ = ["JobsReport", "JobsFailed", "wait_for", "resubmit_command", "job_row", "STATES"]
 
 #: The states a job is shown in, in display order.
 STATES = ("pending", "running", "done", "failed")
@@ -29,7 +29,8 @@ def resubmit_command(job: Job) -> str:
 
 @dataclass
 class JobsReport:
-    """What happened to a set of jobs: one row per job (name, kind, state, skipped, seconds, job id)."""
+    """What happened to a set of jobs: one row per job (name, kind, model and fold where the job has them, state,
+    skipped, seconds, job id)."""
 
     backend: str
     rows: list[dict] = field(default_factory=list)
@@ -75,10 +76,17 @@ class JobsFailed(RuntimeError):
         super().__init__("\n".join(parts))
 
 
-def _row(job: Job, state: str, skipped: bool, job_id: str | None) -> dict:
+#: Job arguments copied into the report's rows (so a notebook can tabulate, e.g., training time per model and fold).
+ROW_ARGS = ("model", "fold")
+
+
+def job_row(job: Job, state: str, skipped: bool, job_id: str | None = None) -> dict:
+    """One row of a :class:`JobsReport`; ``seconds`` is the job's own run time from its marker (also when it was
+    done before: the time it took then)."""
     marker = read_marker(job) if state == "done" else None
-    return {"name": job.name, "kind": job.kind, "state": state, "skipped": skipped,
-            "seconds": marker.get("seconds") if marker else None, "job_id": job_id}
+    return {"name": job.name, "kind": job.kind, **{k: job.kwargs[k] for k in ROW_ARGS if k in job.kwargs},
+            "state": state, "skipped": skipped, "seconds": marker.get("seconds") if marker else None,
+            "job_id": job_id}
 
 
 def wait_for(
@@ -140,9 +148,9 @@ def wait_for(
     bar.close()
     report = JobsReport(backend=backend)
     for job in done_before:
-        report.rows.append(_row(job, "done", True, None))
+        report.rows.append(job_row(job, "done", True, None))
     for n, h in handles.items():
-        report.rows.append(_row(h.job, final[n], False, h.job_id))
+        report.rows.append(job_row(h.job, final[n], False, h.job_id))
     if report.failed:
         raise JobsFailed(report, jobs)
     return report

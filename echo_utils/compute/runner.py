@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .backends import NoSlurmError, SubmititBackend, resources, sbatch_script
 from .jobs import Job, execute, is_done, write_spec
-from .progress import JobsReport, wait_for
+from .progress import JobsReport, job_row, wait_for
 from .study import STAGES, stage_jobs
 
 __all__ = ["run_jobs", "run_stages", "submit_study", "submit_main", "plan_study", "compute_settings"]
@@ -65,9 +65,8 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
     report = JobsReport(backend=compute.backend)
     if compute.backend == "inline":
         for job in jobs:
-            marker = execute(job)  # a done job returns its marker without running
-            report.rows.append({"name": job.name, "kind": job.kind, "state": "done", "skipped": job in done,
-                                "seconds": marker.get("seconds"), "job_id": None})
+            execute(job)  # a done job returns its marker without running
+            report.rows.append(job_row(job, "done", job in done))
         return report
     backend = SubmititBackend(compute)
     handles = {}
@@ -80,12 +79,8 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
     if not wait:
         for job in queued:
             handles[job.name] = backend.submit(job)
-        for job in done:
-            report.rows.append({"name": job.name, "kind": job.kind, "state": "done", "skipped": True,
-                                "seconds": None, "job_id": None})
-        for n, h in handles.items():
-            report.rows.append({"name": n, "kind": h.job.kind, "state": "pending", "skipped": False,
-                                "seconds": None, "job_id": h.job_id})
+        report.rows += [job_row(job, "done", True) for job in done]
+        report.rows += [job_row(h.job, "pending", False, h.job_id) for h in handles.values()]
         return report
     return wait_for(
         handles, queued, backend.submit, backend=compute.backend, done_before=done,
