@@ -253,3 +253,18 @@ def test_no_partial_dataset(tmp_path):
     d = write_nifti_patient(root, "patient0002", cfg_items={"ES": 99})
     with pytest.raises(EchoDataError, match=str(d / "Info_2CH.cfg").replace(".", r"\.")):
         list(camus.iter_sequences(root))
+
+
+def test_public_names_stay_importable():
+    """The readers moved to echo_utils.data; echo_utils.camus and echo_utils.phantom re-export the same objects."""
+    from echo_utils import phantom
+    from echo_utils.data import camus as data_camus
+    from echo_utils.data import phantom as data_phantom
+    from echo_utils.data import study
+
+    for name in ("EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence",
+                 "read_ted_map"):
+        assert getattr(camus, name) is getattr(data_camus, name)
+    for name in ("load_study", "iter_study", "study_split", "study_sequences", "study_root"):
+        assert getattr(camus, name) is getattr(study, name)
+    assert phantom.make_cohort is data_phantom.make_cohort
