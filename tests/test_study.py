@@ -223,3 +223,18 @@ def test_cohort_overview_biplane_ef(tmp_path):
     key = ov.curves[0][0]
     seq = next(s for s in study.load_study(cfg, paths, "all") if s.key == key)
     np.testing.assert_allclose(areas, (seq.dense == 1).sum(axis=(1, 2)) * np.prod(seq.spacing) / 100.0)
+
+
+def test_evaluation_sequences_ted_alone_and_camus_alone(tmp_path, monkeypatch):
+    """Without the CAMUS/TED pairing the selection says what its reference and seeds are."""
+    camus_root, ted_root = write_paper_study(tmp_path)
+    paths = RunPaths(tmp_path / "run")
+    ted = load_config("notebooks/params/ci.yaml", {"data": {"source": "ted", "ted_root": str(ted_root),
+                                                            "test_fraction": 0.25, "val_fraction": 0.34}})
+    with pytest.warns(UserWarning, match="seeds are TED's own ED/ES labels"):
+        seqs = study.evaluation_sequences(ted, paths)
+    assert seqs and all(s.dense_kind == "manual" and len(s.patient) == len("patient001") for s in seqs)
+    cam = load_config("notebooks/params/ci.yaml", {"data": {"source": "camus", "root": str(camus_root)}})
+    with pytest.warns(UserWarning, match="interpolated"):
+        seqs = study.evaluation_sequences(cam, RunPaths(tmp_path / "run2"))
+    assert {s.patient for s in seqs} == set(PAPER_SPLIT["val"]) and seqs[0].dense_kind == "interpolated"

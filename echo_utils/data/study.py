@@ -306,7 +306,9 @@ def evaluation_sequences(cfg, paths, *, limit: int | None = None) -> list[EchoSe
       patient id is the CAMUS one.  TED patients without a mapping (the 4 in the CAMUS test set) are skipped with a
       ``UserWarning`` that counts them, as are patients whose frames had to be matched by phase;
     * CAMUS without TED: the ``val`` split with the ``half_sequence_gt`` files, which are *interpolated*, not
-      manual (a ``UserWarning`` says so).
+      manual (a ``UserWarning`` says so);
+    * TED alone (``data.source: ted``): the ``val`` and ``test`` TED sequences, seeded by their own ED/ES labels
+      (a ``UserWarning`` says that ED and ES then copy their reference).
 
     Sequences are resized to ``data.resize`` if set.  ``limit`` (default ``cfg.pseudo_labels.max_sequences``) keeps
     the first N sequences.
@@ -337,6 +339,11 @@ def evaluation_sequences(cfg, paths, *, limit: int | None = None) -> list[EchoSe
             warnings.warn(f"{n_phase} of {len(seqs)} TED patients have another number of frames from ED to ES than "
                           "their CAMUS half-sequence: their TED labels are matched by normalised phase "
                           "(see study.frame_matching)", UserWarning, stacklevel=2)
+    elif d.source == "ted":
+        seqs = load_study(cfg, paths, "val") + load_study(cfg, paths, "test")
+        warnings.warn("data.source is 'ted': the seeds are TED's own ED/ES labels, so ED and ES score as copies of "
+                      "their reference (the paper seeds from CAMUS: data.source 'camus' with data.ted_root)",
+                      UserWarning, stacklevel=2)
     else:
         seqs = load_study(cfg, paths, "val")
         warnings.warn("no TED root: evaluating pseudo-labels against CAMUS half_sequence_gt, which is interpolated "
