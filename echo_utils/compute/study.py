@@ -220,7 +220,7 @@ def task_nnunet_prediction(config: dict, run_dir: str, device: str, model: str, 
     return {"outputs": [seg.prediction_path(paths, out_name or model, s) for s in seqs]}
 
 
-def task_nnunet_prediction_fig2(config: dict, run_dir: str, device: str) -> dict:
+def task_nnunet_prediction_fig2(config: dict, run_dir: str, device: str, model: str = "2d_sparse") -> dict:
     """2D sparse on the Fig. 2 sequences that are in no split (the paper: TED patients paired with CAMUS), as
     notebook 04 does (``predictions/2d_sparse_fig2``); nothing to do when every Fig. 2 sequence is in a split."""
     from .. import fusion
@@ -230,7 +230,7 @@ def task_nnunet_prediction_fig2(config: dict, run_dir: str, device: str) -> dict
     known = {f"{p}_{v}" for p, v in _split_keys(cfg, paths, ["train", "val", "test"])}
     seqs = [s for s in fusion.evaluation_sequences(cfg, paths) if s.key not in known]
     if seqs:
-        seg.predict_all(cfg, paths, "2d_sparse", seqs, _device(device), out_name="2d_sparse_fig2")
+        seg.predict_all(cfg, paths, model, seqs, _device(device), out_name="2d_sparse_fig2")
     return {"outputs": [seg.prediction_path(paths, "2d_sparse_fig2", s) for s in seqs]}
 
 
@@ -302,7 +302,8 @@ def nnunet_prediction_jobs(cfg, paths, device: str | None = None) -> list[Job]:
         after = [f"nnunet-train-{seg.dataset_name(cfg, '2d_sparse')}-{seg.configuration_name(cfg, '2d_sparse')}"
                  f"-fold{f}" for f in cfg.nnunet.folds]
         jobs.append(_job(cfg, paths, "nnunet-predict-2d_sparse-fig2", "task_nnunet_prediction_fig2",
-                         "nnunet_prediction", after=after, key_extra=["fig2"], device=_job_device(cfg, device)))
+                         "nnunet_prediction", after=after, key_extra=["fig2"], device=_job_device(cfg, device),
+                         model="2d_sparse"))
     return jobs
 
 
