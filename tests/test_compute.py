@@ -306,3 +306,21 @@ def test_study_jobs_stable_names_and_keys(tmp_path):
     assert again[0][0].kwargs["device"] == "auto"  # decided on the node
     other = load_config(PARAMS / "ci.yaml", {**over, "registration": {"alpha": 0.5}})
     assert compute.dir_training_jobs(other, paths)[0].key != stages[0][0].key
+
+
+def test_second_caller_attaches_instead_of_resubmitting(tmp_path):
+    """A job submitted earlier (``--submit``, then a notebook) and still running is waited for, not run twice."""
+    import threading
+
+    block = tmp_path / "block"
+    block.touch()
+    job = _square_jobs(tmp_path, 1, block=block)[0]
+    run_jobs([job], _local(), wait=False)
+    deadline = time.time() + 90
+    while not _starts(tmp_path / "out0.txt"):
+        assert time.time() < deadline, "the job did not start"
+        time.sleep(0.2)
+    threading.Timer(1.0, block.unlink).start()
+    report = run_jobs([job], _local(), progress=False, log=lambda *a, **k: None)
+    assert report.rows[0]["state"] == "done" and not report.rows[0]["skipped"]
+    assert _starts(tmp_path / "out0.txt") == 1 and (tmp_path / "out0.txt").read_text() == "0"
