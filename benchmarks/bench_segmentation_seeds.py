@@ -18,8 +18,9 @@ Usage (long: four trainings per seed; run it with ``nice`` on a shared machine):
         [--base-run runs/demo] [--seeds 0 1]
 
 ``--base-run`` must hold notebooks 01-03 of that profile (they are run there first if its pseudo-labels are
-missing). Each seed trains into ``<base-run>-nnunet-seed<S>`` (``data``, ``registration`` and ``pseudo_labels``
-linked to the base run); a rerun reuses finished models. Writes ``benchmarks/results/bench_segmentation_seeds.json``.
+missing). The profile's own ``nnunet.seed`` trains into the base run (notebook 04 there reuses those models), every
+other seed into ``<base-run>-nnunet-seed<S>`` (``data``, ``registration`` and ``pseudo_labels`` linked to the base
+run); a rerun reuses finished models. Writes ``benchmarks/results/bench_segmentation_seeds.json``.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def _ensure_base(params: Path, base: Path, cfg) -> None:
                     "--only", "01", "02", "03"], check=True, cwd=ROOT)
 
 
-def _seed_run(base: Path, seed: int) -> Path:
+def _seed_run(base: Path, seed: int, profile_seed: int) -> Path:
+    if seed == profile_seed:  # the profile's own models: notebook 04 in the base run reuses them
+        return base
     run = base.parent / f"{base.name}-nnunet-seed{seed}"
     run.mkdir(parents=True, exist_ok=True)
     for name in SHARED:
@@ -68,7 +71,7 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu") -> dict:
     """Train and predict the four models with ``nnunet.seed = seed``; the scores and verdicts as a dict."""
     cfg = load_config(params, overrides={"nnunet": {"seed": seed}})
     nn = cfg.nnunet
-    paths = RunPaths(_seed_run(base, seed))
+    paths = RunPaths(_seed_run(base, seed, load_config(params).nnunet.seed))
     train, val, test = (camus.load_study(cfg, paths, s) for s in ("train", "val", "test"))
     dense = segmentation.dense_pseudo_labels(cfg, paths, train + val)
     wall = {}
