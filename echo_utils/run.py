@@ -3,7 +3,7 @@
 Command line::
 
     python -m echo_utils.run --params notebooks/params/demo.yaml [--set registration.alpha=0 ...]
-                             [--only 01 03] [--run-dir DIR] [--output-dir DIR] [--device cpu]
+                             [--only 01 03] [--run-dir DIR] [--output-dir DIR] [--device cpu] [--check]
 
 Each ``notebooks/NN_name.ipynb`` is executed in order with the parameters ``params``, ``run_dir``, ``device`` and
 ``overrides`` (the ``--set`` values, a nested dict) injected into its cell tagged ``parameters``; paths are
@@ -188,13 +188,15 @@ def run_notebooks(
     notebook_dir: str | Path = NOTEBOOK_DIR,
     device: str | None = None,
     kernel_name: str = "python3",
+    check_only: bool = False,
     log=print,
 ) -> list[Path]:
     """Execute the notebooks with papermill; returns the executed copies.
 
     Before anything is written: the profile and ``overrides`` are validated, the notebooks found, and the
     profile compared with the run directory's recorded settings. Then the run directory is locked (``run.lock``)
-    and, on its first run, its settings are recorded (``run.json``).
+    and, on its first run, its settings are recorded (``run.json``). With ``check_only`` the run stops after the
+    checks (nothing written; a lock held by another runner is reported) and returns the notebooks it would run.
 
     Raises
     ------
@@ -210,7 +212,17 @@ def run_notebooks(
     notebooks = discover_notebooks(only, Path(notebook_dir))
     if not notebooks:
         raise ConfigError(f"no NN_*.ipynb notebooks in {display_path(notebook_dir)}")
-    check_settings(run_dir, cfg)  # read-only: refused before the run directory is touched
+    recorded = check_settings(run_dir, cfg)  # read-only: refused before the run directory is touched
+    if check_only:
+        from .rundir import assert_not_locked_by_other, settings_record
+
+        if run_dir.is_dir():
+            assert_not_locked_by_other(run_dir)
+        state = "matches its run.json" if recorded else "new run directory (run.json written on the first run)"
+        log(f"ok: profile {cfg.name} [{settings_record(cfg)['profile_hash']}]"
+            + (f" with {' '.join(_set_items(extra))}" if extra else "")
+            + f"; run dir {display_path(run_dir)}: {state}; would run {', '.join(p.stem for p in notebooks)}")
+        return notebooks
     output_dir = Path(output_dir)
     # Parameters as the book shows them: paths relative to the project (papermill runs in the project root).
     parameters = {"params": display_path(params), "run_dir": display_path(run_dir), "device": device}
@@ -332,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                         "on the profile's compute backend (Slurm: submit and return; then `make book`)")
     parser.add_argument("--dry-run", action="store_true", help="with --submit: list the jobs and their resources "
                         "(and the sbatch header), submit nothing")
+    parser.add_argument("--check", action="store_true",
+                        help="only validate the profile and overrides against the run directory; run nothing")
     args = parser.parse_args(argv)
     if args.submit or args.dry_run:  # echo_utils.compute: the cluster path (issue 18)
         from .compute.runner import submit_main
@@ -348,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=args.output_dir,
             notebook_dir=args.notebook_dir,
             device=args.device,
+            check_only=args.check,
         )
     except (ConfigError, NotebookFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -237,3 +237,16 @@ def test_setup_notebook(tmp_path, ci_params):
         setup_notebook(ci_params, tmp_path / "run", "cpu", create=False)
     with pytest.raises(ConfigError, match="does not exist"):
         setup_notebook(ci_params, tmp_path / "missing", create=False)
+
+
+def test_check_only_validates_without_writing(nb_dir, tmp_path, ci_params, capsys):
+    run, out = tmp_path / "run", tmp_path / "out"
+    args = ["--params", str(ci_params), "--run-dir", str(run), "--output-dir", str(out), "--notebook-dir", str(nb_dir)]
+    assert main(args + ["--set", "registration.alpha=0", "--check"]) == 0
+    said = capsys.readouterr().out
+    assert "ok: profile ci" in said and "registration.alpha=0" in said and "new run directory" in said
+    assert not run.exists() and not out.exists()
+    assert main(args + ["--only", "01"]) == 0
+    assert main(args + ["--check"]) == 0 and "matches its run.json" in capsys.readouterr().out
+    assert main(args + ["--set", "registration.alpha=0", "--check"]) == 1
+    assert "registration.alpha" in capsys.readouterr().err
