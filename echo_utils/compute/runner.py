@@ -17,7 +17,7 @@ from .jobs import Job, execute, is_done, write_spec
 from .progress import JobsReport, job_row, wait_for
 from .study import STAGES, stage_jobs
 
-__all__ = ["run_jobs", "run_stages", "submit_study", "submit_main", "plan_study", "compute_settings"]
+__all__ = ["run_jobs", "run_stages", "submit_study", "submit_main", "plan_study", "compute_settings", "NoSlurmError"]
 
 
 def compute_settings(cfg_or_compute):
@@ -190,8 +190,6 @@ def submit_study(cfg, paths, device: str | None = None, *, stages=STAGES, dry_ru
         "`make book` (same PARAMS and RUN_DIR) renders what they produced.")
     return 0
 
-
-__all__ += ["NoSlurmError"]
 
 
 def submit_main(params, *, overrides=None, run_dir=None, device: str | None = None, dry_run: bool = False,
