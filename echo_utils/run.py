@@ -25,8 +25,10 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,12 +292,17 @@ class _Kernel:
     While a notebook runs, the first SIGINT (or SIGTERM) interrupts the kernel as Jupyter's stop button does: the
     cell ends with ``KeyboardInterrupt``, papermill saves the partial copy, and the runner stops cleanly. A second
     signal stops the runner at once. The kernel is shut down on exit in every case.
+
+    On POSIX the kernel talks over Unix sockets in a private temporary folder rather than local TCP ports: no
+    port is opened, and the kernel does not print its "running over TCP without encryption" warning.
     """
 
     def __init__(self, kernel_name: str):
         from jupyter_client.manager import KernelManager
 
-        self.km = KernelManager(kernel_name=kernel_name)
+        self._sockets = tempfile.mkdtemp(prefix="echo-kernel-") if os.name == "posix" else None
+        ipc = dict(transport="ipc", ip=os.path.join(self._sockets, "kernel")) if self._sockets else {}
+        self.km = KernelManager(kernel_name=kernel_name, **ipc)
         self._signals = 0
         self._previous: dict = {}
 
@@ -320,6 +327,8 @@ class _Kernel:
                 self.km.shutdown_kernel(now=exc_type is not None)
         finally:
             self.km.cleanup_resources()
+            if self._sockets:
+                shutil.rmtree(self._sockets, ignore_errors=True)
         if self._signals and exc_type is None:  # interrupted after the last cell had finished
             raise KeyboardInterrupt
 

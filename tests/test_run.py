@@ -215,8 +215,8 @@ def test_ctrl_c_ends_with_one_line_saying_what_was_kept(nb_dir, tmp_path, ci_par
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if "interrupted" in line]
-    assert len(lines) == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), err  # one line, nothing else
     assert "in 02_fail.ipynb; kept: 01_ok" in lines[0]
     assert f"--run-dir {run} --only 02 03" in lines[0]
     assert not (run / LOCK_FILE).exists() and (tmp_path / "o" / "01_ok.ipynb").exists()
