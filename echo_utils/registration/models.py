@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .bspline import bspline_upsample, control_grid_shape
-from .losses import bending_energy, gaussian_blur, ncc
+from .losses import bending_energy, gaussian_blur, ncc, scaled_alpha
 from .warp import warp
 
 __all__ = ["BSplineDIR", "InstanceBSpline", "IdentityRegistration", "registration_from_config", "REGISTRATIONS"]
@@ -143,13 +143,16 @@ class InstanceBSpline:
     ----------
     grid_spacing : control-point spacing in pixels (any positive integer).
     alpha : bending-energy weight.
+    alpha_reference_size : image size (px) at which ``alpha`` is given; the loss uses
+        ``scaled_alpha(alpha, image size, alpha_reference_size)`` (:mod:`.losses`); ``None``: ``alpha`` as is.
     iterations : Adam steps.
     lr : Adam learning rate, in pixels per step for the control points.
     sigma : Gaussian smoothing (px) of both images before the NCC (as ``loss_sigma`` of the network; 0 = raw).
     """
 
     def __init__(
-        self, grid_spacing: int = 32, alpha: float = 1.0, iterations: int = 100, lr: float = 0.05, sigma: float = 0.0
+        self, grid_spacing: int = 32, alpha: float = 1.0, iterations: int = 100, lr: float = 0.05, sigma: float = 0.0,
+        alpha_reference_size: int | None = None,
     ):
         if grid_spacing < 1 or iterations < 1 or lr <= 0 or sigma < 0:
             raise ValueError(
@@ -157,6 +160,7 @@ class InstanceBSpline:
             )
         self.grid_spacing = int(grid_spacing)
         self.alpha = float(alpha)
+        self.alpha_reference_size = None if alpha_reference_size is None else int(alpha_reference_size)
         self.iterations = int(iterations)
         self.lr = float(lr)
         self.sigma = float(sigma)
@@ -169,7 +173,8 @@ class InstanceBSpline:
     def __repr__(self) -> str:
         return (
             f"InstanceBSpline(grid_spacing={self.grid_spacing}, alpha={self.alpha}, "
-            f"iterations={self.iterations}, lr={self.lr}, sigma={self.sigma})"
+            f"iterations={self.iterations}, lr={self.lr}, sigma={self.sigma}"
+            + (f", alpha_reference_size={self.alpha_reference_size})" if self.alpha_reference_size else ")")
         )
 
     def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
@@ -178,6 +183,7 @@ class InstanceBSpline:
             raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
         size = fixed.shape[-2:]
         gh, gw = control_grid_shape(size, self.grid_spacing)
+        alpha = scaled_alpha(self.alpha, tuple(size), self.alpha_reference_size)
         with torch.inference_mode(False), torch.enable_grad():
             fixed = gaussian_blur(fixed.detach().clone().float(), self.sigma)
             moving = gaussian_blur(moving.detach().clone().float(), self.sigma)
@@ -187,7 +193,7 @@ class InstanceBSpline:
             for _ in range(self.iterations):
                 u = bspline_upsample(cp, self.grid_spacing, size)
                 warped = warp(moving, u)
-                loss = (-ncc(fixed, warped, "pair") + self.alpha * bending_energy(u)).sum()
+                loss = (-ncc(fixed, warped, "pair") + alpha * bending_energy(u)).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -263,6 +269,7 @@ def registration_from_config(
             iterations=int(config.instance_iterations),
             lr=float(config.instance_lr),
             sigma=float(getattr(config, "loss_sigma", 0.0) or 0.0),
+            alpha_reference_size=getattr(config, "alpha_reference_size", None),
         )
     if name == "dlir":
         if train is None or run_dir is None:
