@@ -89,3 +89,35 @@ def test_best_validation_weights_are_kept(tmp_path):
     assert val_loss(best) == pytest.approx(v.min(), abs=1e-5)
     assert val_loss(best) < val_loss(last)
     assert load_registration(best.run_dir).kept_iteration == best.kept_iteration
+
+
+def test_endpoint_error_against_the_phantom_truth(tmp_path):
+    """The identity scores the mean true displacement, an oracle that returns the truth scores 0, and a field
+    shifted by a constant (0.3, 0.4) px scores 0.5 px."""
+    from echo_utils import camus, phantom
+    from echo_utils.registration import IdentityRegistration
+    from echo_utils.registration.evidence import endpoint_error, phantom_pairs
+
+    root = phantom.make_cohort(tmp_path / "c", 2, size=64, frames=(5, 6), seed=1, progress=False)
+    seqs = [camus.load_sequence(root / "database_nifti" / "patient0001", v) for v in ("2CH", "4CH")]
+    pairs = phantom_pairs(root, seqs, "step")
+    assert len(pairs["info"]) == sum(s.n_frames - 1 for s in seqs)
+    truth = {(i["key"], i["fixed"], i["moving"]): pairs["truth"][k] for k, i in enumerate(pairs["info"])}
+    lookup = {(pairs["fixed"][k].tobytes(), pairs["moving"][k].tobytes()): pairs["truth"][k]
+              for k in range(len(pairs["info"]))}
+
+    def oracle(fixed, moving, offset=(0.0, 0.0)):
+        out = [torch.from_numpy(lookup[(f[0].numpy().tobytes(), m[0].numpy().tobytes())]) for f, m in zip(fixed, moving)]
+        return torch.stack(out) + torch.tensor(offset).view(1, 2, 1, 1)
+
+    table = endpoint_error({"identity": IdentityRegistration(), "oracle": oracle,
+                            "shifted": lambda f, m: oracle(f, m, (0.3, 0.4))}, pairs)
+    by = table.groupby("registration")
+    ident = table[table.registration == "identity"]
+    np.testing.assert_allclose(ident.epe_px, ident.true_px, rtol=1e-5)
+    assert ident.true_px.mean() > 0.1  # the phantom moves
+    assert by.epe_px.max()["oracle"] < 1e-5
+    np.testing.assert_allclose(table[table.registration == "shifted"].epe_px, 0.5, rtol=1e-4)
+    assert len(truth) == len(pairs["info"])
+    with pytest.raises(ValueError):
+        phantom_pairs(root, seqs, "random")
