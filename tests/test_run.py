@@ -88,6 +88,7 @@ def test_parameters_and_overrides_are_injected_and_recorded(nb_dir, tmp_path, ci
     nb = nbformat.read(out / "01_ok.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and str(PROJECT_ROOT) not in injected[0].source
+    assert nb.metadata.papermill["output_path"] == display_path(out / "01_ok.ipynb")  # not the .partial copy
 
 
 def test_failure_names_notebook_and_cell_and_keeps_previous_copy(nb_dir, tmp_path, ci_params):
