@@ -121,3 +121,32 @@ def test_endpoint_error_against_the_phantom_truth(tmp_path):
     assert len(truth) == len(pairs["info"])
     with pytest.raises(ValueError):
         phantom_pairs(root, seqs, "random")
+
+
+def test_masked_ncc_and_sector_mask():
+    from echo_utils.registration.losses import ncc, sector_mask
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 1, 24, 20, generator=g), torch.rand(2, 1, 24, 20, generator=g)
+    b = 0.5 * a + b
+    mask = torch.zeros_like(a, dtype=torch.bool)
+    mask[0, 0, 3:15, 2:12] = True
+    mask[1, 0, 10:20, 5:18] = True
+    got = ncc(a, b, "pair", mask=mask)
+    for i in range(2):
+        m = mask[i].numpy()
+        expected = np.corrcoef(a[i].numpy()[m], b[i].numpy()[m])[0, 1]
+        assert got[i].item() == pytest.approx(expected, abs=1e-5)
+    pooled = np.corrcoef(a.numpy()[mask.numpy()], b.numpy()[mask.numpy()])[0, 1]
+    # 'global' with a mask: one correlation of the pooled masked pixels (each pair centred separately would differ)
+    assert ncc(a, b, "global", mask=mask).item() == pytest.approx(pooled, abs=1e-5)
+    assert ncc(a, b, "pair", mask=torch.ones_like(mask)).numpy() == pytest.approx(ncc(a, b, "pair").numpy(), abs=1e-5)
+    # the sector of a 64 px fan: inside, but not within the margin of its edge, and not outside
+    yy, xx = np.mgrid[:64, :64]
+    fan = ((np.hypot(yy, xx - 31.5) < 60) & (np.abs(np.arctan2(xx - 31.5, yy + 1e-9)) < 0.6)).astype(np.float32)
+    img = torch.from_numpy(fan * (0.3 + 0.2 * np.random.default_rng(0).random((64, 64), dtype=np.float32)))
+    sm = sector_mask(img[None, None], margin=4)[0, 0].numpy()
+    assert sm.sum() > 0.4 * fan.sum() and not sm[fan == 0].any()
+    from scipy import ndimage
+
+    assert not sm[fan.astype(bool) & ~ndimage.binary_erosion(fan.astype(bool), iterations=1)].any()

@@ -18,20 +18,34 @@ from torch import Tensor, nn
 
 from .warp import warp
 
-__all__ = ["ncc", "bending_energy", "scaled_alpha", "gaussian_blur", "LossTerms", "RegistrationLoss"]
+__all__ = ["ncc", "sector_mask", "bending_energy", "scaled_alpha", "gaussian_blur", "LossTerms", "RegistrationLoss"]
 
 NccMode = Literal["global", "pair"]
 
 
-def ncc(fixed: Tensor, warped: Tensor, mode: NccMode = "global", eps: float = 1e-6) -> Tensor:
+def ncc(fixed: Tensor, warped: Tensor, mode: NccMode = "global", eps: float = 1e-6, mask: Tensor | None = None) -> Tensor:
     """Normalised cross-correlation (Pearson correlation of intensities), in [-1, 1].
 
     ``mode='global'`` (the authors' TorchIR code): one correlation over every pixel of the whole batch, a scalar.
     ``mode='pair'``: one correlation per pair, shape ``(N,)``; average it for a batch value.
-    Not windowed in either mode.
+    Not windowed in either mode.  ``mask`` (bool, the images' shape): only these pixels count (e.g.
+    :func:`sector_mask`, the authors' optional loss mask).
     """
     if fixed.shape != warped.shape:
         raise ValueError(f"ncc: shapes differ, {tuple(fixed.shape)} vs {tuple(warped.shape)}")
+    if mask is not None:
+        if mask.shape != fixed.shape:
+            raise ValueError(f"ncc: mask shape {tuple(mask.shape)} differs from the images' {tuple(fixed.shape)}")
+        n = fixed.shape[0] if mode == "pair" else 1
+        if mode not in ("global", "pair"):
+            raise ValueError(f"unknown ncc mode {mode!r}; use 'global' or 'pair'")
+        w = mask.reshape(n, -1).to(fixed.dtype)
+        a, b = fixed.reshape(n, -1), warped.reshape(n, -1)
+        count = w.sum(1).clamp_min(1.0)
+        a = (a - (a * w).sum(1, keepdim=True) / count[:, None]) * w
+        b = (b - (b * w).sum(1, keepdim=True) / count[:, None]) * w
+        out = (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1) + (eps * count) ** 2)
+        return out[0] if mode == "global" else out
     if mode == "global":
         a, b = fixed.reshape(1, -1), warped.reshape(1, -1)
     elif mode == "pair":
@@ -44,6 +58,21 @@ def ncc(fixed: Tensor, warped: Tensor, mode: NccMode = "global", eps: float = 1e
     std = torch.sqrt((a * a).mean(1) * (b * b).mean(1) + eps**2)
     out = cc / std
     return out[0] if mode == "global" else out
+
+
+def sector_mask(fixed: Tensor, threshold: float = 0.05, sigma: float = 2.0, margin: int = 4) -> Tensor:
+    """The ultrasound sector of ``(N, 1, H, W)`` images in [0, 1], without its edge: bool, same shape.
+
+    The authors' optional loss mask keeps the pixels above 1e-2 of the fixed image; dark speckle and blood pools
+    inside the sector would leave holes, so the image is first smoothed (Gaussian ``sigma`` px) and thresholded
+    at ``threshold``, then eroded by ``margin`` px: the sector's edge does not move with the heart, and a
+    correlation that includes it pulls every field towards zero motion.
+    """
+    inside = (gaussian_blur(fixed, sigma) > threshold).to(fixed.dtype)
+    if margin > 0:
+        k = 2 * int(margin) + 1
+        inside = F.avg_pool2d(F.pad(inside, (int(margin),) * 4), k, stride=1) > 1.0 - 1e-6
+    return inside.bool()
 
 
 def bending_energy(displacement: Tensor) -> Tensor:
@@ -110,23 +139,29 @@ class RegistrationLoss(nn.Module):
     whole batch.  ``ncc='pair'``: one per pair, averaged; every pair then weighs the same whatever its contrast,
     and the loss of a pair does not depend on which other pairs share its batch (needed by :class:`InstanceBSpline`).
     ``P`` is the mean bending energy over the batch (:func:`bending_energy`).  ``sigma`` (px, default 0 = the
-    authors') smooths both images before the NCC in :meth:`pair_loss`.
+    authors') smooths both images before the NCC in :meth:`pair_loss`; ``mask='sector'`` correlates only the
+    pixels of the fixed image's sector (:func:`sector_mask`; default ``'none'``, the authors' default).
     """
 
-    def __init__(self, alpha: float = 1.0, ncc: NccMode = "global", sigma: float = 0.0):
+    def __init__(self, alpha: float = 1.0, ncc: NccMode = "global", sigma: float = 0.0, mask: str = "none"):
         super().__init__()
+        if mask not in ("none", "sector"):
+            raise ValueError(f"unknown loss mask {mask!r}; use 'none' or 'sector'")
         self.alpha = float(alpha)
         self.ncc_mode = ncc
         self.sigma = float(sigma)
+        self.mask = mask
 
-    def forward(self, fixed: Tensor, warped: Tensor, displacement: Tensor) -> LossTerms:
-        sim = ncc(fixed, warped, self.ncc_mode).mean()
+    def forward(self, fixed: Tensor, warped: Tensor, displacement: Tensor, mask: Tensor | None = None) -> LossTerms:
+        sim = ncc(fixed, warped, self.ncc_mode, mask=mask).mean()
         be = bending_energy(displacement).mean()
         return LossTerms(loss=-sim + self.alpha * be, ncc=sim, bending=be)
 
     def pair_loss(self, fixed: Tensor, moving: Tensor, displacement: Tensor) -> LossTerms:
         """Loss of ``moving`` warped by ``displacement`` against ``fixed``; with ``sigma > 0`` both images are first
-        smoothed (:func:`gaussian_blur`) so that the NCC sees anatomy rather than frame-to-frame speckle."""
+        smoothed (:func:`gaussian_blur`) so that the NCC sees anatomy rather than frame-to-frame speckle; with
+        ``mask='sector'`` only the fixed image's sector counts."""
+        mask = sector_mask(fixed) if self.mask == "sector" else None
         if self.sigma > 0:
             fixed, moving = gaussian_blur(fixed, self.sigma), gaussian_blur(moving, self.sigma)
-        return self(fixed, warp(moving, displacement), displacement)
+        return self(fixed, warp(moving, displacement), displacement, mask)

@@ -83,7 +83,7 @@ def _fingerprint(sequences: Sequence) -> list:
 
 _TRAIN_KEYS = ("grid_spacing", "alpha", "ncc", "iterations", "batch_size", "lr", "kernels", "seed")
 #: options added later, in the cache key only when they differ from these defaults (the authors' choices)
-_OPTIONAL_KEYS = {"loss_sigma": 0.0, "alpha_reference_size": None, "pair_max_gap": None, "lr_schedule": "constant",
+_OPTIONAL_KEYS = {"loss_sigma": 0.0, "loss_mask": "none", "alpha_reference_size": None, "pair_max_gap": None, "lr_schedule": "constant",
                   "keep": "best"}
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -280,7 +280,7 @@ def train_registration(
     torch.manual_seed(seed)
     model = BSplineDIR(**arch).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]), amsgrad=True)
-    loss_fn = RegistrationLoss(alpha=alpha, ncc=settings["ncc"], sigma=loss_sigma)
+    loss_fn = RegistrationLoss(alpha=alpha, ncc=settings["ncc"], sigma=loss_sigma, mask=settings.get("loss_mask", "none"))
     iterations, batch = int(settings["iterations"]), int(settings["batch_size"])
     validate_every = int(_cfg_get(config, "validate_every", 100))
     checkpoint_every = int(_cfg_get(config, "checkpoint_every", 250))
