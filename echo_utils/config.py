@@ -144,6 +144,9 @@ class RegistrationConfig(_Section):
         "input unchanged); 0 = the authors' raw NCC. Suppresses frame-to-frame speckle, which raw NCC rewards "
         "the network for blurring by sub-pixel shifts",
     )
+    loss_mask: Literal["none", "sector"] = Field(
+        "none", description="'sector': the NCC counts only the fixed image's ultrasound sector without its static "
+        "edge (the authors' optional loss mask); 'none' = every pixel (the authors' default)")
     seed: int = Field(2022, description="network initialisation and pair sampling; default: the profile's "
                       "top-level seed + 2022 (the authors' seed at seed 0)")
 

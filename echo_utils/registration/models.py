@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .bspline import bspline_upsample, control_grid_shape
-from .losses import bending_energy, gaussian_blur, ncc, scaled_alpha
+from .losses import bending_energy, gaussian_blur, ncc, scaled_alpha, sector_mask
 from .warp import warp
 
 __all__ = ["BSplineDIR", "ELU", "InstanceBSpline", "IdentityRegistration", "registration_from_config", "REGISTRATIONS"]
@@ -194,6 +194,8 @@ class InstanceBSpline:
     ----------
     grid_spacing : control-point spacing in pixels (any positive integer).
     alpha : bending-energy weight.
+    mask : ``'sector'``: the NCC counts only the fixed image's sector (:func:`.losses.sector_mask`), as the network's
+        ``loss_mask``; ``'none'`` (default): every pixel.
     alpha_reference_size : image size (px) at which ``alpha`` is given; the loss uses
         ``scaled_alpha(alpha, image size, alpha_reference_size)`` (:mod:`.losses`); ``None``: ``alpha`` as is.
     iterations : Adam steps.
@@ -203,7 +205,7 @@ class InstanceBSpline:
 
     def __init__(
         self, grid_spacing: int = 32, alpha: float = 1.0, iterations: int = 100, lr: float = 0.05, sigma: float = 0.0,
-        alpha_reference_size: int | None = None,
+        alpha_reference_size: int | None = None, mask: str = "none",
     ):
         if grid_spacing < 1 or iterations < 1 or lr <= 0 or sigma < 0:
             raise ValueError(
@@ -212,6 +214,9 @@ class InstanceBSpline:
         self.grid_spacing = int(grid_spacing)
         self.alpha = float(alpha)
         self.alpha_reference_size = None if alpha_reference_size is None else int(alpha_reference_size)
+        if mask not in ("none", "sector"):
+            raise ValueError(f"InstanceBSpline: unknown mask {mask!r}; use 'none' or 'sector'")
+        self.mask = mask
         self.iterations = int(iterations)
         self.lr = float(lr)
         self.sigma = float(sigma)
@@ -225,7 +230,8 @@ class InstanceBSpline:
         return (
             f"InstanceBSpline(grid_spacing={self.grid_spacing}, alpha={self.alpha}, "
             f"iterations={self.iterations}, lr={self.lr}, sigma={self.sigma}"
-            + (f", alpha_reference_size={self.alpha_reference_size})" if self.alpha_reference_size else ")")
+            + (f", alpha_reference_size={self.alpha_reference_size}" if self.alpha_reference_size else "")
+            + (f", mask={self.mask!r})" if self.mask != "none" else ")")
         )
 
     def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
@@ -236,6 +242,7 @@ class InstanceBSpline:
         gh, gw = control_grid_shape(size, self.grid_spacing)
         alpha = scaled_alpha(self.alpha, tuple(size), self.alpha_reference_size)
         with torch.inference_mode(False), torch.enable_grad():
+            mask = sector_mask(fixed.detach().clone().float()) if self.mask == "sector" else None
             fixed = gaussian_blur(fixed.detach().clone().float(), self.sigma)
             moving = gaussian_blur(moving.detach().clone().float(), self.sigma)
             cp = torch.zeros(fixed.shape[0], 2, gh, gw, device=fixed.device, requires_grad=True)
@@ -244,7 +251,7 @@ class InstanceBSpline:
             for _ in range(self.iterations):
                 u = bspline_upsample(cp, self.grid_spacing, size)
                 warped = warp(moving, u)
-                loss = (-ncc(fixed, warped, "pair") + alpha * bending_energy(u)).sum()
+                loss = (-ncc(fixed, warped, "pair", mask=mask) + alpha * bending_energy(u)).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -321,6 +328,7 @@ def registration_from_config(
             lr=float(config.instance_lr),
             sigma=float(getattr(config, "loss_sigma", 0.0) or 0.0),
             alpha_reference_size=getattr(config, "alpha_reference_size", None),
+            mask=getattr(config, "loss_mask", "none"),
         )
     if name == "dlir":
         if train is None or run_dir is None:
