@@ -150,3 +150,16 @@ def test_masked_ncc_and_sector_mask():
     from scipy import ndimage
 
     assert not sm[fan.astype(bool) & ~ndimage.binary_erosion(fan.astype(bool), iterations=1)].any()
+
+
+def test_displacement_figure_titles_give_the_epe():
+    from echo_utils.registration.evidence import displacement_figure
+
+    truth = np.zeros((2, 8, 8), np.float32)
+    truth[0] = 1.0
+    mask = np.ones((8, 8), bool)
+    fig = displacement_figure({"zero": np.zeros_like(truth), "shifted": truth + np.array([0.3, 0.4])[:, None, None]},
+                              truth, mask)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["true motion: EPE 0.00 px", "zero: EPE 1.00 px", "shifted: EPE 0.50 px"]
+    assert len(fig.data) == 6

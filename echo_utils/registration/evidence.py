@@ -17,7 +17,7 @@ import numpy as np
 
 from .inference import register
 
-__all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error"]
+__all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "displacement_figure"]
 
 #: ``'step'``: consecutive frames ``(t + 1, t)`` from ED to ES (what sequential propagation registers);
 #: ``'ed_es'``: ``(ES, ED)`` and ``(ED, ES)`` (the largest motion of the half sequence)
@@ -91,3 +91,27 @@ def endpoint_error(registrations: Mapping[str, Callable], pairs: dict, *, batch_
             rows.append({"registration": name, **inf, "epe_px": float(err[i][m].mean()),
                          "true_px": float(true_mag[i][m].mean())})
     return pd.DataFrame(rows)
+
+
+def displacement_figure(fields: Mapping[str, np.ndarray], truth: np.ndarray, mask: np.ndarray, title: str = "",
+                        step: int = 2):
+    """Plotly figure: each field's two components ``(2, H, W)`` (px) next to the ``truth``, rows above columns,
+    every ``step``-th pixel on one symmetric colour scale; each title gives its mean EPE over ``mask``."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fields = {"true motion": truth, **fields}
+    lim = float(np.abs(truth).max()) or 1.0
+    titles = [f"{k}: EPE {float(np.hypot(*(u - truth))[mask].mean()):.2f} px" for k, u in fields.items()]
+    fig = make_subplots(rows=2, cols=len(fields), subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.06)
+    for c, u in enumerate(fields.values(), start=1):
+        for r in (0, 1):
+            fig.add_trace(go.Heatmap(z=np.asarray(u[r])[::step, ::step], colorscale="RdBu", zmin=-lim, zmax=lim,
+                                     showscale=(c == 1 and r == 0), colorbar=dict(title="px")), row=r + 1, col=c)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(title_text="along rows", row=1, col=1)
+    fig.update_yaxes(title_text="along columns", row=2, col=1)
+    fig.update_layout(title=title, height=560, width=260 * len(fields) + 120)
+    return fig
