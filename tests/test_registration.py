@@ -25,6 +25,10 @@ from echo_utils.registration import (
     gaussian_blur,
     register,
     registration_from_config,
+    compare_registrations,
+    jacobian_summary,
+    sharpness,
+    warped_averages,
     jacobian_determinant,
     load_registration,
     load_training_log,
@@ -453,3 +457,25 @@ def test_identity_and_factory_from_profile(tiny_data, tmp_path):
         registration_from_config("affine", cfg)
     with pytest.raises(ValueError, match="training sequences"):
         registration_from_config("dlir", cfg)
+
+
+def test_quality_helpers_of_the_registration_chapter(tiny_data):
+    # sharpness: mean gradient magnitude of a linear ramp is its slope
+    ramp = np.tile(np.arange(16, dtype=float) * 0.25, (8, 1))
+    assert sharpness(ramp) == pytest.approx(0.25)
+    seq = tiny_data[1][0]
+    f, m, info = sample_pairs([seq], n_random=1, seed=0)
+    inst = InstanceBSpline(8, alpha=1.0, iterations=15, lr=0.1)
+    table, u = evaluate_registration(inst, f, m, info=info, return_displacements=True)
+    assert list(table.columns[:4]) == ["key", "fixed", "moving", "kind"] and u.shape == (3, 2, 32, 32)
+    shift = np.zeros((3, 2, 32, 32), np.float32)
+    shift[:, 1] = 1.0  # a translation: det J = 1 everywhere, no folding
+    jac = jacobian_summary({"shift": shift, "inst": u}, info)
+    row = jac[(jac.registration == "shift") & (jac.pairs == "ED<-ES")].iloc[0]
+    assert row["det J min"] == pytest.approx(1.0) and row["folded pixels (%)"] == 0
+    comp = compare_registrations({"inst": table})
+    assert comp.loc[0, "NCC gain"] == pytest.approx((table.ncc_after - table.ncc_before).mean())
+    avgs = warped_averages({"identity": registration_from_config("identity", tiny_config())}, seq)
+    (plain, s0, c0), (ident, s1, c1) = avgs.values()
+    np.testing.assert_allclose(plain, ident, atol=1e-6)  # the identity warps nothing
+    assert s0 == pytest.approx(s1) and c0 == pytest.approx(c1)

@@ -24,10 +24,19 @@ from .bspline import (
     control_point_positions,
     cubic_bspline,
 )
-from .inference import MemoizedRegistration, inference_context, register, register_pairs
+from .inference import MemoizedRegistration, inference_context, register, register_pairs, seconds_per_pair
 from .losses import LossTerms, RegistrationLoss, bending_energy, gaussian_blur, ncc
 from .models import REGISTRATIONS, BSplineDIR, IdentityRegistration, InstanceBSpline, registration_from_config
-from .quality import evaluate_registration, folding_fraction, jacobian_determinant, sample_pairs
+from .quality import (
+    compare_registrations,
+    evaluate_registration,
+    folding_fraction,
+    jacobian_determinant,
+    jacobian_summary,
+    sample_pairs,
+    sharpness,
+    warped_averages,
+)
 from .train import frame_pairs, load_registration, load_training_log, train_registration
 from .warp import deformation_grid, sampling_grid, warp
 
@@ -55,12 +64,17 @@ __all__ = [
     "folding_fraction",
     "evaluate_registration",
     "sample_pairs",
+    "sharpness",
+    "warped_averages",
+    "jacobian_summary",
+    "compare_registrations",
     "frame_pairs",
     "train_registration",
     "load_registration",
     "load_training_log",
     "register",
     "register_pairs",
+    "seconds_per_pair",
     "MemoizedRegistration",
     "inference_context",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "inference_context",
     "native_bfloat16",
     "default_precision",
+    "seconds_per_pair",
     "PRECISIONS",
 ]
 
@@ -316,3 +317,18 @@ class MemoizedRegistration:
 
     def __repr__(self) -> str:
         return f"MemoizedRegistration({self.registration!r})"
+
+
+def seconds_per_pair(registration: Registration, images: np.ndarray, n_pairs: int, **kwargs) -> float:
+    """Wall seconds per pair of :func:`register_pairs` on the first ``n_pairs`` consecutive frame pairs of
+    ``images`` (a :class:`MemoizedRegistration` is timed on the registration it wraps, which runs every pair)."""
+    import time
+
+    if isinstance(registration, MemoizedRegistration):
+        registration = registration.registration
+    pairs = [(k + 1, k) for k in range(min(int(n_pairs), len(images) - 1))]
+    if not pairs:
+        raise ValueError("seconds_per_pair needs at least two frames")
+    t0 = time.perf_counter()
+    register_pairs(registration, images, pairs, **kwargs)
+    return (time.perf_counter() - t0) / len(pairs)

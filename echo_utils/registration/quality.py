@@ -18,7 +18,8 @@ from torch import Tensor
 from .losses import ncc
 from .warp import warp
 
-__all__ = ["jacobian_determinant", "folding_fraction", "evaluate_registration", "sample_pairs"]
+__all__ = ["jacobian_determinant", "folding_fraction", "evaluate_registration", "sample_pairs", "sharpness",
+           "warped_averages", "jacobian_summary", "compare_registrations"]
 
 
 def jacobian_determinant(displacement: Tensor) -> Tensor:
@@ -47,13 +48,16 @@ def evaluate_registration(
     *,
     batch_size: int = 32,
     precision: str | None = None,
+    info: Sequence[dict] | None = None,
+    return_displacements: bool = False,
 ):
     """Per-pair quality of a registration on ``(N, H, W)`` arrays, registered through
     :func:`~echo_utils.registration.inference.register` (the batched inference path).
 
     Returns a DataFrame, one row per pair: ``ncc_before`` (identity), ``ncc_after``, ``folding`` (fraction of pixels
     with det J <= 0), ``jac_min``, ``max_displacement`` (px), and ``seconds`` (wall time per pair, batch time /
-    batch size).
+    batch size), after the columns of ``info`` (one dict per pair, e.g. :func:`sample_pairs`'s) when given. With
+    ``return_displacements`` also the ``(N, 2, H, W)`` float32 fields (px) as a second value.
     """
     import pandas as pd
 
@@ -63,12 +67,13 @@ def evaluate_registration(
     m = torch.from_numpy(np.asarray(moving, dtype=np.float32))[:, None]
     if f.shape != m.shape:
         raise ValueError(f"fixed {tuple(f.shape[::2])} and moving {tuple(m.shape[::2])} differ in shape")
-    rows = []
+    rows, fields = [], []
     for i in range(0, f.shape[0], batch_size):
         fb, mb = f[i : i + batch_size], m[i : i + batch_size]
         t0 = time.perf_counter()
         u = torch.from_numpy(register(reg, fb, mb, batch_size=batch_size, precision=precision))
         dt = (time.perf_counter() - t0) / fb.shape[0]
+        fields.append(u.numpy())
         with torch.no_grad():
             before = ncc(fb, mb, "pair")
             after = ncc(fb, warp(mb, u), "pair")
@@ -84,7 +89,10 @@ def evaluate_registration(
                     "seconds": dt,
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if info is not None:
+        table = pd.concat([pd.DataFrame(list(info)), table], axis=1)
+    return (table, np.concatenate(fields)) if return_displacements else table
 
 
 def sample_pairs(sequences: Sequence, n_random: int = 2, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
@@ -102,3 +110,67 @@ def sample_pairs(sequences: Sequence, n_random: int = 2, *, seed: int = 0) -> tu
             moving.append(seq.images[b])
             info.append({"key": seq.key, "fixed": a, "moving": b, "kind": kind})
     return np.stack(fixed).astype(np.float32), np.stack(moving).astype(np.float32), info
+
+
+def sharpness(image: np.ndarray) -> float:
+    """Mean gradient magnitude of an ``(H, W)`` image (intensity per pixel): a sharper average of registered frames
+    means the frames were aligned."""
+    gy, gx = np.gradient(np.asarray(image, dtype=np.float64))
+    return float(np.hypot(gy, gx).mean())
+
+
+def warped_averages(registrations: dict, seq, reference: int | None = None, *, batch_size: int = 64):
+    """The mean of all frames of ``seq``, plain and after warping every frame to frame ``reference`` (default ED) with
+    each registration of ``registrations`` (``{name: registration}``). Returns ``{title: (image (H, W),
+    sharpness, NCC with the reference frame)}``, the plain average first."""
+    from .inference import register
+
+    ref = seq.ed if reference is None else int(reference)
+    others = [t for t in range(seq.n_frames) if t != ref]
+    fixed = np.repeat(seq.images[ref][None], len(others), 0)
+    moving = np.asarray(seq.images[others], dtype=np.float32)
+    avgs = {"plain average (no registration)": np.asarray(seq.images, dtype=np.float32).mean(0)}
+    for name, reg in registrations.items():
+        u = torch.from_numpy(register(reg, fixed, moving, batch_size=batch_size))
+        warped = warp(torch.from_numpy(moving)[:, None], u)[:, 0].numpy()
+        avgs[f"average after {name}"] = np.concatenate([seq.images[ref][None], warped]).mean(0)
+    target = torch.from_numpy(np.asarray(seq.images[ref], dtype=np.float32))[None, None]
+    return {k: (v, sharpness(v), float(ncc(target, torch.from_numpy(v.astype(np.float32))[None, None])))
+            for k, v in avgs.items()}
+
+
+def jacobian_summary(displacements: dict, info: Sequence[dict], kinds=("ED<-ES", "ES<-ED", "random")):
+    """Jacobian determinants of ``{name: (N, 2, H, W) fields}`` per pair kind (``info[i]['kind']``): a table with the
+    minimum, 0.5th, 25th, 50th, 75th and 99.5th percentiles and the folded pixels (%), one row per (registration,
+    pair kind)."""
+    import pandas as pd
+
+    rows = []
+    for name, u in displacements.items():
+        det = jacobian_determinant(torch.as_tensor(u)).numpy()
+        for kind in kinds:
+            sel = np.array([p["kind"] == kind for p in info])
+            if not sel.any():
+                continue
+            d = det[sel].ravel()
+            q = np.percentile(d, [0.5, 25, 50, 75, 99.5])
+            rows.append({"registration": name, "pairs": kind, "det J min": d.min(), "det J 0.5%": q[0],
+                         "det J 25%": q[1], "det J median": q[2], "det J 75%": q[3], "det J 99.5%": q[4],
+                         "folded pixels (%)": 100 * (d <= 0).mean()})
+    return pd.DataFrame(rows)
+
+
+def compare_registrations(tables: dict):
+    """One row per registration from :func:`evaluate_registration` tables ``{name: table}``: mean NCC before and
+    after, mean gain, pairs improved (%), folded pixels (%), largest displacement (px) and time per pair (ms)."""
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "registration": name,
+        "NCC before": t.ncc_before.mean(), "NCC after": t.ncc_after.mean(),
+        "NCC gain": (t.ncc_after - t.ncc_before).mean(),
+        "pairs improved (%)": 100 * (t.ncc_after > t.ncc_before).mean(),
+        "folded pixels (%)": 100 * t.folding.mean(),
+        "max |u| (px)": t.max_displacement.max(),
+        "time per pair (ms)": 1e3 * t.seconds.mean(),
+    } for name, t in tables.items()])

@@ -1,0 +1,141 @@
+"""Figures of the registration chapter: B-spline weights, training curves, registered pairs, averages, Jacobians.
+
+Each function returns a plotly figure that notebook 02 shows after setting its title; the numbers come from
+:mod:`echo_utils.registration.quality` and the training log of :func:`echo_utils.registration.train_registration`.
+Images are subsampled to at most ~160 px and quantised to 8 bits so that the book's pages stay light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["bspline_weights_figure", "training_curves_figure", "registered_pairs_figure", "averages_figure",
+           "jacobian_figure", "ncc_scatter_figure"]
+
+
+def _gray(img: np.ndarray, max_size: int = 160) -> tuple[np.ndarray, int]:
+    step = max(1, img.shape[0] // max_size)
+    return np.clip(np.round(img[::step, ::step] * 255), 0, 255).astype(np.uint8), step
+
+
+def _heatmap(img, **kw):
+    import plotly.graph_objects as go
+
+    im, step = _gray(img)
+    return go.Heatmap(z=im, x=np.arange(im.shape[1]) * step, y=np.arange(im.shape[0]) * step, **kw)
+
+
+def bspline_weights_figure(spacing: int = 16, n_control: int = 5):
+    """The cubic B-spline weights of ``n_control`` control points along one axis, their sum and their positions."""
+    import plotly.graph_objects as go
+
+    from ..registration.bspline import bspline_basis_matrix, control_point_positions
+
+    b = bspline_basis_matrix(n_control * spacing, n_control, spacing)
+    x = np.arange(n_control * spacing)
+    fig = go.Figure()
+    for k in range(n_control):
+        fig.add_scatter(x=x, y=b[:, k], mode="lines", name=f"control point {k}")
+    fig.add_scatter(x=x, y=b.sum(1), mode="lines", name="sum of weights", line=dict(color="black", dash="dash"))
+    for y_k in control_point_positions(n_control, spacing):
+        fig.add_vline(x=y_k, line=dict(color="lightgray", width=1))
+    fig.update_layout(xaxis_title="pixel position (px)", yaxis_title="weight (dimensionless)")
+    return fig
+
+
+def training_curves_figure(log):
+    """Loss and NCC per training iteration (raw and a running mean) and on the validation pairs."""
+    from plotly.subplots import make_subplots
+
+    tr, va = log[log.split == "train"], log[log.split == "val"]
+    win = max(1, len(tr) // 50)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss  (−NCC + α·P)", "NCC"))
+    for col, key in ((1, "loss"), (2, "ncc")):
+        fig.add_scatter(x=tr.iteration, y=tr[key], mode="lines", line=dict(color="lightsteelblue", width=1),
+                        name="train (per batch)", showlegend=col == 1, row=1, col=col)
+        fig.add_scatter(x=tr.iteration, y=tr[key].rolling(win, min_periods=1).mean(), mode="lines",
+                        line=dict(color="steelblue"), name=f"train ({win}-iteration mean)", showlegend=col == 1,
+                        row=1, col=col)
+        fig.add_scatter(x=va.iteration, y=va[key], mode="lines+markers", line=dict(color="darkorange"),
+                        name="validation (held-out patients)", showlegend=col == 1, row=1, col=col)
+    fig.update_xaxes(title_text="iteration")
+    fig.update_yaxes(title_text="loss (dimensionless)", row=1, col=1)
+    fig.update_yaxes(title_text="NCC (dimensionless)", row=1, col=2)
+    return fig
+
+
+def registered_pairs_figure(fixed: np.ndarray, moving: np.ndarray, displacement: np.ndarray, rows: Sequence[int],
+                            names: Sequence[str], grid_step: int, method: str = "DLIR"):
+    """One row per pair index in ``rows``: fixed, moving with the deformed grid (every ``grid_step`` px), warped,
+    and the absolute differences before and after. ``fixed``, ``moving``: ``(N, H, W)``; ``displacement``:
+    ``(N, 2, H, W)`` px."""
+    import torch
+    from plotly.subplots import make_subplots
+
+    from ..registration.warp import deformation_grid, warp
+
+    cols = ["fixed", "moving + deformed grid", f"warped ({method})", "|fixed − moving|", "|fixed − warped|"]
+    fig = make_subplots(rows=len(rows), cols=5, horizontal_spacing=0.01, vertical_spacing=0.04,
+                        subplot_titles=[c if r == 0 else "" for r in range(len(rows)) for c in cols])
+    u = torch.from_numpy(np.asarray(displacement, dtype=np.float32))
+    warped = warp(torch.from_numpy(np.asarray(moving, dtype=np.float32))[:, None], u)[:, 0].numpy()
+    for r, i in enumerate(rows, start=1):
+        panels = [fixed[i], moving[i], warped[i], np.abs(fixed[i] - moving[i]), np.abs(fixed[i] - warped[i])]
+        for c, img in enumerate(panels, start=1):
+            fig.add_trace(_heatmap(img, colorscale="gray" if c <= 3 else "magma", zmin=0, zmax=255 if c <= 3 else 128,
+                                   showscale=(r == 1 and c in (1, 4)),
+                                   colorbar=dict(len=0.3, y=0.85, x=0.39 if c == 1 else 1.0,
+                                                 title="intensity (8-bit)")), row=r, col=c)
+        for ly, lx in deformation_grid(u[i], step=grid_step):
+            fig.add_scatter(x=lx[::2].astype(np.float32), y=ly[::2].astype(np.float32), mode="lines",
+                            line=dict(color="deepskyblue", width=1), showlegend=False, hoverinfo="skip", row=r, col=2)
+        fig.update_yaxes(title_text=names[r - 1], row=r, col=1)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(height=260 * len(rows) + 80, width=1000)
+    return fig
+
+
+def averages_figure(averages: Mapping[str, tuple]):
+    """The averages of :func:`echo_utils.registration.quality.warped_averages` side by side, with their sharpness
+    and NCC with the reference frame in the titles."""
+    from plotly.subplots import make_subplots
+
+    titles = [f"{k}<br>sharpness {s:.4f}/px, NCC with ED {c:.3f}" for k, (_, s, c) in averages.items()]
+    fig = make_subplots(rows=1, cols=len(averages), subplot_titles=titles, horizontal_spacing=0.02)
+    for c, (img, _, _) in enumerate(averages.values(), start=1):
+        fig.add_trace(_heatmap(img, colorscale="gray", zmin=0, zmax=255, showscale=c == len(averages),
+                               colorbar=dict(title="intensity (8-bit)")), row=1, col=c)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", title_text="row (px)")
+    fig.update_xaxes(title_text="column (px)")
+    return fig
+
+
+def jacobian_figure(summary, colors: Mapping[str, str]):
+    """Box plots (quartiles; whiskers at the 0.5th and 99.5th percentiles) of the Jacobian determinant per pair
+    kind and registration, from :func:`echo_utils.registration.quality.jacobian_summary`; a red line at 0."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, g in summary.groupby("registration", sort=False):
+        fig.add_trace(go.Box(name=name, legendgroup=name, offsetgroup=name, x=list(g["pairs"]), q1=list(g["det J 25%"]),
+                             median=list(g["det J median"]), q3=list(g["det J 75%"]),
+                             lowerfence=list(g["det J 0.5%"]), upperfence=list(g["det J 99.5%"]),
+                             marker_color=colors.get(name)))
+    fig.add_hline(y=0, line=dict(color="red", dash="dot"))
+    fig.update_layout(boxmode="group", xaxis_title="pair type", yaxis_title="det J (dimensionless)")
+    return fig
+
+
+def ncc_scatter_figure(a, b, names: Sequence[str], labels: Sequence[str]):
+    """NCC after registration per pair: registration ``names[1]`` (y, table ``b``) against ``names[0]`` (x, ``a``)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_scatter(x=a.ncc_after, y=b.ncc_after, mode="markers", text=list(labels), name="test pairs")
+    lo = float(min(a.ncc_after.min(), b.ncc_after.min()))
+    fig.add_scatter(x=[lo, 1], y=[lo, 1], mode="lines", line=dict(dash="dash", color="gray"), name="equal")
+    fig.update_layout(xaxis_title=f"NCC after {names[0]}", yaxis_title=f"NCC after {names[1]}")
+    return fig
