@@ -163,3 +163,20 @@ def test_displacement_figure_titles_give_the_epe():
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["true motion: EPE 0.00 px", "zero: EPE 1.00 px", "shifted: EPE 0.50 px"]
     assert len(fig.data) == 6
+
+
+def test_gain_over_identity_pairs_the_same_videos():
+    import pandas as pd
+
+    from echo_utils.registration.evidence import gain_over_identity
+
+    rows = []
+    for key, d_id, d_net in (("a", 0.80, 0.90), ("b", 0.70, 0.75), ("c", 0.60, 0.70)):
+        rows += [{"method": "identity", "kind": "forward", "structure": "LV", "key": key, "dice": d_id},
+                 {"method": "dlir", "kind": "forward", "structure": "LV", "key": key, "dice": d_net}]
+    rows.append({"method": "identity", "kind": "forward", "structure": "LV", "key": "d", "dice": 0.0})  # unpaired
+    out = gain_over_identity(pd.DataFrame(rows), "dlir", structures=("LV",), kinds=("forward",))
+    assert len(out) == 1
+    r = out.iloc[0]
+    assert r.n_videos == 3 and r.dice_dlir == pytest.approx(0.75) and r.dice_identity == pytest.approx(0.70)
+    assert r.gain == pytest.approx(0.05)

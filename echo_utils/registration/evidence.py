@@ -17,7 +17,7 @@ import numpy as np
 
 from .inference import register
 
-__all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "displacement_figure"]
+__all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "displacement_figure", "gain_over_identity"]
 
 #: ``'step'``: consecutive frames ``(t + 1, t)`` from ED to ES (what sequential propagation registers);
 #: ``'ed_es'``: ``(ES, ED)`` and ``(ED, ES)`` (the largest motion of the half sequence)
@@ -115,3 +115,29 @@ def displacement_figure(fields: Mapping[str, np.ndarray], truth: np.ndarray, mas
     fig.update_yaxes(title_text="along columns", row=2, col=1)
     fig.update_layout(title=title, height=560, width=260 * len(fields) + 120)
     return fig
+
+
+def gain_over_identity(videos: "pd.DataFrame", method: str, *, structures=("LV", "MYO"),  # noqa: F821
+                       kinds=("forward", "bidirectional")) -> "pd.DataFrame":  # noqa: F821
+    """What a registration adds over no registration: median per-video Dice of ``method`` and of ``'identity'``
+    on the same videos, and their difference, per kind and structure.
+
+    ``videos``: a per-video score table (:func:`echo_utils.report.fig2.per_video`) holding both methods, columns
+    ``method, kind, structure, key, dice``.  Returns one row per (kind, structure): ``n_videos``, ``dice_<method>``,
+    ``dice_identity``, ``gain`` (> 0: the registration helps).
+    """
+    import pandas as pd
+
+    rows = []
+    for kind in kinds:
+        for s in structures:
+            sel = videos[(videos["kind"] == kind) & (videos["structure"] == s)]
+            a = sel[sel["method"] == method].set_index("key")["dice"]
+            b = sel[sel["method"] == "identity"].set_index("key")["dice"]
+            keys = a.index.intersection(b.index)
+            if len(keys) == 0:
+                continue
+            ma, mb = float(a[keys].median()), float(b[keys].median())
+            rows.append({"kind": kind, "structure": s, "n_videos": len(keys), f"dice_{method}": ma,
+                         "dice_identity": mb, "gain": ma - mb})
+    return pd.DataFrame(rows)
