@@ -24,37 +24,56 @@ CDN = re.compile(
     re.I,
 )
 
+# any script or stylesheet (or preloaded asset) fetched from a host other than the book's own
+OUTSIDE_ASSET = re.compile(
+    r"""<(?:script|link)\b[^>]*\b(?:src|href)\s*=\s*["']((?:https?:)?//(?!localhost\b|127\.0\.0\.1\b)[^"']*)["']""",
+    re.I,
+)
+
 pytestmark = pytest.mark.slow
 
 
-def _toc_pages() -> list[str]:
+def toc_pages() -> list[str]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
 
 
+_BUILT: dict = {}
+
+
+def build_ci_book(tmp_path_factory):
+    """Run the notebooks on ``ci`` and build the book strictly, in a temporary project; once per test session.
+
+    The run directory lies inside the temporary project, as ``runs/ci`` lies inside a clone, so the published
+    pages can show it relative to the project. ``test_browser.py`` opens the same build.
+    """
+    if "book" not in _BUILT:
+        root = tmp_path_factory.mktemp("project")
+        for name in ("_config.yml", "_toc.yml"):
+            shutil.copy(ROOT / name, root / name)
+        shutil.copytree(
+            ROOT / "book",
+            root / "book",
+            ignore=shutil.ignore_patterns("notebooks", "plotly.min.js", "mathjax", "_build"),
+        )
+        executed = run_notebooks(
+            ROOT / "notebooks" / "params" / "ci.yaml",
+            run_dir=root / "runs" / "ci",
+            output_dir=root / "book" / "notebooks",
+        )
+        rc = build_book(strict=True, root=root)
+        _BUILT["book"] = (root, executed, rc)
+    return _BUILT["book"]
+
+
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, root / name)
-    shutil.copytree(
-        ROOT / "book",
-        root / "book",
-        ignore=shutil.ignore_patterns("notebooks", "plotly.min.js", "mathjax", "_build"),
-    )
-    run_dir = tmp_path_factory.mktemp("run")
-    executed = run_notebooks(
-        ROOT / "notebooks" / "params" / "ci.yaml",
-        run_dir=run_dir,
-        output_dir=root / "book" / "notebooks",
-    )
-    rc = build_book(strict=True, root=root)
-    return root, executed, rc
+    return build_ci_book(tmp_path_factory)
 
 
 def test_every_toc_notebook_is_executed_without_errors(built_book):
     root, executed, _ = built_book
-    notebooks = [p for p in _toc_pages() if p.startswith("book/notebooks/")]
+    notebooks = [p for p in toc_pages() if p.startswith("book/notebooks/")]
     assert sorted(p.name for p in executed) == sorted(Path(p).name + ".ipynb" for p in notebooks)
     for page in notebooks:
         nb = nbformat.read(root / f"{page}.ipynb", as_version=4)
@@ -75,12 +94,16 @@ def test_built_html_has_every_page_and_no_cdn(built_book):
     html = root / "_build" / "html"
     assert (html / "index.html").exists()
     assert (html / "_static" / "plotly.min.js").exists()
-    assert (html / "_static" / "mathjax" / "MathJax.js").exists()
-    for page in _toc_pages():
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax 3 is served from _static"
+    assert list((html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff")), "fonts"
+    for page in toc_pages():
         f = html / f"{page}.html"
         assert f.exists(), f"missing page {f}"
         text = f.read_text()
         assert not CDN.findall(text), f"{page}: loads from a CDN: {CDN.findall(text)[:3]}"
+        outside = OUTSIDE_ASSET.findall(text)
+        assert not outside, f"{page}: a script or stylesheet from another host: {outside[:3]}"
+        assert "unpkg.com" not in text and "THEBE_JS_URL" not in text, f"{page}: names the Thebe CDN"
         if page.startswith("book/notebooks/"):
             assert "plotly.min.js" in text, f"{page}: the page does not load the local plotly.js"
             plots = text.count("Plotly.newPlot(")
