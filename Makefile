@@ -1,12 +1,15 @@
 # echo pseudo-labels: two commands do everything on a fresh machine.
 #   make book   -> install, run every notebook on the demo profile (papermill), build the Jupyter Book
 #   make test   -> install, run the test suite (unit tests + papermill smoke run on the ci profile + book build)
+# Change profile values without editing a file (validated like the profile; use a new run directory):
+#   make book SET="registration.alpha=0 data.n_patients=8" RUN_DIR=runs/alpha0
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PARAMS ?= notebooks/params/demo.yaml
 RUN_DIR ?=
+SET ?=
 STAMP := $(VENV)/.installed
 # OpenMP threads sleep instead of spinning while they wait: on a 2-core machine spinning threads starve the
 # notebook kernel's other work (measured 10-17x slower small torch ops under load).
@@ -28,7 +31,7 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 notebooks: install
-	$(PY) -m echo_utils.run --params $(PARAMS) $(if $(RUN_DIR),--run-dir $(RUN_DIR),)
+	$(PY) -m echo_utils.run --params $(PARAMS) $(if $(RUN_DIR),--run-dir $(RUN_DIR),) $(foreach s,$(SET),--set '$(s)')
 
 html: install
 	$(PY) -m echo_utils.book

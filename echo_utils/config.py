@@ -8,8 +8,17 @@ the offending key, never a silent default.
 >>> cfg.registration.grid_spacing                          # doctest: +SKIP
 8
 
+Values can be changed without editing a file: ``overrides`` (a nested dict, dotted keys, or ``--set``-style
+``"registration.alpha=0"`` strings whose values are read as YAML) are merged over the file and validated the same
+way. Types are strict (``true`` is not an int, ``"1.0"`` is not a float). A few environment variables
+(:data:`ENV_OVERRIDES`) override their profile key, between the file and the explicit overrides.
+
+>>> load_config("notebooks/params/ci.yaml", overrides=["registration.alpha=0"]).registration.alpha  # doctest: +SKIP
+0.0
+
 The run directory (``runs/<profile>/`` by default) holds everything a run writes; :func:`resolve_run_dir`
-decides it, and :class:`RunPaths` names the sub-folders that the notebooks exchange.
+decides it, :class:`RunPaths` names the sub-folders that the notebooks exchange, and :func:`load_study` is the
+one call a notebook makes (profile + overrides + run directory, checked against the run's recorded settings).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,12 +40,19 @@ __all__ = [
     "PseudoLabelConfig",
     "NnUNetConfig",
     "EvaluationConfig",
+    "ComputeConfig",
     "StudyConfig",
     "load_config",
     "resolve_run_dir",
     "RunPaths",
     "config_hash",
     "PROJECT_ROOT",
+    "parse_overrides",
+    "resolve_params_path",
+    "display_path",
+    "load_study",
+    "ENV_OVERRIDES",
+    "SEED_OFFSETS",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -61,18 +77,22 @@ class DataConfig(_Section):
         "May be given as an environment variable reference such as '${CAMUS_ROOT}'.",
     )
     ted_root: str | None = Field(None, description="TED root (folder holding database/), for dense evaluation")
+    ted_map: str | None = Field(
+        None, description="TED -> CAMUS id mapping CSV (ted_id,camus_id); default: the authors' data/ted2camus.csv "
+        "shipped in echo_utils/data. The mapped CAMUS patients are left out of registration training."
+    )
     n_patients: int = Field(20, ge=2, description="synthetic cohort size (patients, each with 2CH and 4CH)")
     size: int = Field(256, ge=32, description="synthetic image size in pixels (square)")
     frames: tuple[int, int] = Field((10, 40), description="synthetic ED->ES frame-count range, inclusive")
     full_cycle: bool = Field(False, description="synthetic: also write TED-like full-cycle sequences")
     resize: int | None = Field(None, ge=32, description="resample every sequence to resize x resize (paper: 512)")
-    views: tuple[Literal["2CH", "4CH"], ...] = ("2CH", "4CH")
+    views: tuple[Literal["2CH", "4CH"], ...] = Field(("2CH", "4CH"), min_length=1)
     test_fraction: float = Field(0.2, gt=0, lt=1, description="fraction of patients held out for testing")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of training patients for validation")
     max_patients: int | None = Field(None, ge=2, description="use only the first N patients of a real dataset")
-    seed: int = 0
+    seed: int = Field(0, description="cohort generation and split; default: the profile's top-level seed")
 
-    @field_validator("root", "ted_root", mode="before")
+    @field_validator("root", "ted_root", "ted_map", mode="before")
     @classmethod
     def _expand_env(cls, value: object) -> object:
         """Expand ``${VAR}`` and ``~``; an unset variable is an error, not an empty path."""
@@ -114,7 +134,16 @@ class RegistrationConfig(_Section):
         "input unchanged); 0 = the authors' raw NCC. Suppresses frame-to-frame speckle, which raw NCC rewards "
         "the network for blurring by sub-pixel shifts",
     )
-    seed: int = 2022
+    seed: int = Field(2022, description="network initialisation and pair sampling; default: the profile's "
+                      "top-level seed + 2022 (the authors' seed at seed 0)")
+
+    @field_validator("grid_spacing")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        """The DIRNet pools the image log2(grid_spacing) times: the spacing must be a power of two."""
+        if value & (value - 1):
+            raise ValueError(f"must be a power of two (the network pools log2(grid_spacing) times), got {value}")
+        return value
 
 
 class PseudoLabelConfig(_Section):
@@ -138,11 +167,8 @@ class PseudoLabelConfig(_Section):
 class NnUNetConfig(_Section):
     """nnU-Net v2 datasets, plans and training budget."""
 
-    models: tuple[Literal["2d_sparse", "2d_dense", "3d_dense", "3d_sparse"], ...] = (
-        "2d_sparse",
-        "2d_dense",
-        "3d_dense",
-        "3d_sparse",
+    models: tuple[Literal["2d_sparse", "2d_dense", "3d_dense", "3d_sparse"], ...] = Field(
+        ("2d_sparse", "2d_dense", "3d_dense", "3d_sparse"), min_length=1
     )
     dataset_id_base: int = Field(800, ge=1, le=995, description="ids base, base+1, base+2, base+3 are used")
     dataset_prefix: str = "Echo"
@@ -157,19 +183,92 @@ class NnUNetConfig(_Section):
     epochs: int = Field(1000, ge=1)
     iterations_per_epoch: int = Field(250, ge=1)
     val_iterations: int = Field(50, ge=1)
-    folds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    folds: tuple[int, ...] = Field((0, 1, 2, 3, 4), min_length=1, description="folds to train (0..k-1)")
     n_proc: int = Field(2, ge=1, description="processes for planning/preprocessing")
     n_proc_da: int = Field(0, ge=0, description="data-augmentation workers (0 = in the main process)")
     mirroring: bool = Field(False, description="test-time mirroring at prediction")
     time_spacing: float = Field(1.0, gt=0, description="spacing assigned to the time axis of 3D volumes")
+    in_plane_size: int | None = Field(
+        None, ge=16, description="'small': resample so the median image is this many pixels across (coarser "
+        "target spacing, cheaper iterations); None keeps nnU-Net's spacing"
+    )
+    min_epochs: int | None = Field(
+        None, ge=2, description="stop early once the EMA validation pseudo Dice rose < 0.01 over the last 20 % of "
+        "the epochs, from this epoch on; None trains every epoch"
+    )
+    seed: int = Field(0, description="seed of every nnU-Net training; default: the profile's top-level seed")
+    threads: int = Field(
+        1, ge=1, description="torch threads for nnU-Net on CPU (speed only); env ECHO_NNUNET_THREADS overrides"
+    )
+    pools: Literal["thread", "process"] = Field(
+        "thread", description="nnU-Net's dataset-step pools (speed only); env ECHO_NNUNET_POOLS overrides"
+    )
+
+    @field_validator("folds")
+    @classmethod
+    def _distinct_folds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(f < 0 for f in value) or len(set(value)) != len(value):
+            raise ValueError(f"folds must be distinct numbers >= 0, got {list(value)}")
+        return value
 
 
 class EvaluationConfig(_Section):
     """Notebook 05: tables and figures."""
 
     patient: str | None = Field(None, description="test patient for Fig. 4 (default: the first test patient)")
-    myo_convention: Literal["ring", "epicardium"] = "epicardium"
     smoothness_units: Literal["px", "mm"] = "px"
+
+
+class SlurmKindOverride(_Section):
+    """Per job kind, what differs from the ``slurm`` defaults (unset keys keep them)."""
+
+    gpus_per_job: int | None = Field(None, ge=0)
+    cpus: int | None = Field(None, ge=1)
+    mem_gb: int | None = Field(None, ge=1)
+    timeout_min: int | None = Field(None, ge=1)
+
+
+class SlurmConfig(_Section):
+    """``compute.backend: slurm``: the sbatch settings of every job (submitit's ``SlurmExecutor``)."""
+
+    partition: str | None = Field(None, description="Slurm partition (--partition); None: the cluster's default")
+    account: str | None = Field(None, description="Slurm account (--account)")
+    gpus_per_job: int = Field(1, ge=0, description="GPUs of a GPU job (--gpus-per-node); CPU-only jobs get none")
+    cpus: int = Field(8, ge=1, description="CPUs per job (--cpus-per-task): nnU-Net's data augmentation workers")
+    mem_gb: int = Field(64, ge=1, description="memory per job in GB (--mem)")
+    timeout_min: int = Field(2880, ge=1, description="time limit per job in minutes (--time); a job that reaches it "
+                             "is requeued and resumes from its checkpoint")
+    max_requeue: int = Field(3, ge=0, description="requeues after a timeout or a preemption")
+    per_kind: dict[Literal["dir_training", "pseudo_labels", "nnunet_prepare", "nnunet_training",
+                           "nnunet_prediction"], SlurmKindOverride] = Field(
+        default_factory=dict, description="resources of one job kind that differ from the defaults above")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="passed as they are to submitit's SlurmExecutor.update_parameters, e.g. "
+        "qos, constraint, setup (shell lines run before the job), additional_parameters (any other sbatch flag)")
+
+
+class LocalConfig(_Section):
+    """``compute.backend: local``: jobs as subprocesses of this machine (submitit's ``LocalExecutor``)."""
+
+    max_parallel: int = Field(1, ge=1, description="jobs running at once (they share this machine's cores and GPU)")
+    gpus_per_job: int = Field(0, ge=0, description="GPUs made visible to a GPU job (CUDA_VISIBLE_DEVICES)")
+    timeout_min: int = Field(10080, ge=1, description="time limit per job in minutes")
+    max_requeue: int = Field(0, ge=0, description="restarts after a timeout")
+
+
+class ComputeConfig(_Section):
+    """Where the study's jobs run (``echo_utils.compute``): in the notebook's process, local processes, or Slurm.
+
+    Never part of a cache key: changing the backend, the shard size or the Slurm settings redoes nothing.
+    """
+
+    backend: Literal["inline", "local", "slurm"] = Field(
+        "inline", description="inline: in the calling process (the notebooks' default); local: submitit "
+        "subprocesses with job folders and logs; slurm: sbatch jobs through submitit")
+    shard_size: int = Field(50, ge=1, description="pseudo-label sequences per job")
+    poll_seconds: float = Field(10.0, gt=0, description="seconds between two looks at the submitted jobs")
+    local: LocalConfig = LocalConfig()
+    slurm: SlurmConfig = SlurmConfig()
 
 
 class StudyConfig(_Section):
@@ -177,12 +276,43 @@ class StudyConfig(_Section):
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="profile name; the default run dir is runs/<name>")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
+    seed: int = Field(0, description="the one seed: a section's seed not set in the profile derives from it")
     data: DataConfig = DataConfig()
     registration: RegistrationConfig = RegistrationConfig()
     pseudo_labels: PseudoLabelConfig = PseudoLabelConfig()
     nnunet: NnUNetConfig = NnUNetConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    compute: ComputeConfig = ComputeConfig()
+
+    @model_validator(mode="after")
+    def _derive_seeds(self) -> "StudyConfig":
+        """A section seed not given explicitly is ``seed + SEED_OFFSETS[section]``."""
+        update = {}
+        for section, offset in SEED_OFFSETS.items():
+            sec = getattr(self, section)
+            if "seed" not in sec.model_fields_set:
+                update[section] = sec.model_copy(update={"seed": self.seed + offset})
+        return self.model_copy(update=update) if update else self
+
+    @model_validator(mode="after")
+    def _check_folds_against_cohort(self) -> "StudyConfig":
+        """Cross-validation needs k = max(5, max(folds) + 1) training patients (a single fold 0 needs none).
+
+        Checked for the synthetic cohort, whose size is known here; the split follows
+        ``echo_utils.data.phantom`` (test = round(n * test_fraction), at least 1, at most n - 1).
+        """
+        folds = self.nnunet.folds
+        if tuple(folds) == (0,) or self.data.source != "synthetic":
+            return self
+        n = self.data.n_patients
+        n_train = n - min(n - 1, max(1, int(round(n * self.data.test_fraction))))
+        k = max(5, max(folds) + 1)
+        if n_train < k:
+            raise ValueError(
+                f"nnunet.folds {list(folds)} means {k}-fold cross-validation, which needs at least {k} training "
+                f"patients; data.n_patients {n} with test_fraction {self.data.test_fraction} leaves {n_train}"
+            )
+        return self
 
     @property
     def torch_device(self) -> str:
@@ -194,47 +324,172 @@ class StudyConfig(_Section):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _format_errors(path: Path, err: ValidationError) -> str:
-    lines = [f"invalid profile {path}:"]
+def _format_errors(path: Path, err: ValidationError, overrides: dict | None = None) -> str:
+    where = display_path(path) + (f" with overrides {_dotted(overrides)}" if overrides else "")
+    lines = [f"invalid profile {where}:"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
         if e["type"] == "extra_forbidden":
             lines.append(f"  - unknown key '{loc}'")
+        elif e["type"] == "value_error":  # our validators name the value themselves
+            lines.append(f"  - {loc + ': ' if e['loc'] else ''}{e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  - {loc}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that also reads ``1e-3`` (no dot) as a float, as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str) -> object:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _dotted(tree: dict, prefix: str = "") -> str:
+    items = []
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            items.append(_dotted(v, f"{prefix}{k}."))
+        else:
+            items.append(f"{prefix}{k}={json.dumps(v)}")
+    return " ".join(items)
+
+
+def parse_overrides(overrides: object) -> dict:
+    """Normalise overrides to a nested dict.
+
+    Accepted forms (all equivalent)::
+
+        {"registration": {"alpha": 0}}            # nested dict (papermill -p overrides / -y)
+        {"registration.alpha": 0}                  # dotted keys
+        ["registration.alpha=0", "data.n_patients=8"]   # --set items; values are YAML ("[6, 9]", "null", "1e-3")
+        "registration.alpha=0 data.n_patients=8"   # one string of --set items (make SET="...")
+        '{"registration": {"alpha": 0}}'           # a JSON/YAML mapping as a string (papermill -p)
+
+    ``None`` or empty gives ``{}``. A malformed item is a :class:`ConfigError` naming it.
+    """
+    if overrides is None or overrides == "" or overrides == [] or overrides == {}:
+        return {}
+    if isinstance(overrides, str):
+        text = overrides.strip()
+        parsed = None
+        if text.startswith("{"):
+            try:
+                parsed = _yaml(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"overrides {overrides!r} are not a valid mapping: {exc}") from None
+        return parse_overrides(parsed if isinstance(parsed, dict) else text.split())
+    if isinstance(overrides, (list, tuple)):
+        out: dict = {}
+        for item in overrides:
+            if not isinstance(item, str) or "=" not in item or not item.split("=", 1)[0].strip():
+                raise ConfigError(f"override {item!r} is not of the form section.key=value (e.g. registration.alpha=0)")
+            key, value = item.split("=", 1)
+            try:
+                parsed_value = _yaml(value) if value.strip() else ""
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"override {item!r}: the value is not valid YAML: {exc}") from None
+            out = _deep_merge(out, parse_overrides({key.strip(): parsed_value}))
+        return out
+    if isinstance(overrides, dict):
+        out = {}
+        for key, value in overrides.items():
+            if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+                raise ConfigError(f"override key {key!r} is not a profile key such as 'registration.alpha'")
+            head, *rest = key.split(".")
+            if isinstance(value, dict):
+                value = parse_overrides(value)
+            for part in reversed(rest):
+                value = {part: value}
+            out = _deep_merge(out, {head: value})
+        return out
+    raise ConfigError(f"overrides must be a mapping or a list of key=value strings, got {type(overrides).__name__}")
+
+
+# Environment variables that override a profile key (after the file, before explicit overrides): knobs that
+# depend on the machine rather than the study.
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "ECHO_NNUNET_THREADS": ("nnunet", "threads"),
+    "ECHO_NNUNET_POOLS": ("nnunet", "pools"),
+}
+# Section seeds not set in a profile are the top-level seed plus these offsets (2022: the authors' registration
+# seed, kept for seed 0 so that the shipped profiles reproduce their earlier numbers).
+SEED_OFFSETS: dict[str, int] = {"data": 0, "registration": 2022, "nnunet": 0}
+
+
+def _env_overrides() -> dict:
+    out: dict = {}
+    for var, (section, key) in ENV_OVERRIDES.items():
+        value = os.environ.get(var)
+        if value not in (None, ""):
+            out = _deep_merge(out, {section: {key: _yaml(value)}})
+    return out
+
+
+def resolve_params_path(path: str | Path) -> Path:
+    """The absolute path of a profile: as given if it exists (relative to the working directory), else relative
+    to the project root (so ``notebooks/params/ci.yaml`` works from anywhere). Used by the loader and the runner.
+    """
+    path = Path(path).expanduser()
+    if not path.is_absolute() and not path.exists() and (PROJECT_ROOT / path).exists():
+        path = PROJECT_ROOT / path
+    return path.resolve()
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the project root when inside it (as printed in the book), else as an absolute path."""
+    p = Path(path).expanduser()
+    p = (p if p.is_absolute() else Path.cwd() / p).resolve()
+    try:
+        return p.relative_to(PROJECT_ROOT).as_posix() or "."
+    except ValueError:
+        return str(p)
+
+
+def load_config(path: str | Path, overrides: object = None) -> StudyConfig:
     """Load and validate a YAML profile.
 
     Parameters
     ----------
-    path : the YAML file.
-    overrides : optional nested dict merged over the file's values (e.g. ``{"registration": {"alpha": 0.5}}``),
-        validated like the file itself; used by exercises and tests.
+    path : the YAML file; a relative path is taken from the working directory, else from the project root
+        (:func:`resolve_params_path`).
+    overrides : values merged over the file's, in any form :func:`parse_overrides` accepts (a nested dict such as
+        ``{"registration": {"alpha": 0.5}}``, dotted keys, or ``"registration.alpha=0.5"`` strings); validated
+        like the file itself. The environment variables of :data:`ENV_OVERRIDES` apply before them.
+
+    Types are strict: an int key refuses ``true`` and ``1.5``, a float key refuses ``"1.0"``; an int is a float.
 
     Raises
     ------
-    ConfigError if the file is missing, is not a YAML mapping, or fails validation.
+    ConfigError if the file is missing, is not a YAML mapping, or fails validation; the message names the file,
+    the overrides and every offending key.
     """
-    path = Path(path)
-    if not path.is_absolute() and not path.exists() and (PROJECT_ROOT / path).exists():
-        path = PROJECT_ROOT / path
+    path = resolve_params_path(path)
     if not path.is_file():
-        raise ConfigError(f"profile not found: {path}")
+        raise ConfigError(f"profile not found: {display_path(path)}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _yaml(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"profile {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"profile {display_path(path)} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"profile {path} must be a YAML mapping, got {type(raw).__name__}")
-    if overrides:
-        raw = _deep_merge(raw, overrides)
+        raise ConfigError(f"profile {display_path(path)} must be a YAML mapping, got {type(raw).__name__}")
+    extra = _deep_merge(_env_overrides(), parse_overrides(overrides))
+    if extra:
+        raw = _deep_merge(raw, extra)
     try:
-        return StudyConfig.model_validate(raw, strict=False)
+        # Validated from JSON in strict mode: YAML lists become tuples, but no bool passes as an int, no string
+        # as a number (pydantic's lax Python mode would accept both).
+        return StudyConfig.model_validate_json(json.dumps(raw, default=str), strict=True)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(path, exc)) from None
+        raise ConfigError(_format_errors(path, exc, parse_overrides(overrides))) from None
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:
@@ -242,60 +497,6 @@ def _deep_merge(base: dict, extra: dict) -> dict:
     for k, v in extra.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def resolve_run_dir(cfg: StudyConfig, run_dir: str | Path | None = None, *, create: bool = True) -> Path:
-    """The run directory: ``run_dir`` if given, else ``<project>/runs/<profile name>``.
-
-    With ``create=False`` a missing directory is a :class:`ConfigError` (a notebook run alone must find the
-    artifacts of the earlier notebooks).
-    """
-    path = Path(run_dir) if run_dir else PROJECT_ROOT / "runs" / cfg.name
-    path = path.expanduser().resolve()
-    if not path.exists():
-        if not create:
-            raise ConfigError(f"run directory {path} does not exist; run the earlier notebooks first")
-        path.mkdir(parents=True)
-    elif not path.is_dir():
-        raise ConfigError(f"run directory {path} exists and is not a directory")
-    return path
-
-
-class RunPaths:
-    """The sub-folders of a run directory that the notebooks exchange (see DESIGN.md, data flow)."""
-
-    def __init__(self, run_dir: str | Path):
-        self.root = Path(run_dir)
-
-    @property
-    def data(self) -> Path:
-        """Synthetic cohort (CAMUS 2023 layout) and the written split file."""
-        return self.root / "data"
-
-    @property
-    def registration(self) -> Path:
-        """Registration checkpoints, cached by config hash, and their loss logs."""
-        return self.root / "registration"
-
-    @property
-    def pseudo_labels(self) -> Path:
-        """Pseudo-labels as NIfTI, one folder per registration method."""
-        return self.root / "pseudo_labels"
-
-    @property
-    def nnunet(self) -> Path:
-        """nnU-Net raw / preprocessed / results folders."""
-        return self.root / "nnunet"
-
-    @property
-    def predictions(self) -> Path:
-        """Segmentation predictions of every model on every test sequence."""
-        return self.root / "predictions"
-
-    @property
-    def metrics(self) -> Path:
-        """Tables (CSV) written by the notebooks."""
-        return self.root / "metrics"
 
 
 def config_hash(*parts: object, length: int = 12) -> str:
@@ -308,3 +509,15 @@ def config_hash(*parts: object, length: int = 12) -> str:
 
     blob = json.dumps([norm(p) for p in parts], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+# The run directory's helpers live in echo_utils.rundir; these names stay importable from here.
+_IN_RUNDIR = ("RunPaths", "resolve_run_dir", "load_study")
+
+
+def __getattr__(name: str):
+    if name in _IN_RUNDIR:
+        from . import rundir
+
+        return getattr(rundir, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,13 +2,20 @@
 
 Command line::
 
-    python -m echo_utils.run --params notebooks/params/demo.yaml [--only 01 03] [--run-dir DIR] [--output-dir DIR]
+    python -m echo_utils.run --params notebooks/params/demo.yaml [--set registration.alpha=0 ...]
+                             [--only 01 03] [--run-dir DIR] [--output-dir DIR] [--device cpu] [--check]
 
-Each ``notebooks/NN_name.ipynb`` is executed in order with the parameters ``params``, ``run_dir`` and ``device``
-injected into its cell tagged ``parameters``. The executed copy is first written next to its destination as
-``NN_name.partial.ipynb`` and renamed over ``NN_name.ipynb`` only when the whole notebook succeeded, so a failed
-run never destroys a previously executed notebook; the partial copy is kept for inspection and the error names the
-notebook and the failing cell.
+Each ``notebooks/NN_name.ipynb`` is executed in order with the parameters ``params``, ``run_dir``, ``device`` and
+``overrides`` (the ``--set`` values, a nested dict) injected into its cell tagged ``parameters``; paths are
+given relative to the project (the notebooks run with the project root as working directory), so the book shows
+no machine paths. Before any notebook runs, the profile (with its overrides) is validated, compared with the
+settings recorded in the run directory's ``run.json`` (a different profile is refused, nothing touched), and the
+run directory is locked against a second runner (``run.lock``).
+
+The executed copy is first written next to its destination as ``NN_name.partial.ipynb`` and renamed over
+``NN_name.ipynb`` only when the whole notebook succeeded, so a failed run never destroys a previously executed
+notebook; the partial copy is kept for inspection and the error names the notebook and the failing cell. Ctrl-C
+ends with one line saying what was kept and the command that resumes.
 """
 
 from __future__ import annotations
@@ -17,14 +24,37 @@ import argparse
 import os
 import random
 import re
+import shlex
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import PROJECT_ROOT, ConfigError, RunPaths, StudyConfig, load_config, resolve_run_dir
+from .config import (
+    PROJECT_ROOT,
+    ConfigError,
+    StudyConfig,
+    _deep_merge,
+    display_path,
+    load_config,
+    parse_overrides,
+    resolve_params_path,
+)
+from .rundir import RunLock, RunPaths, _run_dir_path, check_settings, load_study
 
-__all__ = ["NotebookFailed", "discover_notebooks", "run_notebooks", "setup_notebook", "NotebookContext", "main"]
+__all__ = [
+    "NotebookFailed",
+    "RunInterrupted",
+    "discover_notebooks",
+    "run_notebooks",
+    "setup_notebook",
+    "NotebookContext",
+    "resume_command",
+    "main",
+]
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 BOOK_NOTEBOOK_DIR = PROJECT_ROOT / "book" / "notebooks"
@@ -33,6 +63,10 @@ _NB_RE = re.compile(r"^(\d\d)_[A-Za-z0-9_]+\.ipynb$")
 
 class NotebookFailed(RuntimeError):
     """A notebook raised: names the notebook, the failing cell and where the partial copy is."""
+
+
+class RunInterrupted(RuntimeError):
+    """Ctrl-C (or SIGTERM) during a run: one line saying what was kept and how to resume."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +80,11 @@ class NotebookContext:
     @property
     def run_dir(self) -> Path:
         return self.paths.root
+
+    @property
+    def display_run_dir(self) -> str:
+        """The run directory as the book shows it: relative to the project when inside it."""
+        return display_path(self.paths.root)
 
 
 def seed_everything(seed: int) -> None:
@@ -67,22 +106,26 @@ def setup_notebook(
     run_dir: str | Path | None = None,
     device: str | None = None,
     *,
+    overrides: object = None,
     create: bool = True,
 ) -> NotebookContext:
-    """Load the profile, resolve the run directory, seed, and configure offline plotly output.
+    """Load the profile with its overrides, check and resolve the run directory, seed, set up offline plotly.
 
     Parameters
     ----------
     params : path of the YAML profile (relative paths are resolved against the project root too).
     run_dir : run directory; default ``runs/<profile name>``.
     device : ``"cpu"``, ``"cuda"`` or ``"auto"``; ``None`` keeps the profile's choice.
+    overrides : profile overrides (the notebook's ``overrides`` parameter), any form
+        :func:`echo_utils.config.parse_overrides` accepts.
     create : create a missing run directory (notebook 01) or require it (later notebooks).
+
+    Raises what :func:`echo_utils.rundir.load_study` raises: a bad profile, a run directory made with other
+    settings, or one locked by another runner, before anything is written.
     """
-    overrides = {"device": device} if device else None
-    cfg = load_config(params, overrides=overrides)
-    paths = RunPaths(resolve_run_dir(cfg, run_dir, create=create))
+    cfg, paths = load_study(params, overrides, run_dir, device, create=create)
     seed_everything(cfg.seed)
-    from .plots import setup_plotly
+    from .report.widgets import setup_plotly
 
     setup_plotly()
     return NotebookContext(cfg=cfg, paths=paths, device=cfg.torch_device)
@@ -97,7 +140,7 @@ def discover_notebooks(only: list[str] | None = None, notebook_dir: Path = NOTEB
     selected = [p for p in notebooks if p.name[:2] in wanted or p.stem in wanted]
     missing = wanted - {p.name[:2] for p in selected} - {p.stem for p in selected}
     if missing:
-        raise ConfigError(f"--only names no notebook in {notebook_dir}: {sorted(missing)}")
+        raise ConfigError(f"--only names no notebook in {display_path(notebook_dir)}: {sorted(missing)}")
     return selected
 
 
@@ -106,87 +149,238 @@ def _format_seconds(s: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def _set_items(tree: dict, prefix: str = "") -> list[str]:
+    import json
+
+    items = []
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            items += _set_items(v, f"{prefix}{k}.")
+        else:
+            items.append(f"{prefix}{k}={json.dumps(v) if not isinstance(v, str) else v}")
+    return items
+
+
+def resume_command(
+    params: str | Path,
+    overrides: dict | None,
+    run_dir: str | Path,
+    device: str | None = None,
+    only: list[str] | None = None,
+) -> str:
+    """The shell command that reruns (and so resumes) a run: finished notebooks' steps are cached."""
+    args = ["python", "-m", "echo_utils.run", "--params", display_path(params)]
+    for item in _set_items(overrides or {}):
+        args += ["--set", item]
+    args += ["--run-dir", display_path(run_dir)]
+    if device:
+        args += ["--device", device]
+    if only:
+        args += ["--only", *only]
+    return shlex.join(args)
+
+
 def run_notebooks(
     params: str | Path,
     *,
     only: list[str] | None = None,
     run_dir: str | Path | None = None,
+    overrides: object = None,
     output_dir: str | Path = BOOK_NOTEBOOK_DIR,
     notebook_dir: str | Path = NOTEBOOK_DIR,
     device: str | None = None,
     kernel_name: str = "python3",
+    check_only: bool = False,
     log=print,
 ) -> list[Path]:
     """Execute the notebooks with papermill; returns the executed copies.
 
-    The profile is validated before anything runs. Raises :class:`NotebookFailed` on the first failing notebook.
+    Before anything is written: the profile and ``overrides`` are validated, the notebooks found, and the
+    profile compared with the run directory's recorded settings. Then the run directory is locked (``run.lock``)
+    and, on its first run, its settings are recorded (``run.json``). With ``check_only`` the run stops after the
+    checks (nothing written; a lock held by another runner is reported) and returns the notebooks it would run.
+
+    Raises
+    ------
+    ConfigError (bad profile or overrides, ``SettingsMismatch``, ``RunLocked``), :class:`NotebookFailed` on
+    the first failing notebook, :class:`RunInterrupted` on Ctrl-C / SIGTERM.
     """
     import papermill as pm
 
-    params = Path(params).resolve()
-    cfg = load_config(params)  # fail fast on a bad profile, before any work
-    run_dir = resolve_run_dir(cfg, run_dir)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    params = resolve_params_path(params)
+    extra = parse_overrides(overrides)
+    cfg = load_config(params, overrides=_deep_merge(extra, {"device": device}) if device else extra)
+    run_dir = _run_dir_path(cfg, run_dir)
     notebooks = discover_notebooks(only, Path(notebook_dir))
     if not notebooks:
-        raise ConfigError(f"no NN_*.ipynb notebooks in {notebook_dir}")
-    parameters = {"params": str(params), "run_dir": str(run_dir), "device": device}
-    executed = []
-    t_all = time.perf_counter()
-    for i, nb in enumerate(notebooks, 1):
-        final = output_dir / nb.name
-        partial = output_dir / f"{nb.stem}.partial.ipynb"
-        log(f"[{i}/{len(notebooks)}] {nb.name}  (profile {cfg.name}, run dir {run_dir})", flush=True)
-        t0 = time.perf_counter()
+        raise ConfigError(f"no NN_*.ipynb notebooks in {display_path(notebook_dir)}")
+    recorded = check_settings(run_dir, cfg)  # read-only: refused before the run directory is touched
+    if check_only:
+        from .rundir import assert_not_locked_by_other, settings_record
+
+        if run_dir.is_dir():
+            assert_not_locked_by_other(run_dir)
+        state = "matches its run.json" if recorded else "new run directory (run.json written on the first run)"
+        log(f"ok: profile {cfg.name} [{settings_record(cfg)['profile_hash']}]"
+            + (f" with {' '.join(_set_items(extra))}" if extra else "")
+            + f"; run dir {display_path(run_dir)}: {state}; would run {', '.join(p.stem for p in notebooks)}")
+        return notebooks
+    output_dir = Path(output_dir)
+    # Parameters as the book shows them: paths relative to the project (papermill runs in the project root).
+    parameters = {"params": display_path(params), "run_dir": display_path(run_dir), "device": device}
+    if extra:
+        parameters["overrides"] = extra
+    executed: list[Path] = []
+    current: Path | None = None
+    with RunLock(run_dir, log=log):
+        check_settings(run_dir, cfg, record=True, params=params, overrides=extra)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        t_all = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(nb),
-                str(partial),
-                parameters=parameters,
-                kernel_name=kernel_name,
-                cwd=str(PROJECT_ROOT),
-                progress_bar=sys.stderr.isatty(),
-                log_output=False,
-            )
-        except pm.PapermillExecutionError as exc:
-            cell = f"cell {exc.cell_index}" + (f" (execution count {exc.exec_count})" if exc.exec_count else "")
-            raise NotebookFailed(
-                f"notebook {nb.name} failed in {cell}: {exc.ename}: {exc.evalue}\n"
-                f"  partially executed copy kept at {partial}"
-                + (f"\n  the previous successful copy {final} is untouched" if final.exists() else "")
+            for i, nb in enumerate(notebooks, 1):
+                current = nb
+                final = output_dir / nb.name
+                partial = output_dir / f"{nb.stem}.partial.ipynb"
+                log(f"[{i}/{len(notebooks)}] {nb.name}  (profile {cfg.name}, run dir {display_path(run_dir)})",
+                    flush=True)
+                t0 = time.perf_counter()
+                try:
+                    with _Kernel(kernel_name) as km:
+                        pm.execute_notebook(
+                            str(nb),
+                            str(partial),
+                            parameters=parameters,
+                            kernel_name=kernel_name,
+                            km=km,
+                            cwd=str(PROJECT_ROOT),
+                            progress_bar=sys.stderr.isatty(),
+                            log_output=False,
+                        )
+                except pm.PapermillExecutionError as exc:
+                    if exc.ename == "KeyboardInterrupt":
+                        raise KeyboardInterrupt from None
+                    cell = f"cell {exc.cell_index}" + (
+                        f" (execution count {exc.exec_count})" if exc.exec_count else "")
+                    raise NotebookFailed(
+                        f"notebook {nb.name} failed in {cell}: {exc.ename}: {exc.evalue}\n"
+                        f"  partially executed copy kept at {display_path(partial)}"
+                        + (f"\n  the previous successful copy {display_path(final)} is untouched"
+                           if final.exists() else "")
+                    ) from None
+                os.replace(partial, final)
+                executed.append(final)
+                current = None
+                log(
+                    f"[{i}/{len(notebooks)}] {nb.name} done in {_format_seconds(time.perf_counter() - t0)}"
+                    f" (total {_format_seconds(time.perf_counter() - t_all)})",
+                    flush=True,
+                )
+        except KeyboardInterrupt:
+            remaining = [p.name[:2] for p in notebooks[len(executed):]]
+            kept = ", ".join(p.stem for p in executed) or "no notebook finished"
+            where = f"in {current.name}" if current else "between notebooks"
+            raise RunInterrupted(
+                f"interrupted {where}; kept: {kept}, and every finished step cached in {display_path(run_dir)}. "
+                f"Resume with: {resume_command(params, extra, run_dir, device, remaining)}"
             ) from None
-        os.replace(partial, final)
-        executed.append(final)
-        log(
-            f"[{i}/{len(notebooks)}] {nb.name} done in {_format_seconds(time.perf_counter() - t0)}"
-            f" (total {_format_seconds(time.perf_counter() - t_all)})",
-            flush=True,
-        )
     return executed
+
+
+class _Kernel:
+    """The kernel of one notebook, whose manager the runner holds so that Ctrl-C can interrupt the running cell.
+
+    While a notebook runs, the first SIGINT (or SIGTERM) interrupts the kernel as Jupyter's stop button does: the
+    cell ends with ``KeyboardInterrupt``, papermill saves the partial copy, and the runner stops cleanly. A second
+    signal stops the runner at once. The kernel is shut down on exit in every case.
+
+    On POSIX the kernel talks over Unix sockets in a private temporary folder rather than local TCP ports: no
+    port is opened, and the kernel does not print its "running over TCP without encryption" warning.
+    """
+
+    def __init__(self, kernel_name: str):
+        from jupyter_client.manager import KernelManager
+
+        self._sockets = tempfile.mkdtemp(prefix="echo-kernel-") if os.name == "posix" else None
+        ipc = dict(transport="ipc", ip=os.path.join(self._sockets, "kernel")) if self._sockets else {}
+        self.km = KernelManager(kernel_name=kernel_name, **ipc)
+        self._signals = 0
+        self._previous: dict = {}
+
+    def _handler(self, signum, frame):
+        self._signals += 1
+        if self._signals == 1 and self.km.has_kernel:
+            self.km.interrupt_kernel()
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self.km
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        try:
+            if self.km.has_kernel:
+                self.km.shutdown_kernel(now=exc_type is not None)
+        finally:
+            self.km.cleanup_resources()
+            if self._sockets:
+                shutil.rmtree(self._sockets, ignore_errors=True)
+        if self._signals and exc_type is None:  # interrupted after the last cell had finished
+            raise KeyboardInterrupt
+
+
+def _interrupt(signum, frame):  # SIGTERM ends a run like Ctrl-C: the lock is released, the message printed
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m echo_utils.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", required=True, help="YAML profile, e.g. notebooks/params/demo.yaml")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="override one profile value, e.g. --set registration.alpha=0 (YAML value; repeatable)",
+    )
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (number or name)")
     parser.add_argument("--run-dir", help="run directory (default runs/<profile name>)")
     parser.add_argument("--output-dir", default=str(BOOK_NOTEBOOK_DIR), help="where executed notebooks go")
     parser.add_argument("--notebook-dir", default=str(NOTEBOOK_DIR), help=argparse.SUPPRESS)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the profile's device")
+    parser.add_argument("--submit", action="store_true", help="instead of the notebooks, submit the study's jobs "
+                        "on the profile's compute backend (Slurm: submit and return; then `make book`)")
+    parser.add_argument("--dry-run", action="store_true", help="with --submit: list the jobs and their resources "
+                        "(and the sbatch header), submit nothing")
+    parser.add_argument("--check", action="store_true",
+                        help="only validate the profile and overrides against the run directory; run nothing")
     args = parser.parse_args(argv)
+    if args.submit or args.dry_run:  # echo_utils.compute: the cluster path (issue 18)
+        from .compute.runner import submit_main
+
+        return submit_main(args.params, overrides=args.overrides, run_dir=args.run_dir, device=args.device,
+                           dry_run=args.dry_run)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_notebooks(
             args.params,
             only=args.only,
             run_dir=args.run_dir,
+            overrides=args.overrides,
             output_dir=args.output_dir,
             notebook_dir=args.notebook_dir,
             device=args.device,
+            check_only=args.check,
         )
     except (ConfigError, NotebookFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        print(str(exc) or "interrupted before any notebook ran; nothing to resume", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

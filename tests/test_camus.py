@@ -1,104 +1,21 @@
 """Readers: small fixtures written in each real layout (real axis conventions and header spacing), read back.
 
-The fixtures are written here with nibabel / SimpleITK directly (not with the phantom's writer), so that a wrong
-axis order in the reader cannot be hidden by the same mistake in the writer.  Every image has a bright marker at
-the apex (top rows, centre columns) and every label map the myocardium there: ``H != W`` and ``sy != sx`` make
-any transposition visible.
+The fixture writers (:mod:`echo_fixtures`) use nibabel / SimpleITK directly, not the phantom's writer, so that a
+wrong axis order in the reader cannot be hidden by the same mistake in the writer.  The study's cohort, split and
+selections are tested in ``test_study.py``; the paper protocol on CAMUS + TED in ``test_paper_protocol.py``.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import nibabel as nib
 import numpy as np
 import pytest
-import SimpleITK as sitk
+from echo_fixtures import APEX, SX, SY, H, T, W, write_legacy_patient, write_nifti_patient, write_ted_patient
+from echo_fixtures import mhd as _mhd
+from echo_fixtures import nii as _nii
+from echo_fixtures import sequence as _sequence
 
 from echo_utils import camus
 from echo_utils.camus import EchoDataError
-from echo_utils.config import RunPaths, load_config
-
-T, H, W = 5, 40, 30
-SY, SX = 0.3, 0.6  # mm per pixel along rows, columns
-APEX = (slice(0, 3), slice(13, 17))
-
-
-def _sequence(T=T, seed=0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    img = rng.integers(10, 100, size=(T, H, W), dtype=np.uint8)
-    img[(slice(None), *APEX)] = 255
-    lab = np.zeros((T, H, W), np.uint8)
-    lab[(slice(None), *APEX)] = 2
-    for t in range(T):
-        lab[t, 8 : 22 - t, 10:20] = 1
-    lab[:, 30:36, 8:22] = 3
-    return img, lab
-
-
-# --- writers in the real conventions ------------------------------------------------------------------------------
-
-
-def _nii(path: Path, arr: np.ndarray) -> None:
-    """CAMUS 2023: nibabel sees (W, H[, T]), zooms (sx, sy[, 1])."""
-    data = arr.T if arr.ndim == 2 else arr.transpose(2, 1, 0)
-    img = nib.Nifti1Image(np.ascontiguousarray(data), np.diag([SX, SY, 1.0, 1.0]))
-    img.header.set_zooms((SX, SY) + ((1.0,) if arr.ndim == 3 else ()))
-    nib.save(img, str(path))
-
-
-def _mhd(path: Path, arr: np.ndarray) -> None:
-    """Legacy CAMUS and TED: SimpleITK arrays are (T, H, W); ElementSpacing is (sx, sy[, st])."""
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing((SX, SY) + ((1.0,) if arr.ndim == 3 else ()))
-    sitk.WriteImage(img, str(path))
-
-
-def _cfg(path: Path, **items) -> None:
-    path.write_text("".join(f"{k}: {v}\n" for k, v in items.items()))
-
-
-def write_nifti_patient(root: Path, pid: str, *, T=T, cfg=None, dense=True) -> Path:
-    d = root / "database_nifti" / pid
-    d.mkdir(parents=True)
-    img, lab = _sequence(T)
-    for view in ("2CH", "4CH"):
-        _nii(d / f"{pid}_{view}_half_sequence.nii.gz", img)
-        if dense:
-            _nii(d / f"{pid}_{view}_half_sequence_gt.nii.gz", lab)
-        for key, t in (("ED", 0), ("ES", T - 1)):
-            _nii(d / f"{pid}_{view}_{key}.nii.gz", img[t])
-            _nii(d / f"{pid}_{view}_{key}_gt.nii.gz", lab[t])
-        items = dict(ED=1, ES=T, NbFrame=T, Sex="F", Age=61, ImageQuality="Good", EF=52, FrameRate=25)
-        items.update(cfg or {})
-        _cfg(d / f"Info_{view}.cfg", **items)
-    return d
-
-
-def write_legacy_patient(root: Path, pid: str, group="training", *, T=T) -> Path:
-    d = root / group / pid
-    d.mkdir(parents=True)
-    img, lab = _sequence(T)
-    for view in ("2CH", "4CH"):
-        _mhd(d / f"{pid}_{view}_sequence.mhd", img)
-        for key, t in (("ED", 0), ("ES", T - 1)):
-            _mhd(d / f"{pid}_{view}_{key}.mhd", img[t])
-            _mhd(d / f"{pid}_{view}_{key}_gt.mhd", lab[t])
-        _cfg(d / f"Info_{view}.cfg", ED=1, ES=T, NbFrame=T, Sex="M", Age=70, ImageQuality="Medium",
-             LVedv=120.5, LVesv=60.1, LVef=50.1)
-    return d
-
-
-def write_ted_patient(root: Path, pid: str, *, T=9) -> Path:
-    d = root / "database" / pid
-    d.mkdir(parents=True)
-    img, lab = _sequence(T)
-    lab[lab == 3] = 0
-    _mhd(d / f"{pid}_4CH_sequence.mhd", img)
-    _mhd(d / f"{pid}_4CH_sequence_gt.mhd", lab)
-    _cfg(d / f"{pid}_4CH_info.cfg", ED=1, ES=5, NbFrame=T, ImageQuality="Good")
-    return d
 
 
 def _check_orientation(seq, T, la=True):
@@ -129,7 +46,7 @@ def test_nifti_2023(tmp_path):
 
 
 def test_nifti_dense_kind_from_cfg_and_optional(tmp_path):
-    seq = camus.load_sequence(write_nifti_patient(tmp_path, "patient0001", cfg={"DenseKind": "exact"}), "2CH")
+    seq = camus.load_sequence(write_nifti_patient(tmp_path, "patient0001", cfg_items={"DenseKind": "exact"}), "2CH")
     assert seq.dense_kind == "exact"
     seq = camus.load_sequence(write_nifti_patient(tmp_path, "patient0002", dense=False), "2CH")
     assert seq.dense is None and seq.dense_kind is None
@@ -226,14 +143,14 @@ def test_error_unknown_layout(tmp_path):
 
 
 def test_error_nbframe(tmp_path):
-    d = write_nifti_patient(tmp_path, "patient0001", cfg={"NbFrame": T + 2})
+    d = write_nifti_patient(tmp_path, "patient0001", cfg_items={"NbFrame": T + 2})
     with pytest.raises(EchoDataError, match=rf"Info_2CH\.cfg: NbFrame = {T + 2} but .* has {T} frames"):
         camus.load_sequence(d, "2CH")
 
 
 @pytest.mark.parametrize("key,value", [("ED", 0), ("ES", T + 1)])
 def test_error_ed_es_range(tmp_path, key, value):
-    d = write_nifti_patient(tmp_path, "patient0001", cfg={key: value})
+    d = write_nifti_patient(tmp_path, "patient0001", cfg_items={key: value})
     with pytest.raises(EchoDataError, match=rf"Info_2CH\.cfg: {key} = {value} is out of range 1\.\.{T}"):
         camus.load_sequence(d, "2CH")
 
@@ -254,8 +171,63 @@ def test_error_label_values(tmp_path):
     bad = _sequence()[1][T - 1]
     bad[5, 5] = 7
     _nii(d / "patient0001_4CH_ES_gt.nii.gz", bad)
-    with pytest.raises(EchoDataError, match=r"ES_gt\.nii\.gz: label values \[7\] outside"):
+    with pytest.raises(EchoDataError, match=r"ES_gt\.nii\.gz \(patient patient0001, 4CH ES label\): label values "
+                       r"\[7\] outside"):
         camus.load_sequence(d, "4CH")
+
+
+@pytest.mark.parametrize("layout", ["nifti2023", "mhd_legacy"])
+def test_error_all_background_reference(tmp_path, layout):
+    """Issue 'runs that survive...': an all-background ED label is refused by the reader, naming file and patient
+    (it used to pass and fail later in a volume computation without naming either)."""
+    empty = np.zeros((H, W), np.uint8)
+    if layout == "nifti2023":
+        d = write_nifti_patient(tmp_path, "patient0007")
+        _nii(d / "patient0007_2CH_ED_gt.nii.gz", empty)
+        name = r"patient0007_2CH_ED_gt\.nii\.gz"
+    else:
+        d = write_legacy_patient(tmp_path, "patient0007")
+        _mhd(d / "patient0007_2CH_ED_gt.mhd", empty)
+        name = r"patient0007_2CH_ED_gt\.mhd"
+    with pytest.raises(EchoDataError, match=name + r" \(patient patient0007, 2CH ED label\): reference label is all "
+                       "background; a reference needs the LV cavity"):
+        camus.load_sequence(d, "2CH")
+    assert camus.load_sequence(d, "4CH").labels  # the other view of the same patient is fine (the control)
+
+
+def test_error_reference_without_lv_cavity(tmp_path):
+    """A label map with structures but no LV cavity, and a TED frame without it, are refused with the frame."""
+    d = write_nifti_patient(tmp_path, "patient0001")
+    lab = _sequence()[1]
+    es = lab[T - 1].copy()
+    es[es == 1] = 0
+    _nii(d / "patient0001_4CH_ES_gt.nii.gz", es)
+    with pytest.raises(EchoDataError, match=r"4CH ES label\): reference label has no LV cavity \(label 1\)"):
+        camus.load_sequence(d, "4CH")
+    d = write_ted_patient(tmp_path, "patient001")
+    gt = _sequence(9)[1]
+    gt[gt == 3] = 0
+    gt[6][gt[6] == 1] = 0
+    _mhd(d / "patient001_4CH_sequence_gt.mhd", gt)
+    with pytest.raises(EchoDataError, match=r"patient001_4CH_sequence_gt\.mhd \(patient patient001, 4CH dense "
+                       r"labels\): reference label has no LV cavity \(label 1\) at frame\(s\) \[7\]"):
+        camus.load_ted_sequence(d)
+
+
+def test_ted_map_shipped_and_checked(tmp_path):
+    """The authors' data/ted2camus.csv ships with the package: 94 TED ids, each to one CAMUS id."""
+    m = camus.read_ted_map()
+    assert len(m) == 94 and len(set(m.values())) == 94
+    assert (m["patient001"], m["patient002"]) == ("patient0002", "patient0004")
+    assert not {"patient019", "patient032", "patient034", "patient098"} & set(m)  # the 4 in the CAMUS test set
+    assert "ted2camus.csv" in camus.TED_MAP_FILE.read_text().splitlines()[1]  # the source is named in the file
+    bad = tmp_path / "map.csv"
+    bad.write_text("ted_id,camus_id\n1,2\n3,2\n")
+    with pytest.raises(EchoDataError, match=r"map\.csv, line 3: CAMUS id 2 listed twice"):
+        camus.read_ted_map(bad)
+    bad.write_text("ted_id,camus_id\n1,x\n")
+    with pytest.raises(EchoDataError, match=r"map\.csv, line 2: expected two integers"):
+        camus.read_ted_map(bad)
 
 
 def test_error_nan_and_empty_images(tmp_path):
@@ -278,72 +250,21 @@ def test_no_partial_dataset(tmp_path):
     """A bad file anywhere makes the whole read fail: no partially read dataset is returned."""
     root = tmp_path / "camus"
     write_nifti_patient(root, "patient0001")
-    d = write_nifti_patient(root, "patient0002", cfg={"ES": 99})
+    d = write_nifti_patient(root, "patient0002", cfg_items={"ES": 99})
     with pytest.raises(EchoDataError, match=str(d / "Info_2CH.cfg").replace(".", r"\.")):
         list(camus.iter_sequences(root))
 
 
-# --- the study's data set -----------------------------------------------------------------------------------------
+def test_public_names_stay_importable():
+    """The readers moved to echo_utils.data; echo_utils.camus and echo_utils.phantom re-export the same objects."""
+    from echo_utils import phantom
+    from echo_utils.data import camus as data_camus
+    from echo_utils.data import phantom as data_phantom
+    from echo_utils.data import study
 
-
-def test_load_study_synthetic(tmp_path):
-    cfg = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48}})
-    paths = RunPaths(tmp_path / "run")
-    split = camus.study_split(cfg, paths)
-    assert sorted(sum(split.values(), [])) == [f"patient{i:04d}" for i in range(1, 5)]
-    assert all(split[k] for k in ("train", "test"))
-    assert not set(split["train"]) & set(split["test"])
-    assert camus.study_sequences(cfg, paths, "test") == [(p, v) for p in split["test"] for v in ("2CH", "4CH")]
-    seqs = camus.load_study(cfg, paths, "train")
-    assert [s.key for s in seqs] == [f"{p}_{v}" for p in split["train"] for v in ("2CH", "4CH")]
-    assert all(s.dense_kind == "exact" and s.shape == (48, 48) for s in seqs)
-    lazy = camus.iter_study(cfg, paths, "train")
-    assert not isinstance(lazy, list)
-    first = next(lazy)
-    assert first.key == seqs[0].key
-    np.testing.assert_array_equal(first.images, seqs[0].images)
-    assert (paths.data / "database_nifti").is_dir()
-    # resize and views
-    cfg2 = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48,
-                                                             "resize": 64, "views": ["4CH"]}})
-    seqs2 = camus.load_study(cfg2, paths, "test")
-    assert [s.view for s in seqs2] == ["4CH"] * len(split["test"])
-    assert seqs2[0].shape == (64, 64)
-    ref = camus.load_sequence(paths.data / "database_nifti" / split["test"][0], "4CH")
-    assert seqs2[0].spacing == pytest.approx((ref.spacing[0] * 48 / 64, ref.spacing[1] * 48 / 64))
-    # another cohort size in the same run directory is refused, not silently overwritten
-    cfg3 = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 5, "frames": [4, 5], "size": 48}})
-    with pytest.raises(RuntimeError, match="other parameters"):
-        camus.load_study(cfg3, paths, "all")
-
-
-def test_load_study_camus_env_and_seeded_split(tmp_path, monkeypatch):
-    def cfg_for(**data):
-        return load_config("notebooks/params/ci.yaml", {"data": {"source": "camus", "root": "${CAMUS_ROOT}",
-                                                                 "test_fraction": 0.1, "val_fraction": 0.0,
-                                                                 **data}})
-
-    paths = RunPaths(tmp_path / "run")
-    monkeypatch.delenv("CAMUS_ROOT", raising=False)
-    with pytest.raises(ValueError, match="CAMUS_ROOT"):  # the profile names the unset variable
-        cfg_for()
-    monkeypatch.setenv("CAMUS_ROOT", str(tmp_path / "missing"))
-    with pytest.raises(EchoDataError, match="folder not found"):
-        camus.load_study(cfg_for(), paths, "all")
-    root = tmp_path / "camus"
-    for i in range(1, 11):
-        write_nifti_patient(root, f"patient{i:04d}")  # no database_split: seeded split written to split.json
-    monkeypatch.setenv("CAMUS_ROOT", str(root))
-    cfg = cfg_for()
-    split = camus.study_split(cfg, paths)
-    assert len(split["test"]) == 1 and len(split["train"]) == 9 and split["val"] == []
-    stored = json.loads((paths.data / "split.json").read_text())
-    assert stored["split"] == split
-    assert camus.study_split(cfg, paths) == split  # reused
-    test = camus.load_study(cfg, paths, "test")
-    assert [s.key for s in test] == [f"{split['test'][0]}_2CH", f"{split['test'][0]}_4CH"]
-    assert test[0].dense_kind == "interpolated"
-    s4 = camus.study_split(cfg_for(max_patients=4), paths)
-    assert sum(len(v) for v in s4.values()) <= 4 and s4["test"]
-    with pytest.raises(EchoDataError, match="split.json"):
-        camus.study_split(cfg_for(seed=5), paths)
+    for name in ("EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence",
+                 "read_ted_map"):
+        assert getattr(camus, name) is getattr(data_camus, name)
+    for name in ("load_study", "iter_study", "study_split", "study_sequences", "study_root"):
+        assert getattr(camus, name) is getattr(study, name)
+    assert phantom.make_cohort is data_phantom.make_cohort

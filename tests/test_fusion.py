@@ -226,6 +226,34 @@ def test_fusion_equals_full_frame_scipy_reference(assemble, weights):
     assert np.array_equal(out, naive_fusion(f, b, weights, assemble))
 
 
+def test_fused_signed_distance_is_eq1_before_thresholding():
+    rng = np.random.default_rng(2)
+    f, b = random_labels(rng, t=5), random_labels(rng, t=5)
+    for c in (1, 2):
+        s = fusion.fused_signed_distance(f, b, c, weights="paper")
+        wf, wb = fusion.fusion_weights(5, "paper")
+        ref = np.stack([wf[i] * (ndi.distance_transform_edt(f[i] == c) - ndi.distance_transform_edt(f[i] != c))
+                        + wb[i] * (ndi.distance_transform_edt(b[i] == c) - ndi.distance_transform_edt(b[i] != c))
+                        for i in range(5)])
+        np.testing.assert_allclose(s, ref, atol=1e-9)
+        # thresholded at 0 it gives the class where the argmax rule claims it (no other class claims these pixels)
+        out = fusion.fuse_bidirectional(f, b, weights="paper", assemble="argmax")
+        assert ((out == c) <= (np.round(s, 6) > 0)).all()
+
+
+def test_fuse_directions_fuses_ed_to_es_and_copies_the_rest():
+    """fuse_directions re-runs Eq. 1 between ED and ES with other options and copies the other frames."""
+    seq = moving_sequence(t=8, ed=2, es=6)
+    rng = np.random.default_rng(3)
+    fwd, bwd = random_labels(rng, t=8), random_labels(rng, t=8)
+    marker = np.full(fwd.shape, 7, np.uint8)
+    pl = PseudoLabels(forward=fwd, backward=bwd, bidirectional=marker)
+    out = fusion.fuse_directions(seq, pl, assemble="argmax", weights="paper")
+    assert (out[[0, 1, 7]] == 7).all()
+    assert np.array_equal(out[2:7], fusion.fuse_bidirectional(fwd[2:7], bwd[2:7], assemble="argmax", weights="paper"))
+    assert (pl.bidirectional == 7).all()  # the input is not modified
+
+
 @pytest.mark.parametrize("assemble", ["sdf", "argmax"])
 def test_authors_weights_keep_references_at_ed_and_es(assemble):
     rng = np.random.default_rng(2)

@@ -412,14 +412,38 @@ def test_agreement():
     assert st["n"] == 2 and st["bias"] == pytest.approx(0.5)
 
 
-def test_bland_altman_figure():
-    from echo_utils.plots import bland_altman
+def test_plausible_indices_report_missing_values_with_reasons():
+    ok, why = M.plausible_indices(120.0, 48.0)
+    assert ok == {"EDV": 120.0, "ESV": 48.0, "EF": pytest.approx(60.0)} and why == []
+    # an empty ES cavity (NaN volume): ESV and EF missing, EDV kept
+    v, why = M.plausible_indices(120.0, float("nan"))
+    assert v["EDV"] == 120.0 and np.isnan(v["ESV"]) and np.isnan(v["EF"])
+    assert why == ["ESV not measurable", "EF needs both volumes"]
+    # a near-empty ED cavity: 0.5 mL would give an EF of -9500 % (the 1670-point MAE of issue 13)
+    v, why = M.plausible_indices(0.5, 48.0)
+    assert np.isnan(v["EDV"]) and v["ESV"] == 48.0 and np.isnan(v["EF"]) and "below the 5 mL floor" in why[0]
+    assert M.MIN_LV_VOLUME_ML == 5.0
+    v, why = M.plausible_indices(4.0, 3.0, min_volume=1.0)  # the floor is a parameter
+    assert v["EF"] == pytest.approx(25.0) and why == []
+    # ESV > EDV: both volumes plausible, EF (-25 %) outside [0, 100] is missing
+    v, why = M.plausible_indices(80.0, 100.0)
+    assert (v["EDV"], v["ESV"]) == (80.0, 100.0) and np.isnan(v["EF"]) and why == ["EF -25 % outside [0, 100]"]
+    v, _ = M.plausible_indices(80.0, 80.0)  # the ends of the interval are plausible
+    assert v["EF"] == 0.0
 
-    fig = bland_altman([51.0, 62.0, 69.0], [50.0, 60.0, 70.0], title="EDV", unit="mL")
-    assert "mL" in fig.layout.xaxis.title.text and "mL" in fig.layout.yaxis.title.text
-    assert "EDV" in fig.layout.title.text
-    ys = [s.y for s in fig.data if s.mode == "markers"][0]
-    np.testing.assert_allclose(ys, [1.0, 2.0, -1.0])
+
+def test_average_per_video_of_pseudo_label_scores():
+    """The pseudo-label score layout (hd_mm, mad_px... and a per-frame phase column) averages like score tables."""
+    t = pd.DataFrame({"key": ["a"] * 3 + ["b"] * 2, "kind": "forward", "structure": "LV",
+                      "frame": [0, 1, 2, 0, 1], "phase": [0.0, 0.5, 1.0, 0.0, 1.0],
+                      "dice": [1.0, 0.8, 0.6, 0.5, 0.7], "hd_mm": [0.0, np.nan, 2.0, 1.0, 3.0],
+                      "mad_px": [0.0, 1.0, 2.0, 4.0, 6.0]})
+    avg = M.average_per_video(t).set_index("key")
+    assert list(avg.columns) == ["kind", "structure", "dice", "hd_mm", "mad_px", "n_frames", "n_nan_hd"]
+    assert avg.loc["a", "dice"] == pytest.approx(0.8) and avg.loc["a", "hd_mm"] == pytest.approx(1.0)
+    assert avg.loc["a", "n_nan_hd"] == 1 and avg.loc["b", "n_frames"] == 2 and avg.loc["b", "mad_px"] == 5.0
+    with pytest.raises(ValueError, match="no metric column"):
+        M.average_per_video(t[["key", "frame"]])
 
 
 def test_tables_are_pandas():

@@ -1,4 +1,4 @@
-"""echo_utils.nnunet: nnU-Net v2 export format, splits, bad input, and (slow) CPU training and prediction."""
+"""echo_utils.segmentation: nnU-Net v2 export format, splits, bad input, seeding, and (slow) CPU training."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from echo_utils import nnunet
+from echo_utils import segmentation as nnunet
 from echo_utils.camus import EchoSequence
 from echo_utils.config import RunPaths, load_config
 
@@ -57,16 +57,51 @@ def _read(path):
 
 
 def test_configure_sets_run_paths_and_process_counts(cfg, tmp_path):
-    import nnunetv2.configuration as nnconf
     from nnunetv2.paths import nnUNet_preprocessed
 
     env = nnunet.configure_nnunet(cfg, RunPaths(tmp_path))
     assert env["nnUNet_raw"] == str(tmp_path / "nnunet" / "raw") == os.environ["nnUNet_raw"]
     assert str(nnUNet_preprocessed) == str(tmp_path / "nnunet" / "preprocessed")  # read lazily by nnU-Net
-    assert os.environ["nnUNet_def_n_proc"] == "1" and nnconf.default_num_processes == 1
+    assert os.environ["nnUNet_def_n_proc"] == "1"
     assert os.environ["nnUNet_n_proc_DA"] == "0" and os.environ["nnUNet_compile"] == "0"
-    module = (tmp_path / "nnunet" / "trainers" / "echo_trainers.py").read_text()
-    assert "class EchoTrainer(_EchoTrainer)" in module and "echo_epochs = 1" in module
+
+
+def test_old_module_reexports_the_package():
+    from echo_utils import nnunet as old
+
+    assert old.predict_all is nnunet.predict_all and old.export_dataset is nnunet.export_dataset
+    assert set(nnunet.__all__) <= set(old.__all__)
+
+
+def test_cli_finds_the_trainer_by_name(cfg, tmp_path):
+    """nnUNetv2_train -tr EchoTrainer: nnU-Net's own lookup finds our class through nnUNet_extTrainer."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from echo_utils.segmentation.trainer import EchoTrainer
+
+    nnunet.configure_nnunet(cfg, RunPaths(tmp_path))
+    found = recursive_find_trainer_class_by_name("EchoTrainer")
+    assert found is EchoTrainer
+
+
+def test_model_seeds_differ_by_model_and_profile_seed():
+    a = load_config("notebooks/params/ci.yaml")
+    b = load_config("notebooks/params/ci.yaml", overrides={"seed": 1})
+    seeds = {m: nnunet.model_seed(a, m) for m in nnunet.MODELS}
+    assert len(set(seeds.values())) == 4
+    assert seeds == {m: nnunet.model_seed(a, m) for m in nnunet.MODELS}  # a pure function of (seed, name)
+    assert all(nnunet.model_seed(b, m) != seeds[m] for m in nnunet.MODELS)
+
+
+def test_plateau_rule():
+    from echo_utils.segmentation.trainer import plateaued
+
+    rising = np.linspace(0.2, 0.9, 50)
+    assert not plateaued(rising)  # rose 0.7 * 10/49 = 0.14 over the last 20 %
+    flat = np.concatenate([rising, np.full(50, 0.9) + 0.001 * np.sin(np.arange(50))])
+    assert plateaued(flat)  # the last 20 of 100 epochs rose at most 0.002
+    assert not plateaued([0.5])
+    assert plateaued([0.5, 0.505]) and not plateaued([0.5, 0.52])
 
 
 def test_export_3d_sparse_format_and_ignore_label(cfg, cohort, tmp_path):
@@ -89,8 +124,14 @@ def test_export_3d_sparse_format_and_ignore_label(cfg, cohort, tmp_path):
     # nnU-Net's own integrity check passes on the published folder too
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
-    with nnunet._pools("thread"):
-        verify_dataset_integrity(str(folder), num_processes=1)
+    verify_dataset_integrity(str(folder), num_processes=1)
+    # and so do its per-case checks run in threads, which reject a label value that is not declared
+    nnunet.verify_dataset(cfg, folder, tmp_path / "verify.log")
+    bad = sitk.GetImageFromArray(np.full(seq.images.shape, 7, np.uint8))
+    bad.CopyInformation(image)
+    sitk.WriteImage(bad, str(folder / "labelsTr" / f"{seq.key}.nii.gz"))
+    with pytest.raises(nnunet.NnUNetError, match="integrity check failed"):
+        nnunet.verify_dataset(cfg, folder, tmp_path / "verify.log")
 
 
 def test_export_2d_sparse_and_dense_cases(cfg, cohort, tmp_path):
@@ -117,7 +158,8 @@ def test_splits_keep_patients_together(cfg, cohort, tmp_path):
     assert {c.split("_")[0] for c in splits[0]["val"]} == {"patient0003"}
     assert {c.split("_")[0] for c in splits[0]["train"]} == {"patient0001", "patient0002"}
     # five folds: every patient in exactly one validation fold, with both views
-    cfg5 = load_config("notebooks/params/ci.yaml", overrides={"nnunet": {"folds": [0, 1, 2, 3, 4]}})
+    cfg5 = load_config("notebooks/params/ci.yaml",
+                       overrides={"nnunet": {"folds": [0, 1, 2, 3, 4]}, "data": {"n_patients": 12}})
     many = toy_cohort(10, size=8)
     folds = nnunet.make_splits(cfg5, many[:16], many[16:])
     assert len(folds) == 5
@@ -125,7 +167,7 @@ def test_splits_keep_patients_together(cfg, cohort, tmp_path):
     assert sorted(val) == sorted({s.patient for s in many})
     for f in folds:
         assert not set(f["train"]) & set(f["val"])
-    cases = nnunet._case_splits(folds, [s.key for s in many])
+    cases = nnunet.export._case_splits(folds, [s.key for s in many])
     for f in cases:
         patients = {c.split("_")[0] for c in f["val"]}
         assert len(f["val"]) == 2 * len(patients)  # 2CH and 4CH together
@@ -163,11 +205,16 @@ def test_small_configuration_topology():
 
     cfg = load_config("notebooks/params/demo.yaml")
     parent = {"spacing": [1.0, 1.4, 1.4], "patch_size": [32, 128, 128], "batch_size": 2,
+              "median_image_size_in_voxels": [20, 128, 128],
               "architecture": {"arch_kwargs": {"n_conv_per_stage": [2] * 6, "n_conv_per_stage_decoder": [2] * 5,
                                                "features_per_stage": [32, 64, 128, 256, 320, 320]}}}
     plans = {"configurations": {"3d_fullres": parent}, "transpose_forward": [0, 1, 2]}
     small = nnunet.small_configuration(plans, "3d_fullres", cfg.nnunet)
     assert small["inherits_from"] == "3d_fullres"
+    # 128 px resampled to in_plane_size px: in-plane spacing x 128 / in_plane_size, time spacing kept
+    factor = 128 / cfg.nnunet.in_plane_size
+    np.testing.assert_allclose(small["spacing"], [1.0, 1.4 * factor, 1.4 * factor])
+    assert small["data_identifier"] != "nnUNetPlans_3d_fullres"  # its own preprocessed data
     assert small["patch_size"] == list(cfg.nnunet.patch_3d) and small["batch_size"] == cfg.nnunet.batch_3d
     arch = small["architecture"]["arch_kwargs"]
     n = arch["n_stages"]
@@ -175,7 +222,11 @@ def test_small_configuration_topology():
     strides = np.prod(np.array(arch["strides"]), axis=0)
     assert np.all(np.array(small["patch_size"]) % strides == 0)  # the patch fits the pooling
     assert len(arch["n_conv_per_stage"]) == n and len(arch["n_conv_per_stage_decoder"]) == n - 1
-    assert arch["strides"] == [list(s) for s in get_pool_and_conv_props([1.0, 1.4, 1.4], list(cfg.nnunet.patch_3d), 4, 999999)[1]]
+    expected = get_pool_and_conv_props(small["spacing"], list(cfg.nnunet.patch_3d), 4, 999999)[1]
+    assert arch["strides"] == [list(v) for v in expected]
+    # without in_plane_size: the parent's spacing and preprocessed data
+    native = nnunet.small_configuration(plans, "3d_fullres", cfg.nnunet.model_copy(update={"in_plane_size": None}))
+    assert "spacing" not in native and "data_identifier" not in native
 
 
 def test_load_prediction_checks_shape(tmp_path):
@@ -191,9 +242,13 @@ def test_load_prediction_checks_shape(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["2d_sparse", "3d_dense"])
+@pytest.mark.parametrize("model", ["2d_sparse", "3d_sparse"])
 def test_train_and_predict_on_cpu(model, tmp_path):
-    """The ci budget (a couple of iterations): plans, trains, reuses, resumes and predicts every frame."""
+    """The ci budget: plans, trains, reuses, resumes, predicts every frame; a deleted model retrains identically."""
+    import shutil
+
+    import torch
+
     cfg = load_config("notebooks/params/ci.yaml")
     paths = RunPaths(tmp_path)
     seqs = toy_cohort(3, size=48)
@@ -203,6 +258,8 @@ def test_train_and_predict_on_cpu(model, tmp_path):
     plans = nnunet.plan_and_preprocess(cfg, paths, model)
     conf = plans["configurations"][nnunet.configuration_name(cfg, model)]
     assert conf["inherits_from"] == ("2d" if model.startswith("2d") else "3d_fullres")
+    assert conf["echo"] == nnunet.training_settings(cfg, model)
+    assert conf["echo"]["oversample_foreground"] == (1.0 if model == "3d_sparse" else None)
     table = nnunet.plans_table(cfg, paths, [model])
     assert table.loc[model, "batch"] == (cfg.nnunet.batch_2d if model.startswith("2d") else cfg.nnunet.batch_3d)
 
@@ -213,17 +270,103 @@ def test_train_and_predict_on_cpu(model, tmp_path):
     assert len(log) == cfg.nnunet.epochs and np.isfinite(log["train_loss"]).all()
     stamp = final.stat().st_mtime_ns
     assert nnunet.train_model(cfg, paths, model) == fold and final.stat().st_mtime_ns == stamp  # reused
-    os.replace(final, fold / "checkpoint_latest.pth")  # an interrupted run continues from nnU-Net's checkpoint
-    nnunet.train_model(cfg, paths, model)
-    assert final.is_file() and not (fold / "checkpoint_latest.pth").exists()
-
     out = nnunet.predict_all(cfg, paths, model, test)
     for seq in test:
         pred = nnunet.load_prediction(paths, model, seq)
         assert pred.shape == seq.images.shape and pred.dtype == np.uint8
         assert set(np.unique(pred)) <= {0, 1, 2, 3}
     assert (out / "echo_predictions.json").is_file()
+    first = {p.name: p.read_bytes() for p in sorted(out.glob("*.nii.gz"))}
+    weights = torch.load(final, map_location="cpu", weights_only=False)["network_weights"]
+
+    # delete the trained model and its predictions, disturb every random generator, and train again: the model is
+    # seeded from the profile and its name, so the weights and the prediction files come back byte for byte
+    shutil.rmtree(nnunet.train.results_folder(cfg, paths, model))
+    shutil.rmtree(out)
+    np.random.seed(123), torch.manual_seed(123), np.random.rand(7), torch.rand(7)
+    nnunet.train_model(cfg, paths, model)
+    again = torch.load(final, map_location="cpu", weights_only=False)["network_weights"]
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    out = nnunet.predict_all(cfg, paths, model, test)
+    assert {p.name: p.read_bytes() for p in sorted(out.glob("*.nii.gz"))} == first
+
+    os.replace(final, fold / "checkpoint_latest.pth")  # an interrupted run continues from nnU-Net's checkpoint
+    nnunet.train_model(cfg, paths, model)
+    assert final.is_file() and not (fold / "checkpoint_latest.pth").exists()
 
     budget = load_config("notebooks/params/ci.yaml", overrides={"nnunet": {"epochs": 3}})
-    with pytest.raises(nnunet.NnUNetError, match="other plans or budget"):
+    with pytest.raises(nnunet.NnUNetError, match="other training settings"):
         nnunet.train_model(budget, paths, model)
+    nnunet.plan_and_preprocess(budget, paths, model)  # new settings in the plans, nothing preprocessed again
+    with pytest.raises(nnunet.NnUNetError, match="other plans or settings"):
+        nnunet.train_model(budget, paths, model)
+
+
+@pytest.mark.slow
+def test_resumed_training_equals_uninterrupted(tmp_path, monkeypatch):
+    """Killed after epoch 2 of 4 and resumed from checkpoint_latest.pth: the same weights as a run never stopped."""
+    import shutil
+
+    import torch
+
+    from echo_utils.segmentation.trainer import EchoTrainer
+
+    cfg = load_config("notebooks/params/ci.yaml", overrides={"nnunet": {"epochs": 4}})
+    paths = RunPaths(tmp_path)
+    seqs = toy_cohort(3, size=48)
+    nnunet.export_dataset(cfg, paths, "2d_sparse", seqs[:4], seqs[4:5])
+    nnunet.plan_and_preprocess(cfg, paths, "2d_sparse")
+    final = nnunet.train_model(cfg, paths, "2d_sparse") / "checkpoint_final.pth"
+    uninterrupted = torch.load(final, map_location="cpu", weights_only=False)["network_weights"]
+    shutil.rmtree(nnunet.train.results_folder(cfg, paths, "2d_sparse"))
+
+    original = EchoTrainer.on_epoch_end
+
+    def killed_after_epoch_2(self):
+        original(self)
+        if self.current_epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EchoTrainer, "on_epoch_end", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        nnunet.train_model(cfg, paths, "2d_sparse")
+    assert (final.parent / "checkpoint_latest.pth").is_file() and not final.is_file()
+    monkeypatch.undo()
+    nnunet.train_model(cfg, paths, "2d_sparse")
+    resumed = torch.load(final, map_location="cpu", weights_only=False)["network_weights"]
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pools", ["thread", "process"])
+def test_plain_script_without_main_guard_runs_once(pools, tmp_path):
+    """Export, integrity check, fingerprint and preprocessing from a script with no ``__main__`` guard: the script
+    runs once (spawned workers would re-import it), also when the profile asks for nnU-Net's process pools."""
+    import subprocess
+    import sys
+    import textwrap
+
+    ran = tmp_path / "ran.txt"
+    script = tmp_path / "plain_script.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+        with open({str(ran)!r}, "a") as fh:
+            fh.write("ran\\n")
+        from test_nnunet import toy_cohort
+        from echo_utils import segmentation
+        from echo_utils.config import RunPaths, load_config
+        cfg = load_config("notebooks/params/ci.yaml", overrides={{"nnunet": {{"pools": {pools!r}}}}})
+        paths = RunPaths({str(tmp_path / "run")!r})
+        seqs = toy_cohort(3, size=32)
+        segmentation.export_dataset(cfg, paths, "2d_sparse", seqs[:4], seqs[4:])
+        segmentation.plan_and_preprocess(cfg, paths, "2d_sparse")
+        print("done")
+    """))
+    env = {k: v for k, v in os.environ.items() if k != "ECHO_NNUNET_POOLS"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "done" in proc.stdout and ran.read_text() == "ran\n"
+    if pools == "process":
+        assert "using threads instead" in proc.stderr

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,7 @@ import pytest
 from scipy import ndimage
 
 from echo_utils import camus, metrics, phantom
+from echo_utils.data import phantom_motion
 
 SIZE = 96  # >= 96 exercises the coarse backward map used at the study's sizes
 
@@ -99,7 +104,8 @@ def test_ted_like_full_cycle(cohort):
         assert 0 == seq.ed < seq.es < T - 1
         assert set(np.unique(seq.dense)) <= {0, 1, 2}  # TED labels: LV cavity and myocardium only
         lv = (seq.dense == 1).sum(axis=(1, 2))
-        assert lv.argmin() == seq.es  # full cycle: smallest at ES
+        # full cycle: smallest around ES (the plateau and late regional motion may put the minimum a frame early)
+        assert lv[seq.es] <= 1.03 * lv.min() and lv[seq.es] < 0.9 * lv[0]
         np.testing.assert_array_equal(seq.dense[0], seq.dense[-1])  # back to ED
         # its first half is the CAMUS half sequence of the same patient
         camus_pid = seq.info["CAMUS"]
@@ -131,21 +137,31 @@ def test_motion_areas(rendered):
             lv = (lab == 1).sum(axis=(1, 2)).astype(float)
             myo = (lab == 2).sum(axis=(1, 2)).astype(float)
             la = (lab == 3).sum(axis=(1, 2)).astype(float)
-            assert np.all(np.diff(lv) <= 0) and lv[-1] < 0.9 * lv[0], f"{pp.patient} {view}: LV not emptying"
+            # the cavity empties (nearly monotone: a late regional motion may reopen it by a few pixels)
+            assert np.all(np.diff(lv) <= 0.02 * lv[0]) and lv[-1] < 0.9 * lv[0], f"{pp.patient} {view}: LV"
             assert la[-1] > la[0], f"{pp.patient} {view}: LA does not fill"
-            assert np.ptp(myo) / myo.mean() < 0.05, f"{pp.patient} {view}: myocardial area not conserved"
+            # myocardial area nearly conserved (exactly in the global model; regional bumps shear the wall)
+            assert np.ptp(myo) / myo.mean() < 0.08, f"{pp.patient} {view}: myocardial area not conserved"
             # longitudinal shortening: the mitral plane (lowest cavity row) moves towards the apex
             base = [np.nonzero(lab[t] == 1)[0].max() for t in (0, len(phases) - 1)]
             assert base[1] < base[0]
-            # non-linear time course: the middle third moves more than the first and last thirds
+            # rapid early ejection then a plateau: the first third of systole moves more than the last third
             n = len(phases)
-            d = np.abs(np.diff(phases))
-            assert d[n // 3 : 2 * n // 3].mean() > d[: n // 6 + 1].mean()
+            assert phases[n // 3] > 1.0 - phases[2 * n // 3], f"{pp.patient}: no rapid early ejection"
+            # ... and so the area curve is not the sin^2 law of the Eq. 1 weights
+            assert phantom_motion.sin2_law_distance(lab)["max_abs"] > 0.1, f"{pp.patient} {view}"
 
 
 def test_time_course():
-    p = phantom.systole_phase(20, (0.05, 0.55, 0.93))
+    p = phantom.systole_phase(20, (0.05, 0.55, 0.93))  # version-1 knots at tau = 0.12, 0.5, 0.85
     assert p[0] == 0.0 and p[-1] == 1.0 and np.all(np.diff(p) > 0)
+    p = phantom.systole_phase(21, [[0.1, 0.02], [0.35, 0.65], [0.7, 0.95]])
+    assert p[0] == 0.0 and p[-1] == 1.0 and np.all(np.diff(p) >= 0)
+    assert p[2] == pytest.approx(0.02, abs=1e-9) and p[14] == pytest.approx(0.95, abs=1e-9)  # through the knots
+    for i in range(20):  # every patient's own course: rapid early ejection, then a plateau
+        knots = phantom.sample_patient(i, 0).knots
+        p = phantom.systole_phase(41, knots)
+        assert np.all(np.diff(p) >= -1e-12) and p[16] > 0.45 and 1.0 - p[34] < 0.1
     q = phantom.diastole_phase(25)
     assert q[-1] == 0.0 and np.all(np.diff(q) < 0)
 
@@ -157,9 +173,17 @@ def test_biplane_ef_matches_request(rendered):
         edv = metrics.lv_volume_biplane(l2[0] == 1, l4[0] == 1, sp2, sp4)
         esv = metrics.lv_volume_biplane(l2[-1] == 1, l4[-1] == 1, sp2, sp4)
         ef = 100.0 * (edv - esv) / edv
-        assert ef == pytest.approx(pp.ef, abs=3.0), pp.patient
-        # and the model's exact volume is what Simpson's rule measures
-        assert edv == pytest.approx(float(phantom.lv_volume(pp, 0.0)), rel=0.05)
+        # regional wall motion (hypokinesis) lowers the EF of the global contraction
+        assert pp.ef - 12.0 < ef < pp.ef + 3.0, pp.patient
+        assert edv == pytest.approx(float(phantom.lv_volume(pp, 0.0)), rel=0.05)  # ED: no extra motion yet
+        # without the extra motion, the requested EF and the model's exact volume are what Simpson's rule measures
+        glob = dataclasses.replace(pp, motion={})
+        g = phantom.render_patient(glob, SIZE)
+        l2, l4 = g["2CH"][1], g["4CH"][1]
+        edv = metrics.lv_volume_biplane(l2[0] == 1, l4[0] == 1, sp2, sp4)
+        esv = metrics.lv_volume_biplane(l2[-1] == 1, l4[-1] == 1, sp2, sp4)
+        assert 100.0 * (edv - esv) / edv == pytest.approx(pp.ef, abs=3.0), pp.patient
+        assert esv == pytest.approx(float(phantom.lv_volume(pp, 1.0)), rel=0.08)
 
 
 def test_requested_ranges():
@@ -174,6 +198,7 @@ def test_requested_ranges():
 def test_speckle_moves_and_decorrelates():
     pp = phantom.sample_patient(0, seed=5, frames=(12, 12))
     pp.quality = "Good"
+    pp.motion = {}  # no rigid drift: the far tissue stands still
     img, lab, sp, phases = phantom.render_patient(pp, SIZE)["2CH"]
     x = img.astype(float)
     # a static patch of tissue far from the heart (lower left of the sector): decorrelates gradually
@@ -210,3 +235,90 @@ def test_true_displacement_carries_speckle_and_labels(cohort):
     # recovering a cohort patient's parameters from cohort.json
     seq = camus.load_sequence(cohort / "database_nifti" / "patient0002", "2CH")
     assert pp.n_frames == seq.n_frames and pp.quality == seq.info["ImageQuality"]
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
+
+
+def _warp_onehot(lab: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``lab(p + u(p))`` by linear interpolation of the one-hot maps and argmax (scipy, independent of torch)."""
+    ii, jj = np.meshgrid(np.arange(lab.shape[0]), np.arange(lab.shape[1]), indexing="ij")
+    coords = np.stack([ii + u[0], jj + u[1]])
+    prob = [ndimage.map_coordinates((lab == k).astype(float), coords, order=1, mode="nearest") for k in range(4)]
+    return np.argmax(prob, axis=0)
+
+
+def test_pair_displacement_carries_labels_to_the_next_frame():
+    """Warping frame t's labels by the exact pair displacement reproduces frame t+1's (and ED's reproduce ES)."""
+    for i, view in ((0, "2CH"), (2, "4CH")):  # patient 3 of seed 0 has a hypokinetic segment
+        pp = phantom.sample_patient(i, seed=0, frames=(10, 12))
+        img, lab, sp, phases = phantom.render_patient(pp, SIZE)[view]
+        T = len(lab)
+        pairs = [(t + 1, t) for t in range(0, T - 1, 3)] + [(T - 1, 0), (0, T - 1)]
+        for fixed, moving in pairs:
+            u = phantom.pair_displacement(pp, view, SIZE, fixed, moving)
+            assert u.shape == (2, SIZE, SIZE)
+            warped = _warp_onehot(lab[moving], u)
+            for k, tol in ((1, 0.97), (2, 0.93)):
+                d = _dice(warped == k, lab[fixed] == k)
+                ident = _dice(lab[moving] == k, lab[fixed] == k)
+                assert d > tol, (pp.patient, view, fixed, moving, k, d)
+                if abs(fixed - moving) > 1:  # ED <-> ES: far better than no motion
+                    assert d > ident + 0.03, (pp.patient, view, fixed, moving, k, d, ident)
+        # consistent with true_displacement (frame -> ED): the pair (t, 0) is exactly that field
+        t = T // 2
+        np.testing.assert_allclose(phantom.pair_displacement(pp, view, SIZE, t, 0),
+                                   phantom.true_displacement(pp, view, SIZE)[t], atol=0.02)
+
+
+def test_regional_motion_and_rigid_drift():
+    pats = [phantom.sample_patient(i, 0) for i in range(20)]
+    assert 3 <= sum(p.motion["hypokinetic"] for p in pats) <= 15
+    pp = next(p for p in pats if p.motion["hypokinetic"])
+    u = phantom.true_displacement(pp, "4CH", SIZE)
+    glob = phantom.true_displacement(dataclasses.replace(pp, motion={}), "4CH", SIZE)
+    extra = np.hypot(*(u[-1] - glob[-1]))
+    # the rigid drift moves the whole sector content, including tissue far from the heart
+    geo = phantom.view_geometry(pp, "4CH", SIZE, [0.0])
+    far = (geo["d_out"][0] > 25) & (geo["labels"][0] == 0) & np.isfinite(geo["d_out"][0])
+    assert far.sum() > 100 and np.median(extra[far]) > 0.3
+    # and the wall of the hypokinetic segment moves less than the global contraction predicts
+    lab = phantom.render_patient(pp, SIZE)["4CH"][1]
+    lab_glob = phantom.render_patient(dataclasses.replace(pp, motion={}), SIZE)["4CH"][1]
+    assert not np.array_equal(lab[-1], lab_glob[-1])
+    np.testing.assert_array_equal(lab[0] > 0, lab_glob[0] > 0)  # ED unchanged up to the drift (zero at ED)
+
+
+def test_sin2_law_distance_analytic():
+    T, n = 21, 256
+    tau = np.linspace(0, 1, T)
+    yy, xx = np.mgrid[:n, :n] - n / 2 + 0.5
+
+    def discs(a):  # cavity areas a(t) in px: discs of radius sqrt(a / pi)
+        return np.stack([(yy**2 + xx**2 <= ai / np.pi).astype(np.uint8) for ai in a])
+
+    a_ed, a_es = 20000.0, 8000.0
+    law = a_ed - (a_ed - a_es) * np.sin(np.pi * tau / 2) ** 2
+    assert phantom_motion.sin2_law_distance(discs(law))["max_abs"] < 0.01
+    linear = a_ed - (a_ed - a_es) * tau
+    expected = np.abs(tau - np.sin(np.pi * tau / 2) ** 2).max()  # max |tau - sin^2(pi tau / 2)| on the grid
+    got = phantom_motion.sin2_law_distance(discs(linear))
+    assert got["max_abs"] == pytest.approx(expected, abs=0.01)
+    with pytest.raises(ValueError):
+        phantom_motion.sin2_law_distance(np.zeros((5, 8, 8), np.uint8))
+
+
+def test_make_cohort_from_a_plain_script(tmp_path):
+    """Issue 17: 8+ patients from a script without an ``if __name__ == "__main__":`` guard (no re-import)."""
+    script = tmp_path / "make.py"
+    script.write_text(textwrap.dedent(f"""
+        from echo_utils import phantom
+        print("body ran")
+        phantom.make_cohort({str(tmp_path / "c")!r}, 8, size=32, frames=(3, 4), progress=False)
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("body ran") == 1
+    assert (tmp_path / "c" / "cohort.json").exists()
+    assert json.loads((tmp_path / "c" / "cohort_timing.json").read_text())["workers"] == 2

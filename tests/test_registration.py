@@ -23,6 +23,8 @@ from echo_utils.registration import (
     folding_fraction,
     frame_pairs,
     gaussian_blur,
+    register,
+    registration_from_config,
     jacobian_determinant,
     load_registration,
     load_training_log,
@@ -307,7 +309,7 @@ def test_interrupted_training_resumes_at_checkpoint(tiny_data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_registration(train, cfg, tmp_path / "a", val_sequences=val, device="cpu", progress=False, callback=interrupt)
     (folder,) = (tmp_path / "a").iterdir()
-    assert torch.load(folder / "checkpoint.pt", weights_only=False)["iteration"] == 4
+    assert torch.load(folder / "checkpoint.pt", weights_only=True)["iteration"] == 4
     seen = []
     resumed = train_registration(train, cfg, tmp_path / "a", val_sequences=val, device="cpu", progress=False, callback=lambda i, r: seen.append(i))
     assert seen == list(range(5, 11))  # continues at iteration 5, not from scratch
@@ -399,10 +401,54 @@ def test_bf16_inference_is_close_to_fp32():
     net = BSplineDIR(grid_spacing=8, kernels=8, image_size=(64, 64))
     with torch.no_grad():
         net.net[-1].weight.normal_(0, 0.5)  # a non-trivial output, as after training
-    f, m = torch.from_numpy(texture(64, 1))[None, None], torch.from_numpy(texture(64, 2))[None, None]
-    ref = net.optimise_for_inference()(f, m)
-    fast = net.optimise_for_inference(torch.bfloat16)(f, m)
-    assert ref.abs().max() > 0.1 and fast.dtype == torch.float32
-    assert (fast - ref).abs().max().item() < 0.05 * ref.abs().max().item()
-    back = net.optimise_for_inference(torch.float32)(f, m)
-    torch.testing.assert_close(back, ref)
+    f, m = texture(64, 1)[None], texture(64, 2)[None]
+    ref = register(net.optimise_for_inference(torch.float32), f, m)
+    torch.testing.assert_close(torch.from_numpy(ref), net(torch.from_numpy(f)[None], torch.from_numpy(m)[None]))
+    fast = register(net.optimise_for_inference(torch.bfloat16), f, m)  # the network's preferred precision
+    assert np.abs(ref).max() > 0.1 and fast.dtype == np.float32
+    assert np.abs(fast - ref).max() < 0.05 * np.abs(ref).max() and np.abs(fast - ref).max() > 0
+    np.testing.assert_array_equal(register(net, f, m, precision="float32"), ref)  # explicit precision wins
+    with pytest.raises(ValueError, match="precision"):
+        register(net, f, m, precision="half")
+
+
+def test_load_registration_refuses_a_pickle_that_runs_code(tmp_path):
+    """A checkpoint is read with ``weights_only=True``: a pickled object (here one whose unpickling would call
+    ``os.system``) is refused with an error naming the file, and its code never runs."""
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "model.pt"
+    torch.save({"config": {"grid_spacing": 8}, "state_dict": {}, "payload": Payload()}, bad)
+    with pytest.raises(ValueError, match="model.pt"):
+        load_registration(bad)
+    assert not marker.exists()
+    with open(bad, "wb") as fh:  # a bare pickle stream, not a torch zip archive
+        pickle.dump(Payload(), fh)
+    with pytest.raises(ValueError, match="model.pt"):
+        load_registration(bad)
+    assert not marker.exists()
+
+
+def test_identity_and_factory_from_profile(tiny_data, tmp_path):
+    cfg = tiny_config(iterations=2, instance_iterations=7, instance_lr=0.2, loss_sigma=1.0)
+    ident = registration_from_config("identity", cfg)
+    x = torch.rand(3, 1, 16, 24)
+    assert torch.equal(ident(x, x), torch.zeros(3, 2, 16, 24))
+    inst = registration_from_config("instance", cfg)
+    assert (inst.grid_spacing, inst.alpha, inst.iterations, inst.lr, inst.sigma) == (8, cfg.alpha, 7, 0.2, 1.0)
+    train, val = tiny_data
+    net = registration_from_config("dlir", cfg, train=train, val=val, run_dir=tmp_path)
+    direct = train_registration(train, cfg, tmp_path, val_sequences=val, device="cpu", progress=False)
+    assert net.run_dir == direct.run_dir and not net.training
+    with pytest.raises(ValueError, match="unknown registration"):
+        registration_from_config("affine", cfg)
+    with pytest.raises(ValueError, match="training sequences"):
+        registration_from_config("dlir", cfg)

@@ -1,0 +1,162 @@
+"""Do the segmentation conclusions survive a second seed? The demo's four nnU-Nets trained at two seeds.
+
+What is measured, per nnU-Net seed (``nnunet.seed``; the cohort, the registration and the pseudo-labels are those
+of one run of notebooks 01-03 and the same for every seed):
+
+* the training of each model: epochs, early stop, EMA validation pseudo Dice, convergence verdict (the rule of
+  :func:`echo_utils.segmentation.trainer.plateaued`), wall time;
+* Table 1: LV cavity and myocardium Dice at ED and ES on the test sequences, per model;
+* Table 2: EF mean absolute error (percentage points) and the number of implausible EFs left out, per model;
+* Fig. 3: median smoothness (Eq. 2) per model and structure, and whether the paper's ordering
+  3D dense < 2D dense < 2D sparse holds, and whether 3D dense < 2D sparse (the paper's main temporal claim);
+* the issue's targets: every model converged; LV Dice at ED and ES >= 0.90 for 2D sparse, 2D dense and 3D dense;
+  |2D dense - 2D sparse| <= 0.02; 3D dense smoother than 2D sparse for LV and MYO.
+
+Usage (long: four trainings per seed; run it with ``nice`` on a shared machine)::
+
+    .venv/bin/python benchmarks/bench_segmentation_seeds.py [--params notebooks/params/demo.yaml]
+        [--base-run runs/demo] [--seeds 0 1]
+
+``--base-run`` must hold notebooks 01-03 of that profile (they are run there first if its pseudo-labels are
+missing). The profile's own ``nnunet.seed`` trains into the base run (notebook 04 there reuses those models), every
+other seed into ``<base-run>-nnunet-seed<S>`` (``data``, ``registration`` and ``pseudo_labels`` linked to the base
+run); a rerun reuses finished models. Writes ``benchmarks/results/bench_segmentation_seeds.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from echo_utils import camus, segmentation  # noqa: E402
+from echo_utils.config import RunPaths, load_config  # noqa: E402
+from echo_utils.report import smoothness, tables  # noqa: E402
+
+SHARED = ("data", "registration", "pseudo_labels")
+
+
+def _ensure_base(params: Path, base: Path, cfg) -> None:
+    if (base / "pseudo_labels" / cfg.registration.method).is_dir():
+        return
+    print(f"running notebooks 01-03 into {base} first", flush=True)
+    subprocess.run([sys.executable, "-m", "echo_utils.run", "--params", str(params), "--run-dir", str(base),
+                    "--only", "01", "02", "03"], check=True, cwd=ROOT)
+
+
+def _seed_run(base: Path, seed: int, profile_seed: int) -> Path:
+    if seed == profile_seed:  # the profile's own models: notebook 04 in the base run reuses them
+        return base
+    run = base.parent / f"{base.name}-nnunet-seed{seed}"
+    run.mkdir(parents=True, exist_ok=True)
+    for name in SHARED:
+        link = run / name
+        if not link.exists():
+            link.symlink_to((base / name).resolve(), target_is_directory=True)
+    return run
+
+
+def run_seed(params: Path, base: Path, seed: int, device: str = "cpu") -> dict:
+    """Train and predict the four models with ``nnunet.seed = seed``; the scores and verdicts as a dict."""
+    cfg = load_config(params, overrides={"nnunet": {"seed": seed}})
+    nn = cfg.nnunet
+    paths = RunPaths(_seed_run(base, seed, load_config(params).nnunet.seed))
+    train, val, test = (camus.load_study(cfg, paths, s) for s in ("train", "val", "test"))
+    dense = segmentation.dense_pseudo_labels(cfg, paths, train + val)
+    wall = {}
+    for model in nn.models:
+        t0 = time.perf_counter()
+        segmentation.export_dataset(cfg, paths, model, train, val, test, dense)
+        segmentation.plan_and_preprocess(cfg, paths, model)
+        for fold in nn.folds:
+            segmentation.train_model(cfg, paths, model, fold, device)
+        segmentation.predict_all(cfg, paths, model, test, device, progress=False)
+        wall[model] = round(time.perf_counter() - t0, 1)
+    logs = pd.concat([segmentation.training_log(cfg, paths, m, f) for m in nn.models for f in nn.folds])
+    verdicts = segmentation.convergence(logs, nn.epochs)
+    preds, _ = tables.load_predictions(paths, nn.models, test)
+    mean, _ = tables.summarise_table1(tables.segmentation_scores(preds, test))
+    reference, auto = tables.clinical_indices(test, preds)
+    t2 = tables.table2(auto, reference)
+    sm = smoothness.smoothness_table(preds, test, include_reference=False)
+    order = smoothness.median_ordering(sm)
+    med = sm.groupby(["structure", "model"])["smoothness"].median().unstack("model")
+
+    out = {"seed": seed, "models": {}}
+    for model in nn.models:
+        v = verdicts.loc[(model, nn.folds[0])]
+        out["models"][model] = {
+            "epochs": int(v["epochs"]), "stopped_early": bool(v["stopped early"]),
+            "ema_dice": round(float(v["EMA Dice"]), 4),
+            "verdict": v["verdict"], "wall_s": wall[model],
+            "dice": {f"{ph} {st}": round(float(mean.loc[model, (ph, st, "dice")]), 4)
+                     for ph in ("ED", "ES") for st in ("LV", "MYO")},
+            "ef_mae": round(float(t2.loc[model, ("EF", "mae")]), 2) if model in t2.index else None,
+            "ef_missing": int(t2.loc[model, ("missing", "EF")]) if model in t2.index else None,
+            "median_smoothness": {st: float(med.loc[st, model]) for st in med.index},
+        }
+    out["fig3_ordering_holds"] = {st: bool(order.loc[st, "holds"]) for st in order.index}
+    out["3d_dense_smoother_than_2d_sparse"] = {st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_sparse"])
+                                               for st in med.index}
+    out["2d_dense_between"] = {st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_dense"] < med.loc[st, "2d_sparse"])
+                               for st in med.index}
+    m = out["models"]
+    out["targets"] = {
+        "all_converged": all(v["verdict"] == "converged" for v in m.values()),
+        "lv_dice_ge_0.90": all(m[k]["dice"][f"{ph} LV"] >= 0.90 for k in ("2d_sparse", "2d_dense", "3d_dense")
+                               for ph in ("ED", "ES")),
+        "dense_minus_sparse_le_0.02": all(abs(m["2d_dense"]["dice"][f"{ph} LV"] - m["2d_sparse"]["dice"][f"{ph} LV"])
+                                          <= 0.02 for ph in ("ED", "ES")),
+        "3d_dense_smoother_lv_myo": all(out["3d_dense_smoother_than_2d_sparse"][s] for s in ("LV", "MYO")),
+    }
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="notebooks/params/demo.yaml")
+    ap.add_argument("--base-run", default=None, help="run directory of notebooks 01-03 (default runs/<profile>)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_segmentation_seeds.json"))
+    args = ap.parse_args(argv)
+    params = (ROOT / args.params) if not Path(args.params).is_absolute() else Path(args.params)
+    cfg = load_config(params)
+    base = Path(args.base_run).resolve() if args.base_run else ROOT / "runs" / cfg.name
+    _ensure_base(params, base, cfg)
+    t0 = time.perf_counter()
+    results = [run_seed(params, base, s) for s in args.seeds]
+    report = {
+        "profile": cfg.name, "seeds": args.seeds, "results": results,
+        "held_at_every_seed": {k: all(r["targets"][k] for r in results) for k in results[0]["targets"]},
+        "fig3_ordering_held_at_every_seed": {st: all(r["fig3_ordering_holds"][st] for r in results)
+                                             for st in results[0]["fig3_ordering_holds"]},
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "threads": os.environ.get("ECHO_NNUNET_THREADS", cfg.nnunet.threads)},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    for r in results:
+        print(f"seed {r['seed']}:")
+        for model, v in r["models"].items():
+            print(f"  {model:>9}: {v['verdict']:>15} after {v['epochs']} epochs ({v['wall_s']:.0f} s); Dice "
+                  + ", ".join(f"{k} {x:.3f}" for k, x in v["dice"].items()) + f"; EF MAE {v['ef_mae']}")
+        print(f"  targets: {r['targets']}")
+    print(f"held at every seed: {report['held_at_every_seed']}; wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

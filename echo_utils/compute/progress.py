@@ -1,0 +1,156 @@
+"""Waiting for submitted jobs: a progress display of pending / running / done / failed, and the failure report.
+
+:func:`wait_for` polls the handles of submitted jobs (``compute.poll_seconds`` apart), keeps at most
+``max_parallel`` of them running (the local executor has no queue of its own: on a small machine all jobs at once
+would fight for the cores), and returns a :class:`JobsReport`. Jobs that fail do not stop the others (they are
+independent); at the end :class:`JobsFailed` lists each failed job with the tail of its log and the command that
+resubmits it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .jobs import Job, log_tail, read_marker
+
+__all__ = ["JobsReport", "JobsFailed", "wait_for", "resubmit_command", "job_row", "STATES"]
+
+#: The states a job is shown in, in display order.
+STATES = ("pending", "running", "done", "failed")
+
+
+def resubmit_command(job: Job) -> str:
+    """The shell command that resubmits ``job`` alone (its folder's ``job.json`` holds everything needed)."""
+    return f"python -m echo_utils.compute resubmit {job.folder}"
+
+
+@dataclass
+class JobsReport:
+    """What happened to a set of jobs: one row per job (name, kind, model and fold where the job has them, state,
+    skipped, seconds, job id)."""
+
+    backend: str
+    rows: list[dict] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATES}
+        for r in self.rows:
+            out[r["state"]] = out.get(r["state"], 0) + 1
+        return out
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["state"] == "failed"]
+
+    def table(self):
+        """The rows as a pandas DataFrame indexed by job name."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows).set_index("name") if self.rows else pd.DataFrame()
+
+    def summary(self) -> str:
+        c = self.counts()
+        skipped = sum(r["skipped"] for r in self.rows)
+        return (f"{len(self.rows)} jobs ({self.backend}): " + ", ".join(f"{c[s]} {s}" for s in STATES)
+                + f"; {skipped} were already done")
+
+
+class JobsFailed(RuntimeError):
+    """Some jobs failed: the message shows each one's log tail and its resubmit command."""
+
+    def __init__(self, report: JobsReport, jobs: dict[str, Job], tail_lines: int = 25):
+        self.report = report
+        parts = [f"{len(report.failed)} of {len(report.rows)} jobs failed ({report.backend} backend)."]
+        for r in report.failed:
+            job = jobs[r["name"]]
+            parts += [
+                "",
+                f"== job {job.name} ({job.kind}, id {r.get('job_id') or '-'}) failed; folder {job.folder}",
+                log_tail(job, tail_lines) or "(no log written)",
+                f"resubmit it:   {resubmit_command(job)}",
+            ]
+        parts += ["", "Finished jobs are kept: resubmitting the whole set redoes only the failed and missing ones."]
+        super().__init__("\n".join(parts))
+
+
+#: Job arguments copied into the report's rows (so a notebook can tabulate, e.g., training time per model and fold).
+ROW_ARGS = ("model", "fold")
+
+
+def job_row(job: Job, state: str, skipped: bool, job_id: str | None = None) -> dict:
+    """One row of a :class:`JobsReport`; ``seconds`` is the job's own run time from its marker (also when it was
+    done before: the time it took then)."""
+    marker = read_marker(job) if state == "done" else None
+    return {"name": job.name, "kind": job.kind, **{k: job.kwargs[k] for k in ROW_ARGS if k in job.kwargs},
+            "state": state, "skipped": skipped, "seconds": marker.get("seconds") if marker else None,
+            "job_id": job_id}
+
+
+def wait_for(
+    handles: dict,
+    queued: list[Job],
+    submit: Callable[[Job], object],
+    *,
+    backend: str,
+    done_before: list[Job] = (),
+    max_parallel: int | None = None,
+    poll_seconds: float = 5.0,
+    progress: bool = True,
+    log=print,
+) -> JobsReport:
+    """Submit ``queued`` jobs as slots free up and poll every handle until all are done or failed.
+
+    Parameters
+    ----------
+    handles : ``{name: Handle}`` of jobs already submitted (or attached).
+    queued : jobs not submitted yet; ``submit(job) -> Handle`` submits one.
+    done_before : jobs that were already done (counted, shown as done and ``skipped``).
+    max_parallel : at most this many jobs pending or running at once (None: no limit).
+    """
+    from tqdm.auto import tqdm
+
+    handles = dict(handles)
+    queued = list(queued)
+    jobs = {j.name: j for j in [*done_before, *queued]} | {n: h.job for n, h in handles.items()}
+    final: dict[str, str] = {}
+    total = len(jobs)
+    if not handles and not queued:
+        progress = False  # everything was done: nothing to show
+    bar = tqdm(total=total, desc=f"jobs ({backend})", unit="job", disable=not progress, file=sys.stderr,
+               mininterval=max(poll_seconds, 0.5), initial=len(done_before))
+    announced: set[str] = set()
+    while True:
+        active = [n for n in handles if n not in final]
+        while queued and (max_parallel is None or len(active) < max_parallel):
+            job = queued.pop(0)
+            handles[job.name] = submit(job)
+            active.append(job.name)
+        states = {n: final.get(n) or handles[n].state() for n in handles}
+        for n, s in states.items():
+            if s in ("done", "failed") and n not in final:
+                final[n] = s
+                bar.update(1)
+                if s == "failed" and n not in announced:
+                    announced.add(n)
+                    log(f"job {n} failed (log tail and resubmit command at the end)", flush=True)
+        counts = {s: 0 for s in STATES}
+        counts["pending"] = len(queued)
+        counts["done"] = len(done_before)
+        for s in states.values():
+            counts[s] += 1
+        bar.set_postfix(counts, refresh=False)
+        if not queued and len(final) == len(handles):
+            break
+        time.sleep(poll_seconds)
+    bar.close()
+    report = JobsReport(backend=backend)
+    for job in done_before:
+        report.rows.append(job_row(job, "done", True, None))
+    for n, h in handles.items():
+        report.rows.append(job_row(h.job, final[n], False, h.job_id))
+    if report.failed:
+        raise JobsFailed(report, jobs)
+    return report

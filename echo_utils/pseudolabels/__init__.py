@@ -1,0 +1,36 @@
+"""Pseudo-labels: the sparse ED/ES labels propagated through a sequence and fused with Eq. 1 (the paper's method).
+
+* :mod:`.propagate` -- forward and backward label propagation with a registration, and :func:`pseudo_labels`
+  (the three kinds of one sequence);
+* :mod:`.fuse` -- Eq. 1: the cos²/sin² weights, exact signed distances, assembly of one label map;
+* :mod:`.store` -- CAMUS-named NIfTI files per sequence, keyed by the registration's fingerprint.
+"""
+
+from .fuse import fuse_bidirectional, fuse_directions, fused_signed_distance, fusion_weights, signed_distance
+from .propagate import KINDS, PseudoLabels, propagate, pseudo_labels
+from .store import (
+    PseudoLabelCacheMismatch,
+    generate_pseudo_labels,
+    load_pseudo_labels,
+    pseudo_label_path,
+    registration_fingerprint,
+    save_pseudo_labels,
+)
+
+__all__ = [
+    "KINDS",
+    "PseudoLabels",
+    "propagate",
+    "pseudo_labels",
+    "fusion_weights",
+    "signed_distance",
+    "fused_signed_distance",
+    "fuse_bidirectional",
+    "fuse_directions",
+    "PseudoLabelCacheMismatch",
+    "pseudo_label_path",
+    "save_pseudo_labels",
+    "load_pseudo_labels",
+    "registration_fingerprint",
+    "generate_pseudo_labels",
+]

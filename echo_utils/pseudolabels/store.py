@@ -1,0 +1,197 @@
+"""The pseudo-label store: CAMUS-named NIfTI files per sequence, keyed by the registration's fingerprint.
+
+:func:`generate_pseudo_labels` computes the pseudo-labels of a whole dataset once and writes them as
+``patientXXXX_<view>_half_sequence_<kind>.nii.gz`` (the CAMUS naming, which nnU-Net's export reads back); the folder's
+``params.json`` records the method, the registration's fingerprint and the pseudo-label settings, so that labels
+made with other settings are refused, never mixed.  Writes are atomic; a rerun reads back what is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..config import display_path
+from ..registration.inference import MemoizedRegistration
+from .propagate import KINDS, PseudoLabels, Registration, _resolve_options, _seq_name, pseudo_labels
+
+__all__ = [
+    "PseudoLabelCacheMismatch",
+    "pseudo_label_path",
+    "save_pseudo_labels",
+    "load_pseudo_labels",
+    "registration_fingerprint",
+    "generate_pseudo_labels",
+]
+
+_FORMAT_VERSION = 1
+
+
+class PseudoLabelCacheMismatch(ValueError):
+    """A pseudo-label folder already holds labels made with other parameters (or another registration)."""
+
+
+
+def _split_key(seq) -> tuple[str, str]:
+    if isinstance(seq, str):
+        patient, _, view = seq.rpartition("_")
+        if not patient or view not in ("2CH", "4CH"):
+            raise ValueError(f"sequence key {seq!r} is not of the form 'patientXXXX_2CH' / 'patientXXXX_4CH'")
+        return patient, view
+    return seq.patient, seq.view
+
+
+def pseudo_label_path(root: str | Path, seq, kind: str) -> Path:
+    """``root/patientXXXX/patientXXXX_<view>_half_sequence_<kind>.nii.gz`` (``seq``: sequence or its key)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown pseudo-label kind {kind!r}; expected one of {KINDS}")
+    patient, view = _split_key(seq)
+    return Path(root) / patient / f"{patient}_{view}_half_sequence_{kind}.nii.gz"
+
+
+def _save_nifti(path: Path, labels: np.ndarray, spacing: tuple[float, float]) -> None:
+    """Write uint8 ``(T,H,W)`` like CAMUS: nibabel axes (W, H, T), pixel spacing (sx, sy, 1) in the header."""
+    import nibabel as nib
+
+    sy, sx = (float(s) for s in spacing)
+    data = np.ascontiguousarray(np.transpose(labels.astype(np.uint8), (2, 1, 0)))
+    img = nib.Nifti1Image(data, affine=np.diag([sx, sy, 1.0, 1.0]))
+    img.header.set_data_dtype(np.uint8)
+    img.header.set_zooms((sx, sy, 1.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name.replace(".nii.gz", ""), suffix=".tmp.nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_pseudo_labels(labels: PseudoLabels, root: str | Path, seq) -> dict[str, Path]:
+    """Write the three kinds as NIfTI (atomically) under ``root`` (= ``paths.pseudo_labels / <method>``)."""
+    shape = tuple(np.asarray(seq.images).shape)
+    if labels.forward.shape != shape:
+        raise ValueError(f"{_seq_name(seq)}: pseudo-labels {labels.forward.shape} do not match the images {shape}")
+    written = {}
+    for kind, arr in labels.items():
+        path = pseudo_label_path(root, seq, kind)
+        _save_nifti(path, arr, seq.spacing)
+        written[kind] = path
+    return written
+
+
+def load_pseudo_labels(root: str | Path, seq) -> PseudoLabels:
+    """Read the pseudo-labels of ``seq`` (an ``EchoSequence`` or its key) from ``root``
+    (= ``paths.pseudo_labels/<method>``).
+
+    Returns uint8 ``(T, H, W)`` arrays; with an ``EchoSequence`` their shape is checked against its images.
+    """
+    import nibabel as nib
+
+    out = {}
+    for kind in KINDS:
+        path = pseudo_label_path(root, seq, kind)
+        if not path.is_file():
+            raise FileNotFoundError(f"pseudo-label file {path} does not exist; "
+                                    "run notebook 03 (generate_pseudo_labels)")
+        arr = np.asarray(nib.load(str(path)).dataobj)
+        if arr.ndim != 3:
+            raise ValueError(f"{path}: expected a 3D (W,H,T) volume, got shape {arr.shape}")
+        out[kind] = np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.uint8)
+        if not isinstance(seq, str) and out[kind].shape != tuple(np.asarray(seq.images).shape):
+            raise ValueError(f"{path}: shape {out[kind].shape} does not match the sequence images "
+                             f"{np.asarray(seq.images).shape}")
+    return PseudoLabels(**out)
+
+
+def registration_fingerprint(registration) -> str:
+    """A short hash that identifies a registration: its class, its weights (a module) and its simple attributes."""
+    if isinstance(registration, MemoizedRegistration):
+        registration = registration.registration
+    h = hashlib.sha256(type(registration).__qualname__.encode())
+    state = getattr(registration, "state_dict", None)
+    if callable(state):
+        for k, v in sorted(state().items()):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(v.detach().cpu().float().numpy()).tobytes())
+    attrs = {}
+    if hasattr(registration, "__dict__"):
+        attrs = {k: v for k, v in sorted(vars(registration).items()) if isinstance(v, (int, float, str, bool, tuple))}
+    h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _params_record(method: str, registration_id: str, opts: dict) -> dict:
+    return {"format": _FORMAT_VERSION, "method": method, "registration": registration_id, "pseudo_labels": opts}
+
+
+def _check_params(out_dir: Path, record: dict) -> None:
+    path = out_dir / "params.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != record:
+            diff = {k: (old.get(k), record.get(k)) for k in set(old) | set(record) if old.get(k) != record.get(k)}
+            raise PseudoLabelCacheMismatch(
+                f"{out_dir} already holds pseudo-labels made with other parameters: "
+                + "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
+                + ". Refusing to mix them: use another method name or run directory, or delete the folder."
+            )
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def generate_pseudo_labels(
+    sequences: Iterable,
+    registration: Registration,
+    out_dir: str | Path | None,
+    *,
+    cfg_pl=None,
+    method_name: str = "dlir",
+    registration_id: str | None = None,
+    warp: Callable | None = None,
+    batch_size: int | None = 64,
+    progress: bool = True,
+) -> dict[str, PseudoLabels]:
+    """Pseudo-labels for a whole dataset, cached as NIfTI under ``out_dir`` (= ``paths.pseudo_labels / method``).
+
+    ``out_dir/params.json`` records the method, ``registration_id`` (default :func:`registration_fingerprint`) and
+    the pseudo-label settings; a folder made with other values is a :class:`PseudoLabelCacheMismatch`. Sequences
+    whose three files already exist are read back instead of recomputed. ``out_dir=None`` computes without writing.
+
+    Returns ``{sequence key: PseudoLabels}`` in input order.
+    """
+    from tqdm.auto import tqdm
+
+    sequences = list(sequences)
+    opts = _resolve_options(cfg_pl)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        rid = registration_id or registration_fingerprint(registration)
+        _check_params(out_dir, _params_record(method_name, rid, opts))
+    result: dict[str, PseudoLabels] = {}
+    n_cached = 0
+    for seq in tqdm(sequences, desc=f"pseudo-labels ({method_name})", disable=not progress, unit="seq"):
+        key = _seq_name(seq)
+        if out_dir is not None and all(pseudo_label_path(out_dir, seq, k).is_file() for k in KINDS):
+            result[key] = load_pseudo_labels(out_dir, seq)
+            n_cached += 1
+            continue
+        pl = pseudo_labels(seq, registration, warp=warp, batch_size=batch_size, **opts)
+        if out_dir is not None:
+            save_pseudo_labels(pl, out_dir, seq)
+        result[key] = pl
+    if progress and n_cached:
+        print(f"pseudo-labels ({method_name}): {n_cached}/{len(sequences)} sequences read from {display_path(out_dir)}")
+    return result

@@ -1,0 +1,230 @@
+"""Batched registration inference: the one path every caller uses to register many image pairs.
+
+It owns the inference policy that the paper's pipeline needs when it registers every consecutive frame pair of a
+sequence (Sec. 2.3 of the paper): batching, the gradient mode (``inference_mode`` for a trained network, ``no_grad``
+for a registration that optimises per pair), the precision of a network (float32 or bfloat16 autocast, with the
+B-spline upsampling always in float32) and memoisation of pairs already registered.
+
+* :func:`register_pairs` -- frame-index pairs of one ``(T, H, W)`` sequence (propagation, pseudo-labels);
+* :func:`register` -- ``(N, H, W)`` arrays of fixed and moving images (evaluation tables, figures);
+* :class:`MemoizedRegistration` -- a registration that returns the stored field of an image pair seen before;
+* :func:`inference_context` -- the gradient mode a registration needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .bspline import bspline_upsample
+
+__all__ = ["register_pairs", "register", "MemoizedRegistration", "inference_context", "PRECISIONS"]
+
+Registration = Callable[[Tensor, Tensor], Tensor]
+Precision = Literal["float32", "bfloat16"]
+PRECISIONS = ("float32", "bfloat16")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def _is_network(registration) -> bool:
+    """A B-spline network: a module that predicts control points on a grid (``BSplineDIR``)."""
+    return (
+        isinstance(registration, torch.nn.Module)
+        and hasattr(registration, "control_points")
+        and hasattr(registration, "grid_spacing")
+    )
+
+
+def registration_device(registration) -> torch.device:
+    """The device of a module's parameters (or buffers); the CPU for any other callable."""
+    if isinstance(registration, MemoizedRegistration):
+        registration = registration.registration
+    if isinstance(registration, torch.nn.Module):
+        for p in registration.parameters():
+            return p.device
+        for b in registration.buffers():
+            return b.device
+    return torch.device("cpu")
+
+
+def inference_context(registration) -> contextlib.AbstractContextManager:
+    """``inference_mode`` for a trained network (a module with parameters); ``no_grad`` otherwise.
+
+    A per-pair optimiser such as ``InstanceBSpline`` (``needs_grad = True``) re-enables gradients inside its call,
+    which works under ``no_grad`` but not with the inference tensors that ``inference_mode`` would create.
+    """
+    if getattr(registration, "needs_grad", None) is True:
+        return torch.no_grad()
+    if isinstance(registration, torch.nn.Module) and any(True for _ in registration.parameters()):
+        if not hasattr(registration, "iterations"):
+            return torch.inference_mode()
+    return torch.no_grad()
+
+
+def _resolve_precision(registration, precision: Precision | None) -> torch.dtype:
+    if precision is None:
+        dtype = getattr(registration, "inference_dtype", None)
+        return dtype if dtype is not None else torch.float32
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return _DTYPES[precision]
+
+
+def _network_fields(net, fixed: Tensor, moving: Tensor, dtype: torch.dtype) -> Tensor:
+    """Dense fields of a B-spline network: its control points (under autocast for bfloat16), upsampled in float32."""
+    if dtype == torch.float32:
+        cp = net.control_points(fixed, moving)
+    else:
+        with torch.autocast(fixed.device.type, dtype=dtype):
+            cp = net.control_points(fixed, moving)
+    return bspline_upsample(cp.float(), net.grid_spacing, fixed.shape[-2:])
+
+
+def _run(registration, frames: Tensor, fixed_idx: Tensor, moving_idx: Tensor, step: int, dtype) -> Tensor:
+    """Register ``frames[fixed_idx[i]]`` with ``frames[moving_idx[i]]`` in batches of ``step``; float32 CPU fields."""
+    device = registration_device(registration)
+    h, w = frames.shape[-2:]
+    network = _is_network(registration)
+    out = []
+    with inference_context(registration):
+        for s in range(0, len(fixed_idx), step):
+            fixed = frames[fixed_idx[s : s + step]].to(device)
+            moving = frames[moving_idx[s : s + step]].to(device)
+            u = _network_fields(registration, fixed, moving, dtype) if network else registration(fixed, moving)
+            if tuple(u.shape) != (fixed.shape[0], 2, h, w):
+                raise ValueError(
+                    f"registration returned a displacement of shape {tuple(u.shape)}; "
+                    f"expected {(fixed.shape[0], 2, h, w)}"
+                )
+            out.append(u.detach().float().cpu())
+    return torch.cat(out).clone()
+
+
+def register_pairs(
+    registration: Registration,
+    images: np.ndarray,
+    pairs: Sequence[tuple[int, int]],
+    *,
+    batch_size: int | None = 64,
+    precision: Precision | None = None,
+) -> Tensor:
+    """Register every ``(fixed, moving)`` frame-index pair of ``images`` in batched calls.
+
+    Parameters
+    ----------
+    registration : ``reg(fixed, moving) -> displacement``, torch ``(N,1,H,W) -> (N,2,H,W)`` in pixels; a
+        :class:`MemoizedRegistration` registers only the pairs it has not seen.
+    images : float ``(T, H, W)`` in [0, 1].
+    pairs : ``[(fixed index, moving index), ...]``.
+    batch_size : pairs per call (``None``: all pairs in one call).
+    precision : for a B-spline network (``BSplineDIR``): ``'float32'`` or ``'bfloat16'`` (its convolutions under
+        CPU/CUDA autocast; the control points are upsampled to the dense field in float32). ``None``: the network's
+        ``inference_dtype`` (float32 unless set). Other registrations always run in float32.
+
+    Returns
+    -------
+    float32 torch tensor ``(len(pairs), 2, H, W)`` on the CPU, displacements in pixels.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[0] < 1:
+        raise ValueError(f"images must be (T, H, W) with T >= 1, got shape {images.shape}")
+    images = images.astype(np.float32, copy=False)
+    h, w = images.shape[1:]
+    pairs = [(int(a), int(b)) for a, b in pairs]
+    if not pairs:
+        return torch.zeros((0, 2, h, w), dtype=torch.float32)
+    if isinstance(registration, MemoizedRegistration):
+        return registration.register_pairs(images, pairs, batch_size=batch_size, precision=precision)
+    dtype = _resolve_precision(registration, precision)
+    frames = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)  # (T,1,H,W)
+    fixed_idx = torch.as_tensor([p[0] for p in pairs])
+    moving_idx = torch.as_tensor([p[1] for p in pairs])
+    step = len(pairs) if not batch_size else int(batch_size)
+    return _run(registration, frames, fixed_idx, moving_idx, step, dtype)
+
+
+def register(
+    registration: Registration,
+    fixed: np.ndarray | Tensor,
+    moving: np.ndarray | Tensor,
+    *,
+    batch_size: int = 32,
+    precision: Precision | None = None,
+) -> np.ndarray:
+    """Register ``(N, H, W)`` (or ``(N, 1, H, W)``) arrays of fixed and moving images pair by pair, in batches.
+
+    The same path as :func:`register_pairs` (gradient mode, precision, memoisation). Returns ``(N, 2, H, W)``
+    float32 numpy displacements in pixels.
+    """
+    f = fixed.detach().cpu().float().numpy() if isinstance(fixed, Tensor) else np.asarray(fixed, dtype=np.float32)
+    m = moving.detach().cpu().float().numpy() if isinstance(moving, Tensor) else np.asarray(moving, dtype=np.float32)
+    if f.ndim == 4:
+        f, m = f[:, 0], m[:, 0]
+    if f.shape != m.shape or f.ndim != 3:
+        raise ValueError(f"fixed and moving must both be (N, H, W); got {f.shape} and {m.shape}")
+    n = f.shape[0]
+    images = np.concatenate([f, m])
+    u = register_pairs(registration, images, [(i, n + i) for i in range(n)], batch_size=batch_size,
+                       precision=precision)
+    return u.numpy()
+
+
+class MemoizedRegistration:
+    """Wrap a registration so that an image pair seen before returns its stored displacement (CPU tensors).
+
+    Pairs are keyed by a hash of the two images' bytes, so comparing propagation modes (which register the same
+    pairs) or assembly rules costs one registration per pair. ``hits`` and ``misses`` count the pairs. Through
+    :func:`register_pairs` the missing pairs go to the wrapped registration in batches, on its fast path.
+    """
+
+    def __init__(self, registration: Registration):
+        self.registration = registration
+        self.store: dict[bytes, Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+        self.needs_grad = getattr(registration, "needs_grad", False)
+
+    @staticmethod
+    def _digest(x) -> bytes:
+        a = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.ascontiguousarray(x, dtype=np.float32)
+        return hashlib.blake2b(a.tobytes(), digest_size=16).digest()
+
+    def register_pairs(self, images: np.ndarray, pairs, *, batch_size=64, precision=None) -> Tensor:
+        """:func:`register_pairs` for this wrapper: the pairs not in the store go to the wrapped registration."""
+        digests = [self._digest(images[k]) for k in range(images.shape[0])]
+        keys = [digests[a] + digests[b] for a, b in pairs]
+        todo, queued = [], set()
+        for i, k in enumerate(keys):
+            if k not in self.store and k not in queued:
+                todo.append(i)
+                queued.add(k)
+        if todo:
+            u = register_pairs(self.registration, images, [pairs[i] for i in todo], batch_size=batch_size,
+                               precision=precision)
+            for j, i in enumerate(todo):
+                self.store[keys[i]] = u[j]
+        self.misses += len(todo)
+        self.hits += len(keys) - len(todo)
+        return torch.stack([self.store[k] for k in keys])
+
+    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:
+        keys = [self._digest(fixed[i]) + self._digest(moving[i]) for i in range(fixed.shape[0])]
+        todo = [i for i, k in enumerate(keys) if k not in self.store]
+        if todo:
+            idx = torch.as_tensor(todo)
+            with inference_context(self.registration):
+                u = self.registration(fixed[idx], moving[idx]).detach().float().cpu()
+            for j, i in enumerate(todo):
+                self.store[keys[i]] = u[j]
+        self.misses += len(todo)
+        self.hits += len(keys) - len(todo)
+        return torch.stack([self.store[k] for k in keys]).to(fixed.device)
+
+    def __repr__(self) -> str:
+        return f"MemoizedRegistration({self.registration!r})"

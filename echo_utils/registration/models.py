@@ -1,0 +1,275 @@
+"""Registrations: the DLIR B-spline network, its instance-optimised twin, the identity control, and their factory.
+
+A *registration* is any callable ``reg(fixed, moving) -> displacement`` with ``fixed`` and ``moving`` float tensors
+``(N, 1, H, W)`` in [0, 1] and the displacement ``(N, 2, H, W)`` in **pixels** (channel 0 along rows, channel 1
+along columns); ``warp(moving, u) ~ fixed``.
+
+* :class:`BSplineDIR` -- the DIRNet of de Vos et al. (2019), as in TorchIR and the paper's authors' code, + the
+  cubic B-spline transformer: one network pass per pair.
+* :class:`InstanceBSpline` -- the same grid and loss optimised with Adam for each pair (classical FFD,
+  Rueckert et al. 1999); needs no training.
+* :class:`IdentityRegistration` -- the zero field: the control that shows what registration adds.
+* :func:`registration_from_config` -- the one way to build each of them from a study profile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .bspline import bspline_upsample, control_grid_shape
+from .losses import bending_energy, gaussian_blur, ncc
+from .warp import warp
+
+__all__ = ["BSplineDIR", "InstanceBSpline", "IdentityRegistration", "registration_from_config", "REGISTRATIONS"]
+
+
+class BSplineDIR(nn.Module):
+    """DIRNet (de Vos et al. 2019, as in TorchIR) + cubic B-spline transformer: ``reg(fixed, moving) -> u``.
+
+    Architecture (the paper, Sec. 2.2, and the authors' TorchIR code): fixed and moving stacked as 2 channels; ``num_conv_layers`` (5) blocks of
+    3x3 conv + ELU, the first ``log2(grid_spacing)`` of them followed by 2x2 average pooling (5 poolings at
+    spacing 32: 512 -> 16x16 control points; 3 poolings at spacing 8: 128 -> 16x16); then ``num_dense_layers``
+    (2) 1x1 conv + ELU and a linear 1x1 conv to 2 channels, zero-initialised so the untrained network is the
+    identity.  The output is the control-point displacement in pixels (channel 0 rows, 1 columns), upsampled by
+    :func:`bspline_upsample`.
+
+    Parameters
+    ----------
+    grid_spacing : control-point spacing in pixels, a power of two (paper: 32 at 512x512).
+    kernels : feature maps per layer (paper: 32).
+    image_size : ``(H, W)``, multiples of ``grid_spacing``; stored in checkpoints (the network itself is fully
+        convolutional and accepts any multiple of ``grid_spacing``).
+    """
+
+    def __init__(
+        self,
+        grid_spacing: int = 32,
+        kernels: int = 32,
+        image_size: Sequence[int] = (512, 512),
+        num_conv_layers: int = 5,
+        num_dense_layers: int = 2,
+    ):
+        super().__init__()
+        n_pool = math.log2(grid_spacing)
+        if grid_spacing < 1 or n_pool != int(n_pool):
+            raise ValueError(f"BSplineDIR: grid_spacing must be a power of two (one pooling per factor 2), got {grid_spacing}")
+        n_pool = int(n_pool)
+        if n_pool > num_conv_layers:
+            raise ValueError(f"grid_spacing {grid_spacing} needs {n_pool} poolings but there are {num_conv_layers} conv layers")
+        image_size = tuple(int(v) for v in image_size)
+        if any(v % grid_spacing for v in image_size):
+            raise ValueError(f"image size {image_size} is not a multiple of grid_spacing {grid_spacing}")
+        self.config = dict(
+            grid_spacing=int(grid_spacing),
+            kernels=int(kernels),
+            image_size=list(image_size),
+            num_conv_layers=int(num_conv_layers),
+            num_dense_layers=int(num_dense_layers),
+        )
+        self.grid_spacing = int(grid_spacing)
+        self.image_size = image_size
+        layers: list[nn.Module] = []
+        in_ch = 2
+        for i in range(num_conv_layers):
+            layers += [nn.Conv2d(in_ch, kernels, 3, padding=1), nn.ELU()]
+            if i < n_pool:
+                layers.append(nn.AvgPool2d(2))
+            in_ch = kernels
+        for _ in range(num_dense_layers):
+            layers += [nn.Conv2d(kernels, kernels, 1), nn.ELU()]
+        out = nn.Conv2d(kernels, 2, 1)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+        layers.append(out)
+        self.net = nn.Sequential(*layers)
+        self.run_dir: Path | None = None  # set by train_registration / load_registration
+        self.inference_dtype: torch.dtype | None = None  # preferred precision of the batched inference path
+
+    def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
+        """``(N, 2, H/s, W/s)`` control-point displacements in pixels."""
+        if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
+            raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
+        h, w = fixed.shape[-2:]
+        if h % self.grid_spacing or w % self.grid_spacing:
+            raise ValueError(f"image size {(h, w)} is not a multiple of grid_spacing {self.grid_spacing}")
+        x = torch.cat((fixed, moving), dim=1)
+        if not self.training and not torch.is_grad_enabled():
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x).contiguous()
+
+    def forward(self, fixed: Tensor, moving: Tensor) -> Tensor:
+        """``(N, 2, H, W)`` displacement in pixels such that ``warp(moving, u) ~ fixed``."""
+        cp = self.control_points(fixed, moving)
+        return bspline_upsample(cp, self.grid_spacing, fixed.shape[-2:])
+
+    def optimise_for_inference(self, dtype: torch.dtype | None = None) -> "BSplineDIR":
+        """Eval mode, no gradients, channels_last weights (the fast CPU path); returns self.
+
+        ``dtype`` sets the precision that the batched inference path
+        (:func:`echo_utils.registration.inference.register_pairs`) uses for this network when its caller does not
+        choose one: ``torch.bfloat16`` or ``torch.float32``.  ``None`` keeps the current setting (default: the
+        CPU's native choice, see :func:`~echo_utils.registration.inference.default_precision`).
+        """
+        if dtype is not None:
+            self.inference_dtype = dtype
+        self.eval()
+        self.requires_grad_(False)
+        self.to(memory_format=torch.channels_last)
+        return self
+
+    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:  # type: ignore[override]
+        # In eval mode with nothing requiring a gradient, run under inference_mode (channels_last fast path).
+        if not self.training and not (fixed.requires_grad or moving.requires_grad) and not any(
+            p.requires_grad for p in self.parameters()
+        ):
+            with torch.inference_mode():
+                return super().__call__(fixed, moving)
+        return super().__call__(fixed, moving)
+
+
+class InstanceBSpline:
+    """Free-form deformation optimised per pair: the same B-spline grid and loss as :class:`BSplineDIR`.
+
+    All ``N`` pairs of a call are optimised at once (one batched Adam over an ``(N, 2, gh, gw)`` parameter
+    tensor).  The loss is the *sum* over pairs of ``-NCC_i + alpha * P_i`` with per-pair NCC, so the pairs do not
+    interact: the result equals optimising each pair alone (Adam's update is element-wise).
+
+    Parameters
+    ----------
+    grid_spacing : control-point spacing in pixels (any positive integer).
+    alpha : bending-energy weight.
+    iterations : Adam steps.
+    lr : Adam learning rate, in pixels per step for the control points.
+    sigma : Gaussian smoothing (px) of both images before the NCC (as ``loss_sigma`` of the network; 0 = raw).
+    """
+
+    def __init__(
+        self, grid_spacing: int = 32, alpha: float = 1.0, iterations: int = 100, lr: float = 0.05, sigma: float = 0.0
+    ):
+        if grid_spacing < 1 or iterations < 1 or lr <= 0 or sigma < 0:
+            raise ValueError(
+                f"InstanceBSpline: bad settings spacing={grid_spacing} iterations={iterations} lr={lr} sigma={sigma}"
+            )
+        self.grid_spacing = int(grid_spacing)
+        self.alpha = float(alpha)
+        self.iterations = int(iterations)
+        self.lr = float(lr)
+        self.sigma = float(sigma)
+        self.history: list[float] | None = None
+
+    #: tells callers (``inference.register_pairs``) to call it under ``no_grad``, not ``inference_mode``; it works
+    #: under both, since it re-enables autograd on copies of its inputs.
+    needs_grad = True
+
+    def __repr__(self) -> str:
+        return (
+            f"InstanceBSpline(grid_spacing={self.grid_spacing}, alpha={self.alpha}, "
+            f"iterations={self.iterations}, lr={self.lr}, sigma={self.sigma})"
+        )
+
+    def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
+        """Optimise and return the ``(N, 2, gh, gw)`` control-point displacements (pixels)."""
+        if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
+            raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
+        size = fixed.shape[-2:]
+        gh, gw = control_grid_shape(size, self.grid_spacing)
+        with torch.inference_mode(False), torch.enable_grad():
+            fixed = gaussian_blur(fixed.detach().clone().float(), self.sigma)
+            moving = gaussian_blur(moving.detach().clone().float(), self.sigma)
+            cp = torch.zeros(fixed.shape[0], 2, gh, gw, device=fixed.device, requires_grad=True)
+            opt = torch.optim.Adam([cp], lr=self.lr)
+            history = []
+            for _ in range(self.iterations):
+                u = bspline_upsample(cp, self.grid_spacing, size)
+                warped = warp(moving, u)
+                loss = (-ncc(fixed, warped, "pair") + self.alpha * bending_energy(u)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                history.append(loss.item() / fixed.shape[0])
+            self.history = history
+            return cp.detach()
+
+    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:
+        """``(N, 2, H, W)`` displacement in pixels such that ``warp(moving, u) ~ fixed``."""
+        cp = self.control_points(fixed, moving)
+        return bspline_upsample(cp, self.grid_spacing, fixed.shape[-2:])
+
+
+
+class IdentityRegistration:
+    """The zero displacement: a registration that moves nothing, the control for every claim about registration.
+
+    With it, forward propagation copies the ED label to every frame, backward the ES label, and Eq. 1 becomes a
+    pure shape interpolation between the two references.
+    """
+
+    needs_grad = False
+
+    def __repr__(self) -> str:
+        return "IdentityRegistration()"
+
+    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:
+        """``(N, 2, H, W)`` zeros (pixels) on the device of ``fixed``."""
+        if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
+            raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
+        return torch.zeros(fixed.shape[0], 2, *fixed.shape[-2:], dtype=torch.float32, device=fixed.device)
+
+
+#: the registrations :func:`registration_from_config` builds
+REGISTRATIONS = ("dlir", "instance", "identity")
+
+
+def registration_from_config(
+    name: str,
+    config,
+    *,
+    train: Sequence | None = None,
+    val: Sequence | None = None,
+    run_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    exclude_patients: Sequence[str] = (),
+):
+    """Build the registration ``name`` from a profile's ``registration`` section: the one way to make each of them.
+
+    Parameters
+    ----------
+    name : ``'dlir'`` (the trained network; trained now or read from the cache, see
+        :func:`~echo_utils.registration.train.train_registration`), ``'instance'`` (:class:`InstanceBSpline` with
+        the network's grid spacing, bending weight and loss smoothing, and the ``instance_*`` optimiser settings) or
+        ``'identity'`` (:class:`IdentityRegistration`).
+    config : a :class:`~echo_utils.config.RegistrationConfig` (``cfg.registration``).
+    train, val, run_dir, device, progress : for ``'dlir'`` only: the training and validation sequences, the
+        registration cache folder (``paths.registration``), the device and the progress bar.
+    exclude_patients : for ``'dlir'`` only: patients never trained or validated on
+        (``echo_utils.data.study.registration_exclusions``: the TED patients on the paper profile).
+
+    Returns
+    -------
+    A registration callable; the network is in eval mode, ready for inference.
+    """
+    if name == "identity":
+        return IdentityRegistration()
+    if name == "instance":
+        return InstanceBSpline(
+            grid_spacing=int(config.grid_spacing),
+            alpha=float(config.alpha),
+            iterations=int(config.instance_iterations),
+            lr=float(config.instance_lr),
+            sigma=float(getattr(config, "loss_sigma", 0.0) or 0.0),
+        )
+    if name == "dlir":
+        if train is None or run_dir is None:
+            raise ValueError("registration_from_config('dlir', ...) needs the training sequences and run_dir")
+        from .train import train_registration
+
+        model = train_registration(train, config, run_dir, val_sequences=val, device=device, progress=progress,
+                                   exclude_patients=exclude_patients)
+        return model.optimise_for_inference()
+    raise ValueError(f"unknown registration {name!r}; expected one of {REGISTRATIONS}")

@@ -1,0 +1,367 @@
+"""Training the DLIR network: intra-patient frame pairs, cached resumable training, the loss log.
+
+Unsupervised, as the paper (Sec. 2.2) and de Vos et al. (2019): every ordered frame pair of a sequence is a
+sample, the loss is :class:`~echo_utils.registration.losses.RegistrationLoss`.  A run lives in a folder keyed by
+its settings and data; an interrupted run resumes from its checkpoint and reaches the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .losses import RegistrationLoss
+from .models import BSplineDIR
+
+__all__ = ["frame_pairs", "train_registration", "load_registration", "load_training_log"]
+
+#: bump when the meaning of a saved checkpoint changes (part of the cache key)
+_FORMAT_VERSION = 1
+
+
+def frame_pairs(sequences: Sequence, *, exclude_patients: Sequence[str] = ()) -> np.ndarray:
+    """Every ordered intra-sequence frame pair ``(a, b)``, ``a != b``: rows ``(sequence index, fixed, moving)``."""
+    excluded = set(exclude_patients)
+    rows = []
+    for si, seq in enumerate(sequences):
+        if seq.patient in excluded:
+            continue
+        t = seq.n_frames
+        a, b = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
+        keep = a != b
+        rows.append(np.stack([np.full(keep.sum(), si), a[keep], b[keep]], axis=1))
+    if not rows:
+        return np.zeros((0, 3), dtype=np.int64)
+    return np.concatenate(rows).astype(np.int64)
+
+
+def _gather(sequences: Sequence, pairs: np.ndarray, device: torch.device | str) -> tuple[Tensor, Tensor]:
+    fixed = np.stack([sequences[s].images[a] for s, a, _ in pairs])[:, None]
+    moving = np.stack([sequences[s].images[b] for s, _, b in pairs])[:, None]
+    return (
+        torch.from_numpy(np.ascontiguousarray(fixed, dtype=np.float32)).to(device),
+        torch.from_numpy(np.ascontiguousarray(moving, dtype=np.float32)).to(device),
+    )
+
+
+def _check_sequences(sequences: Sequence, what: str) -> tuple[int, int]:
+    if not sequences:
+        raise ValueError(f"train_registration: no {what} sequences")
+    shapes = {tuple(s.images.shape[1:]) for s in sequences}
+    if len(shapes) != 1:
+        raise ValueError(f"train_registration: {what} sequences differ in image size {sorted(shapes)}; resize them first")
+    for s in sequences:
+        if s.images.ndim != 3 or s.n_frames < 2:
+            raise ValueError(f"train_registration: {s.key} needs (T>=2, H, W) images, got {s.images.shape}")
+    return shapes.pop()
+
+
+def _fingerprint(sequences: Sequence) -> list:
+    """Cheap content fingerprint: key, shape and a hash of every 8th pixel of every frame."""
+    import hashlib
+
+    out = []
+    for s in sequences:
+        sub = np.ascontiguousarray(np.asarray(s.images, dtype=np.float32)[:, ::8, ::8])
+        out.append([s.key, list(s.images.shape), hashlib.sha1(sub.tobytes()).hexdigest()[:16]])
+    return out
+
+
+_TRAIN_KEYS = ("grid_spacing", "alpha", "ncc", "iterations", "batch_size", "lr", "kernels", "seed")
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+LOG_FILE = "log.csv"
+
+
+def _safe_load(path: Path, device) -> dict:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``): a checkpoint file cannot
+    run code when it is read.  A file that needs more (a pickled object) is a ``ValueError`` naming the file."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path} is not a plain checkpoint (tensors and containers only); refusing to unpickle it: "
+                         f"{str(exc).splitlines()[0]}") from exc
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _batch_indices(iteration: int, n_pairs: int, batch_size: int, seed: int) -> np.ndarray:
+    """The pair indices of one iteration: consecutive slices of per-epoch permutations seeded by (seed, epoch).
+
+    A pure function of the iteration number, so a resumed run draws exactly the batches of an uninterrupted one.
+    """
+    start = iteration * batch_size
+    idx = []
+    pos = start
+    while len(idx) < batch_size:
+        epoch, offset = divmod(pos, n_pairs)
+        perm = np.random.default_rng([seed, epoch]).permutation(n_pairs)
+        take = min(batch_size - len(idx), n_pairs - offset)
+        idx.extend(perm[offset : offset + take].tolist())
+        pos += take
+    return np.asarray(idx, dtype=np.int64)
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _cfg_get(config, key, default=None):
+    if isinstance(config, dict):
+        return config.get(key, default)
+    return getattr(config, key, default)
+
+
+@torch.no_grad()
+def _validate(model: BSplineDIR, loss_fn: RegistrationLoss, sequences, pairs, batch_size, device) -> dict:
+    model.eval()
+    tot = {"loss": 0.0, "ncc": 0.0, "bending": 0.0}
+    n = 0
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i : i + batch_size]
+        fixed, moving = _gather(sequences, chunk, device)
+        u = model(fixed, moving)
+        terms = loss_fn.pair_loss(fixed, moving, u)
+        for k in tot:
+            tot[k] += float(getattr(terms, k)) * len(chunk)
+        n += len(chunk)
+    model.train()
+    return {k: v / max(n, 1) for k, v in tot.items()}
+
+
+def train_registration(
+    sequences: Sequence,
+    config,
+    run_dir: str | Path,
+    *,
+    val_sequences: Sequence | None = None,
+    device: str | torch.device | None = None,
+    exclude_patients: Sequence[str] = (),
+    max_val_pairs: int = 128,
+    progress: bool = True,
+    callback: Callable[[int, dict], None] | None = None,
+) -> BSplineDIR:
+    """Train (or load from the cache) the DLIR B-spline network on intra-patient frame pairs.
+
+    Parameters
+    ----------
+    sequences : training :class:`~echo_utils.camus.EchoSequence` list, all of one image size.
+    config : :class:`~echo_utils.config.RegistrationConfig` (or a dict with its keys).
+    run_dir : the registration cache folder (``paths.registration``); the run lives in ``run_dir/<hash>/`` where
+        the hash covers the training settings, the architecture and a fingerprint of the data.
+    val_sequences : held-out sequences for the validation curve; ``None`` keeps a random subset of the training
+        pairs aside instead (as the authors' 400 validation pairs), which are then not trained on.
+    device : ``'cpu'``, ``'cuda'`` or ``None``/``'auto'`` (CUDA if available).
+    exclude_patients : patient ids never used (e.g. the evaluation patients, as the paper leaves out TED).
+    max_val_pairs : at most this many validation pairs (a deterministic random subset).
+    progress : show a tqdm bar with the loss and NCC.
+    callback : ``callback(iteration, row)`` after every iteration (row: the logged values); may raise to stop.
+
+    Every ordered pair ``(a, b)``, ``a != b``, of each sequence is a sample (fixed = frame a, moving = frame b);
+    batches are drawn from per-epoch permutations seeded by ``config.seed``.  Adam (amsgrad), ``config.lr``,
+    ``config.batch_size``, ``config.iterations``.  The checkpoint (``checkpoint.pt``, written atomically every
+    ``checkpoint_every`` iterations) holds the model, optimiser and log, so an interrupted run resumes where it
+    stopped and reaches the same weights as an uninterrupted one on CPU.  The finished model is ``model.pt``; a
+    rerun with the same settings and data loads it without training.  The loss log is ``log.csv``
+    (:func:`load_training_log`).  The returned model is in eval mode, ready for inference
+    (:meth:`BSplineDIR.optimise_for_inference`), whether it was trained now or loaded.
+    """
+    from ..config import config_hash
+
+    device = _resolve_device(device)
+    size = _check_sequences(sequences, "training")
+    if val_sequences is not None and len(val_sequences):
+        vsize = _check_sequences(val_sequences, "validation")
+        if vsize != size:
+            raise ValueError(f"validation image size {vsize} differs from the training size {size}")
+    settings = {k: _cfg_get(config, k) for k in _TRAIN_KEYS}
+    missing = [k for k, v in settings.items() if v is None]
+    if missing:
+        raise ValueError(f"train_registration: config lacks {missing}")
+    loss_sigma = float(_cfg_get(config, "loss_sigma", 0.0) or 0.0)
+    if loss_sigma:  # only in the cache key when used, so caches made before the option existed stay valid
+        settings["loss_sigma"] = loss_sigma
+    arch = dict(grid_spacing=int(settings["grid_spacing"]), kernels=int(settings["kernels"]), image_size=list(size))
+    model = BSplineDIR(**arch)  # validates the size/spacing before anything is written
+
+    train_pairs = frame_pairs(sequences, exclude_patients=exclude_patients)
+    if len(train_pairs) == 0:
+        raise ValueError("train_registration: no training pairs left after excluding patients")
+    rng = np.random.default_rng([int(settings["seed"]), 7])
+    if val_sequences is not None and len(val_sequences):
+        val_seqs = list(val_sequences)
+        val_pairs = frame_pairs(val_seqs, exclude_patients=exclude_patients)
+        if len(val_pairs) > max_val_pairs:
+            val_pairs = val_pairs[np.sort(rng.choice(len(val_pairs), max_val_pairs, replace=False))]
+    else:
+        val_seqs = list(sequences)
+        n_val = min(max_val_pairs, max(1, len(train_pairs) // 10)) if len(train_pairs) > 1 else 0
+        chosen = rng.choice(len(train_pairs), n_val, replace=False)
+        mask = np.zeros(len(train_pairs), bool)
+        mask[chosen] = True
+        val_pairs, train_pairs = train_pairs[np.sort(chosen)], train_pairs[~mask]
+
+    key = {
+        "format": _FORMAT_VERSION,
+        "settings": settings,
+        "arch": model.config,
+        "train": _fingerprint(sequences),
+        "val": _fingerprint(val_sequences) if val_sequences is not None else None,
+        "exclude": sorted(exclude_patients),
+        "max_val_pairs": max_val_pairs,
+    }
+    digest = config_hash(key)
+    out = Path(run_dir) / digest
+    final = out / MODEL_FILE
+    if final.exists():
+        return load_registration(final, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(json.dumps(key, indent=1, default=str), out / "key.json")
+
+    seed = int(settings["seed"])
+    torch.manual_seed(seed)
+    model = BSplineDIR(**arch).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]), amsgrad=True)
+    loss_fn = RegistrationLoss(alpha=float(settings["alpha"]), ncc=settings["ncc"], sigma=loss_sigma)
+    iterations, batch = int(settings["iterations"]), int(settings["batch_size"])
+    validate_every = int(_cfg_get(config, "validate_every", 100))
+    checkpoint_every = int(_cfg_get(config, "checkpoint_every", 250))
+
+    log: list[dict] = []
+    start = 0
+    ckpt_path = out / CHECKPOINT_FILE
+    if ckpt_path.exists():
+        ckpt = _safe_load(ckpt_path, device)
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start, log = int(ckpt["iteration"]), list(ckpt["log"])
+
+    def save_log():
+        import pandas as pd
+
+        _atomic_write_text(pd.DataFrame(log).to_csv(index=False), out / LOG_FILE)
+
+    def checkpoint(iteration: int):
+        _atomic_torch_save(
+            {"state_dict": model.state_dict(), "optimizer": opt.state_dict(), "iteration": iteration, "log": log},
+            ckpt_path,
+        )
+        save_log()
+
+    if start == 0 and len(val_pairs):
+        log.append({"iteration": 0, "split": "val", **_validate(model, loss_fn, val_seqs, val_pairs, batch, device), "seconds": 0.0})
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=iterations, initial=start, desc=f"DLIR {digest}", disable=not progress, dynamic_ncols=True)
+    model.train()
+    t0 = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
+    try:
+        for it in range(start, iterations):
+            idx = _batch_indices(it, len(train_pairs), batch, seed)
+            fixed, moving = _gather(sequences, train_pairs[idx], device)
+            u = model(fixed, moving)
+            terms = loss_fn.pair_loss(fixed, moving, u)
+            opt.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            opt.step()
+            row = {
+                "iteration": it + 1,
+                "split": "train",
+                "loss": terms.loss.item(),
+                "ncc": terms.ncc.item(),
+                "bending": terms.bending.item(),
+                "seconds": time.perf_counter() - t0,
+            }
+            log.append(row)
+            if len(val_pairs) and ((it + 1) % validate_every == 0 or it + 1 == iterations):
+                vrow = {"iteration": it + 1, "split": "val", **_validate(model, loss_fn, val_seqs, val_pairs, batch, device)}
+                vrow["seconds"] = time.perf_counter() - t0
+                log.append(vrow)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", ncc=f"{row['ncc']:.4f}", val_ncc=f"{vrow['ncc']:.4f}")
+            else:
+                bar.set_postfix(loss=f"{row['loss']:.4f}", ncc=f"{row['ncc']:.4f}")
+            bar.update(1)
+            if (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
+                checkpoint(it + 1)
+            if callback is not None:
+                callback(it + 1, row)
+    finally:
+        bar.close()
+
+    model.eval()
+    save_log()
+    _atomic_torch_save(
+        {"config": model.config, "state_dict": model.state_dict(), "settings": settings, "iterations": iterations},
+        final,
+    )
+    ckpt_path.unlink(missing_ok=True)
+    model.run_dir = out
+    return model.optimise_for_inference()
+
+
+def load_registration(path: str | Path, device: str | torch.device | None = "cpu") -> BSplineDIR:
+    """Rebuild a trained :class:`BSplineDIR` from ``model.pt`` (or the run folder holding it), in eval mode.
+
+    The architecture (grid spacing, kernels, image size) is read from the file.  The model is ready for fast
+    inference (:meth:`BSplineDIR.optimise_for_inference`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained registration model at {path}")
+    device = _resolve_device(device)
+    try:
+        ckpt = _safe_load(path, device)
+        model = BSplineDIR(**ckpt["config"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path} is not a BSplineDIR checkpoint: {exc}") from exc
+    model.to(device).optimise_for_inference()
+    model.run_dir = path.parent
+    return model
+
+
+def load_training_log(model_or_dir: BSplineDIR | str | Path):
+    """The loss log of a training run as a DataFrame.
+
+    Columns: ``iteration``, ``split`` (``'train'`` per iteration, ``'val'`` every ``validate_every`` and at
+    iteration 0 = the identity), ``loss``, ``ncc``, ``bending`` (px^-2), ``seconds`` (wall time since the start).
+    """
+    import pandas as pd
+
+    if isinstance(model_or_dir, BSplineDIR):
+        if model_or_dir.run_dir is None:
+            raise ValueError("this BSplineDIR was not trained or loaded from a run folder; pass the folder")
+        folder = Path(model_or_dir.run_dir)
+    else:
+        folder = Path(model_or_dir)
+        if folder.is_file():
+            folder = folder.parent
+    path = folder / LOG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no training log at {path}")
+    return pd.read_csv(path)
+

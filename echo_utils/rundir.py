@@ -1,0 +1,391 @@
+"""The run directory: its folders, the settings it was made with (``run.json``) and the lock of its runner.
+
+:class:`RunPaths` names the sub-folders the notebooks exchange, :func:`resolve_run_dir` decides the directory, and
+:func:`load_study` is the one call a notebook makes (also importable from ``echo_utils.config``). A run directory
+caches every expensive step, keyed by settings. Two things keep it consistent:
+
+* **Recorded settings.** The first run writes ``run.json`` with the resolved profile and its hash. Every later
+  run (the runner, or a notebook opened by hand) compares its own resolved profile with it *before writing
+  anything*; a difference is a :class:`SettingsMismatch` that names the differing keys and suggests another
+  ``--run-dir``. Keys that change only the speed (:data:`RUNTIME_KEYS`) are recorded but not compared.
+* **One runner at a time.** :class:`RunLock` creates ``run.lock`` atomically (holder's PID, host, start time and
+  command). A second runner gets :class:`RunLocked` naming the holder; a lock whose process is gone on this host
+  is stale and taken over with a note.
+
+>>> with RunLock("runs/ci"):                                  # doctest: +SKIP
+...     check_settings("runs/ci", cfg, record=True)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+from .config import (
+    PROJECT_ROOT,
+    ConfigError,
+    StudyConfig,
+    _deep_merge,
+    config_hash,
+    display_path,
+    load_config,
+    parse_overrides,
+    resolve_params_path,
+)
+
+__all__ = [
+    "SETTINGS_FILE",
+    "LOCK_FILE",
+    "RUNTIME_KEYS",
+    "SettingsMismatch",
+    "RunLocked",
+    "flatten",
+    "settings_record",
+    "settings_diff",
+    "check_settings",
+    "RunLock",
+    "lock_holder",
+    "read_settings",
+    "assert_not_locked_by_other",
+    "LOCK_ENV",
+    "RunPaths",
+    "resolve_run_dir",
+    "load_study",
+]
+
+SETTINGS_FILE = "run.json"
+LOCK_FILE = "run.lock"
+# The runner exports its lock token to the notebooks' kernels, which then know the lock is their own runner's.
+LOCK_ENV = "ECHO_RUN_LOCK_TOKEN"
+# Profile keys that change how fast a run goes, not what it computes: recorded, never compared.
+RUNTIME_KEYS = frozenset({"nnunet.threads", "nnunet.pools", "nnunet.n_proc"})
+# Whole sections that only say where the work runs (echo_utils.compute: backend, shards, Slurm): never compared.
+RUNTIME_SECTIONS = ("compute.",)
+
+
+class SettingsMismatch(ConfigError):
+    """The run directory was made with other settings: names the differing keys."""
+
+
+class RunLocked(ConfigError):
+    """Another runner holds the run directory's lock: names its PID, host and start time."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and tuples are leaves)."""
+    out: dict[str, object] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _compared(profile: dict) -> dict[str, object]:
+    return {k: v for k, v in flatten(profile).items() if k not in RUNTIME_KEYS and not k.startswith(RUNTIME_SECTIONS)}
+
+
+def settings_record(cfg: StudyConfig, *, params: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """What ``run.json`` holds: the resolved profile, its hash (runtime keys excluded), where it came from."""
+    profile = cfg.model_dump(mode="json")
+    return {
+        "profile_hash": config_hash(_compared(profile)),
+        "profile": profile,
+        "params": display_path(params) if params is not None else None,
+        "overrides": overrides or {},
+        "created": _now(),
+    }
+
+
+def settings_diff(recorded: dict, current: dict) -> list[tuple[str, object, object]]:
+    """Differing keys of two dumped profiles, as ``(dotted key, recorded value, current value)``, sorted."""
+    a, b = _compared(recorded), _compared(current)
+    missing = object()
+    rows = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va != vb:
+            rows.append((key, None if va is missing else va, None if vb is missing else vb))
+    return rows
+
+
+def read_settings(run_dir: str | Path) -> dict | None:
+    """The recorded ``run.json`` of ``run_dir``, or ``None`` when there is none yet."""
+    path = Path(run_dir) / SETTINGS_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        record["profile"]  # noqa: B018 - the one key we need
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{display_path(path)} is not a run record ({exc}); move it away or use another --run-dir")
+    return record
+
+
+def check_settings(
+    run_dir: str | Path,
+    cfg: StudyConfig,
+    *,
+    record: bool = False,
+    params: str | Path | None = None,
+    overrides: dict | None = None,
+) -> dict | None:
+    """Refuse a profile that differs from the one ``run_dir`` was made with; nothing is written on refusal.
+
+    Parameters
+    ----------
+    run_dir : the run directory (it may not exist yet).
+    cfg : the resolved profile of this run.
+    record : write ``run.json`` when the directory has none yet (the directory must exist then).
+    params, overrides : where the profile came from, recorded for the reader.
+
+    Returns the recorded settings (``None`` when none were recorded and ``record`` is false).
+
+    Raises
+    ------
+    SettingsMismatch naming every differing key with both values, and suggesting ``--run-dir``.
+    """
+    run_dir = Path(run_dir)
+    recorded = read_settings(run_dir) if run_dir.is_dir() else None
+    if recorded is not None:
+        diff = settings_diff(recorded["profile"], cfg.model_dump(mode="json"))
+        if diff:
+            keys = ", ".join(k for k, _, _ in diff)
+            lines = [f"run directory {display_path(run_dir)} was made with other settings ({keys}):"]
+            lines += [f"  {k}: {old!r} there, {new!r} now" for k, old, new in diff]
+            lines.append(
+                f"Nothing was changed. Use another run directory for these settings (--run-dir runs/<new name>), "
+                f"or rerun with the recorded ones ({display_path(run_dir / SETTINGS_FILE)})."
+            )
+            raise SettingsMismatch("\n".join(lines))
+        return recorded
+    if not record:
+        return None
+    new = settings_record(cfg, params=params, overrides=overrides)
+    path = run_dir / SETTINGS_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return new
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def lock_holder(run_dir: str | Path) -> dict | None:
+    """The holder recorded in ``run_dir/run.lock`` (``pid``, ``host``, ``started``, ``command``), or ``None``."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, OSError):
+        return {"pid": None, "host": None, "started": None, "command": None, "token": None}
+
+
+def _is_stale(holder: dict) -> bool:
+    """A lock is stale when it names a process of this host that no longer exists."""
+    pid = holder.get("pid")
+    return holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid)
+
+
+def _locked_message(run_dir: Path, holder: dict) -> str:
+    who = f"PID {holder.get('pid')} on host {holder.get('host')}, started {holder.get('started')}"
+    cmd = holder.get("command")
+    return (
+        f"run directory {display_path(run_dir)} is in use by another runner ({who}"
+        + (f": {cmd}" if cmd else "")
+        + f"). Wait for it to finish or use another --run-dir; if that process is gone, delete "
+        f"{display_path(run_dir / LOCK_FILE)}."
+    )
+
+
+class RunLock:
+    """An exclusive, inter-process lock on a run directory (the file ``run.lock``).
+
+    The lock file appears atomically with its content (written aside, then hard-linked into place, which fails
+    if the file exists). Releasing removes it only if it is still ours. A lock whose process no longer exists on
+    this host is stale and taken over (``log`` says so); a lock of another host is never broken.
+
+    While held, the token is exported in ``ECHO_RUN_LOCK_TOKEN`` so that the runner's notebook kernels (which
+    inherit the environment) can tell their own runner's lock from another's (:func:`assert_not_locked_by_other`).
+    """
+
+    def __init__(self, run_dir: str | Path, *, command: str | None = None, log=print):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self.command = command if command is not None else " ".join(sys.argv)
+        self.token = uuid.uuid4().hex
+        self.log = log
+        self._held = False
+
+    def acquire(self) -> "RunLock":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "command": self.command,
+                "token": self.token}
+        tmp = self.path.with_name(f".{LOCK_FILE}.{self.token}.tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        try:
+            for _ in range(3):
+                try:
+                    os.link(tmp, self.path)
+                except FileExistsError:
+                    holder = lock_holder(self.run_dir)
+                    if holder is None:  # released in between: try again
+                        continue
+                    if not _is_stale(holder):
+                        raise RunLocked(_locked_message(self.run_dir, holder)) from None
+                    self.log(
+                        f"note: removing the stale lock of PID {holder['pid']} (started {holder.get('started')}), "
+                        "which no longer runs"
+                    )
+                    self.path.unlink(missing_ok=True)
+                    continue
+                self._held = True
+                os.environ[LOCK_ENV] = self.token
+                return self
+            raise RunLocked(_locked_message(self.run_dir, lock_holder(self.run_dir) or {}))
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        holder = lock_holder(self.run_dir)
+        if holder is not None and holder.get("token") == self.token:
+            self.path.unlink(missing_ok=True)
+        if os.environ.get(LOCK_ENV) == self.token:
+            del os.environ[LOCK_ENV]
+        self._held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def assert_not_locked_by_other(run_dir: str | Path) -> None:
+    """Raise :class:`RunLocked` if a live runner other than ours (see :class:`RunLock`) holds ``run_dir``."""
+    holder = lock_holder(run_dir)
+    if holder is None or _is_stale(holder):
+        return
+    if holder.get("token") and holder.get("token") == os.environ.get(LOCK_ENV):
+        return
+    raise RunLocked(_locked_message(Path(run_dir), holder))
+
+
+def resolve_run_dir(cfg: StudyConfig, run_dir: str | Path | None = None, *, create: bool = True) -> Path:
+    """The run directory: ``run_dir`` if given, else ``<project>/runs/<profile name>``.
+
+    With ``create=False`` a missing directory is a :class:`ConfigError` (a notebook run alone must find the
+    artifacts of the earlier notebooks).
+    """
+    path = _run_dir_path(cfg, run_dir)
+    if not path.exists():
+        if not create:
+            raise ConfigError(f"run directory {display_path(path)} does not exist; run the earlier notebooks first")
+        path.mkdir(parents=True)
+    elif not path.is_dir():
+        raise ConfigError(f"run directory {display_path(path)} exists and is not a directory")
+    return path
+
+
+def _run_dir_path(cfg: StudyConfig, run_dir: str | Path | None) -> Path:
+    """Absolute run directory: ``run_dir`` (relative to the working directory) or ``<project>/runs/<name>``."""
+    path = Path(run_dir) if run_dir else PROJECT_ROOT / "runs" / cfg.name
+    return path.expanduser().resolve()
+
+
+class RunPaths:
+    """The sub-folders of a run directory that the notebooks exchange (see DESIGN.md, data flow)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.root = Path(run_dir)
+
+    @property
+    def data(self) -> Path:
+        """Synthetic cohort (CAMUS 2023 layout) and the written split file."""
+        return self.root / "data"
+
+    @property
+    def registration(self) -> Path:
+        """Registration checkpoints, cached by config hash, and their loss logs."""
+        return self.root / "registration"
+
+    @property
+    def pseudo_labels(self) -> Path:
+        """Pseudo-labels as NIfTI, one folder per registration method."""
+        return self.root / "pseudo_labels"
+
+    @property
+    def nnunet(self) -> Path:
+        """nnU-Net raw / preprocessed / results folders."""
+        return self.root / "nnunet"
+
+    @property
+    def predictions(self) -> Path:
+        """Segmentation predictions of every model on every test sequence."""
+        return self.root / "predictions"
+
+    @property
+    def metrics(self) -> Path:
+        """Tables (CSV) written by the notebooks."""
+        return self.root / "metrics"
+
+
+def load_study(
+    params: str | Path,
+    overrides: object = None,
+    run_dir: str | Path | None = None,
+    device: str | None = None,
+    *,
+    create: bool = True,
+) -> tuple[StudyConfig, RunPaths]:
+    """The one call of a notebook: the validated profile and the run's folders, consistent with the run.
+
+    Loads ``params`` with ``overrides`` (and ``device`` if given), resolves the run directory, refuses it when a
+    runner other than the one executing this notebook holds its lock, and compares the profile with the settings
+    recorded in its ``run.json`` (written here when the directory has none), all before anything is written.
+
+    Parameters
+    ----------
+    params : the YAML profile (see :func:`load_config`).
+    overrides : profile overrides in any form :func:`parse_overrides` accepts.
+    run_dir : run directory; default ``runs/<profile name>``.
+    device : ``"cpu"``, ``"cuda"`` or ``"auto"``; ``None`` keeps the profile's choice.
+    create : create a missing run directory (notebook 01) or require it (later notebooks).
+
+    Raises
+    ------
+    ConfigError (a bad profile, a missing run directory), ``rundir.SettingsMismatch`` or ``rundir.RunLocked``.
+    """
+    extra = parse_overrides(overrides)
+    if device:
+        extra = _deep_merge(extra, {"device": device})
+    cfg = load_config(params, overrides=extra)
+    target = _run_dir_path(cfg, run_dir)
+    check_settings(target, cfg)  # read-only: a mismatch is refused before the directory is touched
+    paths = RunPaths(resolve_run_dir(cfg, target, create=create))
+    assert_not_locked_by_other(paths.root)
+    check_settings(paths.root, cfg, record=True, params=resolve_params_path(params),
+                   overrides=parse_overrides(overrides))
+    return cfg, paths

@@ -1,0 +1,256 @@
+"""nnU-Net's environment for one run: the four models, their dataset names, folders, process and thread counts.
+
+Environment variables. ``nnunetv2.paths`` (2.8.1) reads ``nnUNet_raw``/``nnUNet_preprocessed``/``nnUNet_results``
+and ``nnUNet_extTrainer`` lazily from ``os.environ`` at every use, so :func:`configure_nnunet` simply sets them for
+the current run. ``nnUNet_def_n_proc`` is read by nnU-Net once, at import; this package never relies on it (every
+nnU-Net call here gets its process count explicitly), it is set for users of the command line.
+
+Process pools and threads (profile keys ``nnunet.pools`` and ``nnunet.threads``; the environment variables
+``ECHO_NNUNET_POOLS`` and ``ECHO_NNUNET_THREADS`` override them):
+
+- ``pools: thread`` (default): the integrity check, fingerprint and preprocessing run nnU-Net's per-case functions
+  in ``nnunet.n_proc`` threads of this process (:mod:`echo_utils.segmentation.plans`). nnU-Net itself starts
+  ``spawn`` process pools for these steps; every spawned worker imports torch and nnU-Net again (seconds each on a
+  busy 2-core machine) and re-executes a calling script that has no ``if __name__ == "__main__":`` guard.
+- ``pools: process``: nnU-Net's own functions and their spawn pools (large datasets, many cores). Where the caller
+  is a script file (spawn would re-import it), :func:`pools` falls back to threads with a warning.
+- ``threads``: torch threads for training and prediction on CPU. Measured on the 2-core machine while other
+  processes ran, 2 threads were 3-19x *slower* than 1 (the OpenMP threads wait for each other whenever one is
+  descheduled); 2 pay off only on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import RunPaths, StudyConfig
+from ..labels import LABEL_VALUES as LABELS  # name -> label value, as nnU-Net's dataset.json wants
+from ..labels import MODELS
+
+__all__ = [
+    "MODELS",
+    "LABELS",
+    "IGNORE_LABEL",
+    "PLANS",
+    "TRAINER",
+    "FILE_ENDING",
+    "NnUNetError",
+    "ModelSpec",
+    "SPECS",
+    "spec",
+    "dataset_id",
+    "dataset_name",
+    "configuration_name",
+    "nnunet_dirs",
+    "configure_nnunet",
+    "pools",
+    "threads",
+    "cpu_threads",
+    "model_seed",
+]
+
+IGNORE_LABEL = 4  # nnU-Net's ignore label must be the highest label value
+PLANS = "nnUNetPlans"
+TRAINER = "EchoTrainer"
+FILE_ENDING = ".nii.gz"
+EXT_TRAINERS = Path(__file__).resolve().parent / "ext_trainers"  # what nnUNet_extTrainer points at (for the CLI)
+
+
+class NnUNetError(RuntimeError):
+    """Bad input or a clash with existing work; the message names the file or value and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One of the four models: which frames it is trained on, and whether as 2D images or 3D volumes."""
+
+    name: str
+    offset: int  # dataset id = nnunet.dataset_id_base + offset
+    dim: int  # 2: one training case per frame; 3: one (T, H, W) volume per sequence
+    dense: bool  # labels on every frame (pseudo-labels) or only at ED/ES
+
+    @property
+    def parent_configuration(self) -> str:
+        """The nnU-Net configuration the model trains (or, for small profiles, inherits from)."""
+        return "2d" if self.dim == 2 else "3d_fullres"
+
+    @property
+    def camel(self) -> str:
+        return self.name.replace("2d", "2D").replace("3d", "3D").title().replace("_", "")
+
+
+SPECS = {
+    "2d_sparse": ModelSpec("2d_sparse", 0, 2, False),
+    "2d_dense": ModelSpec("2d_dense", 1, 2, True),
+    "3d_dense": ModelSpec("3d_dense", 2, 3, True),
+    "3d_sparse": ModelSpec("3d_sparse", 3, 3, False),
+}
+assert tuple(SPECS) == tuple(MODELS)
+
+
+def spec(model: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``model``; an unknown name is a :class:`NnUNetError` listing the known ones."""
+    if model not in SPECS:
+        raise NnUNetError(f"unknown nnU-Net model {model!r}; expected one of {list(SPECS)}")
+    return SPECS[model]
+
+
+def dataset_id(cfg: StudyConfig, model: str) -> int:
+    """nnU-Net dataset id of ``model``: ``nnunet.dataset_id_base`` + 0..3."""
+    return cfg.nnunet.dataset_id_base + spec(model).offset
+
+
+def dataset_name(cfg: StudyConfig, model: str) -> str:
+    """``DatasetXXX_<prefix><Model>``, e.g. ``Dataset802_Echo3DDense``."""
+    return f"Dataset{dataset_id(cfg, model):03d}_{cfg.nnunet.dataset_prefix}{spec(model).camel}"
+
+
+def configuration_name(cfg: StudyConfig, model: str) -> str:
+    """The configuration trained: nnU-Net's own (``2d``/``3d_fullres``) or its narrow ``*_small`` child."""
+    parent = spec(model).parent_configuration
+    return parent if cfg.nnunet.configuration == "default" else f"{parent}_small"
+
+
+def model_seed(cfg: StudyConfig, model: str) -> int:
+    """The seed of one model's training: a hash of ``nnunet.seed`` (derived from the profile's seed) and the name.
+
+    Derived per model, so that a model trained alone (a resumed, partial or reordered notebook 04) gets the same
+    random numbers as in a full run, whatever was trained before it in the same process.
+    """
+    return int.from_bytes(hashlib.sha256(f"{cfg.nnunet.seed}/{model}".encode()).digest()[:4], "little") % (2**31 - 1)
+
+
+def nnunet_dirs(paths: RunPaths) -> dict[str, Path]:
+    """The run's ``nnunet/{raw,preprocessed,results}`` folders, keyed by nnU-Net's variable names."""
+    root = Path(paths.nnunet)
+    return {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "preprocessed",
+            "nnUNet_results": root / "results"}
+
+
+def configure_nnunet(cfg: StudyConfig, paths: RunPaths, device: str = "cpu") -> dict[str, str]:
+    """Point nnU-Net at this run's folders and set its process counts; returns the variables set.
+
+    Sets ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results`` (under ``paths.nnunet``), ``nnUNet_extTrainer``
+    (the folder holding :class:`~echo_utils.segmentation.trainer.EchoTrainer` for ``nnUNetv2_train -tr``),
+    ``nnUNet_def_n_proc`` = ``nnunet.n_proc``, ``nnUNet_n_proc_DA`` = ``nnunet.n_proc_da`` and ``nnUNet_compile``
+    (``0`` on CPU, where compilation costs more than it saves; ``1`` on CUDA).
+    """
+    dirs = nnunet_dirs(paths)
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    env = {k: str(v) for k, v in dirs.items()}
+    env["nnUNet_extTrainer"] = str(EXT_TRAINERS)
+    env["nnUNet_def_n_proc"] = str(cfg.nnunet.n_proc)
+    env["nnUNet_n_proc_DA"] = str(cfg.nnunet.n_proc_da)
+    env["nnUNet_compile"] = "1" if str(device).startswith("cuda") else "0"
+    os.environ.update(env)
+    return env
+
+
+def pools(cfg: StudyConfig) -> str:
+    """'thread' or 'process': ``ECHO_NNUNET_POOLS`` if set, else ``nnunet.pools``; 'process' falls back to 'thread'
+    (with a warning) when the caller is a script file, which nnU-Net's spawn workers would import again."""
+    kind = os.environ.get("ECHO_NNUNET_POOLS", cfg.nnunet.pools)
+    if kind not in ("thread", "process"):
+        raise NnUNetError(f"ECHO_NNUNET_POOLS / nnunet.pools must be 'thread' or 'process', got {kind!r}")
+    main = sys.modules.get("__main__")
+    if kind == "process" and getattr(main, "__file__", None) and getattr(main, "__spec__", None) is None:
+        warnings.warn(f"nnunet.pools 'process' from the script {main.__file__}: nnU-Net's spawn workers would run "
+                      "it again; using threads instead", RuntimeWarning, stacklevel=2)
+        return "thread"
+    return kind
+
+
+def threads(cfg: StudyConfig) -> int:
+    """torch threads for training and prediction on CPU: ``ECHO_NNUNET_THREADS`` if set, else ``nnunet.threads``."""
+    value = os.environ.get("ECHO_NNUNET_THREADS")
+    try:
+        n = int(value) if value is not None else cfg.nnunet.threads
+    except ValueError:
+        raise NnUNetError(f"ECHO_NNUNET_THREADS must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise NnUNetError(f"ECHO_NNUNET_THREADS / nnunet.threads must be >= 1, got {n}")
+    return n
+
+
+@contextlib.contextmanager
+def cpu_threads(cfg: StudyConfig, device: str):
+    """Run torch with :func:`threads` threads on CPU (restored afterwards); CUDA is left alone."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads(cfg))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# small helpers shared by the modules of this package ------------------------------------------------------------
+
+
+def write_json(path: Path, obj) -> None:
+    """Atomic JSON write (``path.tmp`` then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def jsonable(obj):
+    """numpy scalars and arrays (nnU-Net logs np.float32) as plain Python numbers, recursively."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+@contextlib.contextmanager
+def quiet(log_file: Path | None):
+    """Send nnU-Net's prints (stdout) to ``log_file``; tqdm bars (stderr) stay visible."""
+    if log_file is None:
+        yield
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "a") as fh, contextlib.redirect_stdout(fh):
+        yield
+
+
+def write_nifti(path: Path, array: np.ndarray, spacing: tuple[float, ...]) -> None:
+    """Write ``array`` ((H, W) or (T, H, W), numpy order) with ``spacing`` in the same order, via SimpleITK."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing([float(s) for s in spacing[::-1]])  # SimpleITK wants (x, y[, z])
+    tmp = path.with_name(path.name.replace(FILE_ENDING, ".partial" + FILE_ENDING))
+    sitk.WriteImage(img, str(tmp), useCompression=True)
+    os.replace(tmp, path)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
