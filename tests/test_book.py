@@ -7,6 +7,7 @@ or `_build` of a real `make book` run.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -129,3 +130,42 @@ def test_book_content_landmarks(built_book):
     assert evaluation.count("Plotly.newPlot(") >= 4
     method = (html / "method.html").read_text()
     assert "MathJax" in method and "\\cos" in method, "method: Eq. 1 rendered by MathJax"
+
+
+def _exercise_commands() -> list[list[str]]:
+    """The shell commands of the exercises chapter's bash blocks, continuation lines joined, split like a shell."""
+    text = (ROOT / "book" / "exercises.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    commands, pending = [], ""
+    for line in "\n".join(blocks).replace("\\\n", " ").splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        pending += line + "\n"
+        try:
+            commands.append(shlex.split(pending))
+            pending = ""
+        except ValueError:  # an open quote: the command goes on on the next line
+            continue
+    assert not pending, f"exercises: unbalanced quotes in {pending!r}"
+    return commands
+
+
+def test_exercise_commands_are_one_liners_with_valid_overrides(tmp_path, capsys):
+    """Every exercise command is a plain command (no heredoc, no helper script), and each runner command's
+    profile and --set overrides pass validation (``--check``: nothing runs, nothing is written)."""
+    from echo_utils.run import main
+
+    text = (ROOT / "book" / "exercises.md").read_text()
+    assert "<<" not in text and "/tmp/" not in text, "exercises: heredoc helpers or /tmp scripts are back"
+    commands = _exercise_commands()
+    runs = [c for c in commands if c[:3] == [".venv/bin/python", "-m", "echo_utils.run"]]
+    assert len(runs) >= 9 and any("--set" in c for c in runs)
+    assert any(c[0] == ".venv/bin/papermill" and "overrides" in c for c in commands), "the papermill form is shown"
+    for k, cmd in enumerate(runs):
+        argv = cmd[3:]
+        if "--run-dir" in argv:  # validate against a fresh run directory, not one left by an earlier exercise
+            argv[argv.index("--run-dir") + 1] = str(tmp_path / f"run{k}")
+        assert main(argv + ["--check"]) == 0, f"exercise command rejected: {' '.join(cmd)}\n{capsys.readouterr().err}"
+    assert main(["--params", "notebooks/params/ci.yaml", "--set", "registration.alpah=0", "--check"]) == 1, (
+        "the control: a misspelt key is rejected"
+    )
