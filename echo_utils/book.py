@@ -114,9 +114,26 @@ def build_book(strict: bool = False, root: Path = PROJECT_ROOT, builder: str = "
         return 1
     clean_executed_notebooks(root / "book" / "notebooks", root)
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", builder]
+    if _static_outdated(root / "book" / "_static", root / "_build" / builder / "_static"):
+        # Sphinx copies the static files only when some page is rebuilt: rebuild all so that they are copied
+        cmd.append("--all")
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     return subprocess.call(cmd, cwd=root)
+
+
+def _static_outdated(src: Path, built: Path) -> bool:
+    """True when a file of ``src`` is missing from, or differs from its copy in, a previous build's ``built``."""
+    import filecmp
+
+    if not built.is_dir():
+        return False  # a first build copies everything anyway
+    for f in src.rglob("*"):
+        if f.is_file() and not f.name.startswith("."):
+            copy = built / f.relative_to(src)
+            if not copy.is_file() or not filecmp.cmp(f, copy, shallow=True):
+                return True
+    return False
 
 
 def _toc_files(root: Path) -> list[str]:

@@ -142,6 +142,7 @@ def open_page(browser, url: str, viewport=DESKTOP, screenshot: Path | None = Non
     in ``outside``. Local requests that fail (a missing font or script) are listed in ``failed``.
     """
     context = browser.new_context(viewport=viewport)
+    context.set_default_timeout(120_000)  # generous: CI shares 2 cores with the rest of the suite
     outside, failed = [], []
 
     def route(r):
@@ -160,7 +161,7 @@ def open_page(browser, url: str, viewport=DESKTOP, screenshot: Path | None = Non
         page.evaluate(WAIT_FOR_RENDER)
         page.wait_for_function(
             "() => [...document.querySelectorAll('.plotly-graph-div')].every(d => d.querySelector('svg.main-svg'))",
-            timeout=20_000,
+            timeout=60_000,
         ) if page.query_selector(".plotly-graph-div") else None
         seen = page.evaluate(READ_PAGE)
         seen.update(outside=outside, failed=failed)
