@@ -7,7 +7,8 @@
   TeX extensions and web fonts) from the ``django-static-mathjax`` package, a pinned PyPI release of MathJax 3.2.2,
   so that formulas render with MathJax's own fonts and no page names a CDN;
 - the executed copies in ``book/notebooks`` are cleaned for publication: papermill's injected-parameters cell and
-  printed messages show paths relative to the project instead of the builder's machine paths.
+  printed messages show paths relative to the project instead of the builder's machine paths, and progress bars
+  show their final state once instead of one output box per update.
 """
 
 from __future__ import annotations
@@ -75,14 +76,50 @@ def _relative(text: str, roots: tuple[Path, ...]) -> str:
     return text
 
 
+def _terminal_text(text: str) -> str:
+    """What a terminal shows for ``text``: on each line, a carriage return lets the text after it overwrite the
+    line, so a progress bar's updates leave only its last state."""
+    return "\n".join(line.rsplit("\r", 1)[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r")
+                     for line in text.split("\n"))
+
+
+def _merge_streams(outputs: list[dict]) -> list[dict]:
+    """Consecutive ``stream`` outputs of the same name (stdout, stderr) merged into one, as a terminal shows them,
+    with carriage returns applied (see :func:`_terminal_text`); empty streams dropped; other outputs kept."""
+    merged: list[dict] = []
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            text = "".join(out.get("text", ""))
+            if merged and merged[-1].get("output_type") == "stream" and merged[-1]["name"] == out["name"]:
+                merged[-1]["text"] += text
+                continue
+            merged.append({**out, "text": text})
+        else:
+            merged.append(out)
+    cleaned = []
+    for out in merged:
+        if out.get("output_type") == "stream":
+            text = _terminal_text(out["text"])
+            if not text.strip():
+                continue
+            out = {**out, "text": text.splitlines(keepends=True)}
+        cleaned.append(out)
+    return cleaned
+
+
 def clean_executed_notebooks(notebook_dir: Path, root: Path = PROJECT_ROOT) -> list[Path]:
     """Make the executed notebooks in ``notebook_dir`` publishable; returns the notebooks that changed.
 
-    Every absolute path under the project ``root`` (and under the project whose code ran them, when the book is
-    built in another folder) is written relative to it: in papermill's ``injected-parameters`` cell, in printed
-    messages and tables, and in papermill's metadata, so that neither the pages nor the downloadable notebooks
-    show the builder's machine paths. The notebooks are rewritten in place (they are build products of
-    ``python -m echo_utils.run``); running this twice changes nothing the second time.
+    - Every absolute path under the project ``root`` (and under the project whose code ran them, when the book
+      is built in another folder) is written relative to it: in papermill's ``injected-parameters`` cell, in
+      printed messages and tables, and in papermill's metadata, so that neither the pages nor the downloadable
+      notebooks show the builder's machine paths.
+    - Printed output is shown as a terminal (or JupyterLab) shows it: a cell's consecutive stdout (stderr) pieces
+      form one block, and a progress bar's carriage-return updates leave only its last state, instead of one
+      box per update.
+
+    The notebooks are rewritten in place (they are build products of ``python -m echo_utils.run``); running this
+    twice changes nothing the second time.
     """
     roots = tuple(sorted({Path(root), PROJECT_ROOT}, key=lambda r: -len(str(r))))  # the deeper root first
     changed = []
@@ -90,9 +127,12 @@ def clean_executed_notebooks(notebook_dir: Path, root: Path = PROJECT_ROOT) -> l
         if path.name.endswith(".partial.ipynb"):
             continue
         raw = path.read_text()
-        new = _relative(raw, roots)
+        nb = json.loads(_relative(raw, roots))  # paths are plain JSON strings: nothing escaped is touched
+        for cell in nb.get("cells", []):
+            if cell.get("outputs"):
+                cell["outputs"] = _merge_streams(cell["outputs"])
+        new = json.dumps(nb, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False) + "\n"  # nbformat
         if new != raw:
-            json.loads(new)  # still a valid notebook: paths are plain JSON strings, nothing escaped was touched
             tmp = path.with_suffix(".tmp")
             tmp.write_text(new)
             tmp.replace(path)

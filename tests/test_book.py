@@ -31,7 +31,6 @@ OUTSIDE_ASSET = re.compile(
     re.I,
 )
 
-pytestmark = pytest.mark.slow
 
 
 def toc_pages() -> list[str]:
@@ -72,6 +71,7 @@ def built_book(tmp_path_factory):
     return build_ci_book(tmp_path_factory)
 
 
+@pytest.mark.slow
 def test_every_toc_notebook_is_executed_without_errors(built_book):
     root, executed, _ = built_book
     notebooks = [p for p in toc_pages() if p.startswith("book/notebooks/")]
@@ -85,11 +85,13 @@ def test_every_toc_notebook_is_executed_without_errors(built_book):
         assert sum(1 for c in nb.cells if "parameters" in c.metadata.get("tags", [])) == 1
 
 
+@pytest.mark.slow
 def test_book_builds_strict_without_warnings(built_book):
     _, _, rc = built_book
     assert rc == 0, "jupyter-book build -W failed: see the captured output for the warning"
 
 
+@pytest.mark.slow
 def test_built_html_has_every_page_and_no_cdn(built_book):
     root, _, _ = built_book
     html = root / "_build" / "html"
@@ -114,6 +116,7 @@ def test_built_html_has_every_page_and_no_cdn(built_book):
                 assert '"title":{"text":' in call.split("Plotly.newPlot(")[0][:400_000], f"{page}: figure without title"
 
 
+@pytest.mark.slow
 def test_book_content_landmarks(built_book):
     """The pages a reader and a teacher rely on carry their key content."""
     root, _, _ = built_book
@@ -169,3 +172,42 @@ def test_exercise_commands_are_one_liners_with_valid_overrides(tmp_path, capsys)
     assert main(["--params", "notebooks/params/ci.yaml", "--set", "registration.alpah=0", "--check"]) == 1, (
         "the control: a misspelt key is rejected"
     )
+
+
+def test_clean_executed_notebooks_relative_paths_and_terminal_output(tmp_path):
+    """Publication clean-up of an executed notebook: machine paths become project-relative, a progress bar's
+    carriage-return updates collapse to its last state in one output, and a clean notebook is left alone."""
+    from echo_utils.book import clean_executed_notebooks
+
+    root = tmp_path / "project"
+    nbdir = root / "book" / "notebooks"
+    nbdir.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(f'params = "{root}/notebooks/params/ci.yaml"\nrun_dir = "{root}/runs/ci"\n')
+    params.metadata["tags"] = ["injected-parameters"]
+    work = nbformat.v4.new_code_cell("train()")
+    work.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=f"run directory {root}/runs/ci\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="\rfit:   0%|          | 0/2"),
+        nbformat.v4.new_output("stream", name="stderr", text="\rfit:  50%|#####     | 1/2"),
+        nbformat.v4.new_output("stream", name="stderr", text="\rfit: 100%|##########| 2/2"),
+        nbformat.v4.new_output("stream", name="stderr", text="\n"),
+        nbformat.v4.new_output("display_data", data={"text/html": f"<td>{root}/runs/ci/nnunet</td>"}),
+    ]
+    nb.cells = [params, work]
+    nbformat.write(nb, nbdir / "01_x.ipynb")
+    clean = nbformat.v4.new_notebook()
+    clean.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(clean, nbdir / "02_clean.ipynb")
+
+    assert clean_executed_notebooks(nbdir, root) == [nbdir / "01_x.ipynb"]
+    text = (nbdir / "01_x.ipynb").read_text()
+    assert str(root) not in text
+    out = nbformat.read(nbdir / "01_x.ipynb", as_version=4)
+    assert out.cells[0].source == 'params = "notebooks/params/ci.yaml"\nrun_dir = "runs/ci"\n'
+    outputs = out.cells[1].outputs
+    assert [o.get("name", o.output_type) for o in outputs] == ["stdout", "stderr", "display_data"]
+    assert outputs[0].text == "run directory runs/ci\n"
+    assert outputs[1].text == "fit: 100%|##########| 2/2\n"
+    assert outputs[2].data["text/html"] == "<td>runs/ci/nnunet</td>"
+    assert clean_executed_notebooks(nbdir, root) == [], "a second pass changes nothing"
