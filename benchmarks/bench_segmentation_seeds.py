@@ -4,7 +4,7 @@ What is measured, per nnU-Net seed (``nnunet.seed``; the cohort, the registratio
 of one run of notebooks 01-03 and the same for every seed):
 
 * the training of each model: epochs, early stop, EMA validation pseudo Dice, convergence verdict (the rule of
-  :func:`echo_utils.segmentation.trainer.plateaued`), wall time;
+  :func:`echo_utils.segmentation.trainer.plateaued`), training time (the sum of nnU-Net's epoch times);
 * Table 1: LV cavity and myocardium Dice at ED and ES on the test sequences, per model;
 * Table 2: EF mean absolute error (percentage points) and the number of implausible EFs left out, per model;
 * Fig. 3: median smoothness (Eq. 2) per model and structure, and whether the paper's ordering
@@ -67,58 +67,75 @@ def _seed_run(base: Path, seed: int, profile_seed: int) -> Path:
     return run
 
 
-def run_seed(params: Path, base: Path, seed: int, device: str = "cpu") -> dict:
-    """Train and predict the four models with ``nnunet.seed = seed``; the scores and verdicts as a dict."""
+def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train: bool = True) -> dict:
+    """Train and predict the four models with ``nnunet.seed = seed``; the scores and verdicts as a dict.
+
+    ``train=False`` only scores what exists: a model without predictions is reported with the progress of its
+    training log (``"finished": false``) and the targets that need it are ``None``.
+    """
     cfg = load_config(params, overrides={"nnunet": {"seed": seed}})
     nn = cfg.nnunet
     paths = RunPaths(_seed_run(base, seed, load_config(params).nnunet.seed))
-    train, val, test = (camus.load_study(cfg, paths, s) for s in ("train", "val", "test"))
-    dense = segmentation.dense_pseudo_labels(cfg, paths, train + val)
-    wall = {}
-    for model in nn.models:
-        t0 = time.perf_counter()
-        segmentation.export_dataset(cfg, paths, model, train, val, test, dense)
-        segmentation.plan_and_preprocess(cfg, paths, model)
-        for fold in nn.folds:
-            segmentation.train_model(cfg, paths, model, fold, device)
-        segmentation.predict_all(cfg, paths, model, test, device, progress=False)
-        wall[model] = round(time.perf_counter() - t0, 1)
-    logs = pd.concat([segmentation.training_log(cfg, paths, m, f) for m in nn.models for f in nn.folds])
+    tr, val, test = (camus.load_study(cfg, paths, s) for s in ("train", "val", "test"))
+    if train:
+        dense = segmentation.dense_pseudo_labels(cfg, paths, tr + val)
+        for model in nn.models:
+            segmentation.export_dataset(cfg, paths, model, tr, val, test, dense)
+            segmentation.plan_and_preprocess(cfg, paths, model)
+            for fold in nn.folds:
+                segmentation.train_model(cfg, paths, model, fold, device)
+            segmentation.predict_all(cfg, paths, model, test, device, progress=False)
+    preds, missing = tables.load_predictions(paths, nn.models, test)
+    done = [m for m in nn.models if m in preds and not missing.get(m)]
+    logged = [m for m in nn.models if (segmentation.train.fold_folder(cfg, paths, m, nn.folds[0])
+                                       / "echo_training_log.json").is_file()]
+    logs = pd.concat([segmentation.training_log(cfg, paths, m, f) for m in logged for f in nn.folds])
     verdicts = segmentation.convergence(logs, nn.epochs)
-    preds, _ = tables.load_predictions(paths, nn.models, test)
+    out = {"seed": seed, "models": {}}
+    for model in logged:
+        v, g = verdicts.loc[(model, nn.folds[0])], logs[logs.model == model]
+        out["models"][model] = {
+            "finished": model in done, "epochs": int(v["epochs"]), "stopped_early": bool(v["stopped early"]),
+            "ema_dice": round(float(v["EMA Dice"]), 4), "verdict": v["verdict"],
+            "train_s": round(float(g["seconds"].sum()), 1),
+        }
+    if not done:
+        return out
+    preds = {m: preds[m] for m in done}
     mean, _ = tables.summarise_table1(tables.segmentation_scores(preds, test))
     reference, auto = tables.clinical_indices(test, preds)
     t2 = tables.table2(auto, reference)
     sm = smoothness.smoothness_table(preds, test, include_reference=False)
-    order = smoothness.median_ordering(sm)
     med = sm.groupby(["structure", "model"])["smoothness"].median().unstack("model")
-
-    out = {"seed": seed, "models": {}}
-    for model in nn.models:
-        v = verdicts.loc[(model, nn.folds[0])]
-        out["models"][model] = {
-            "epochs": int(v["epochs"]), "stopped_early": bool(v["stopped early"]),
-            "ema_dice": round(float(v["EMA Dice"]), 4),
-            "verdict": v["verdict"], "wall_s": wall[model],
+    for model in done:
+        out["models"][model].update({
             "dice": {f"{ph} {st}": round(float(mean.loc[model, (ph, st, "dice")]), 4)
                      for ph in ("ED", "ES") for st in ("LV", "MYO")},
-            "ef_mae": round(float(t2.loc[model, ("EF", "mae")]), 2) if model in t2.index else None,
-            "ef_missing": int(t2.loc[model, ("missing", "EF")]) if model in t2.index else None,
+            "ef_mae": round(float(t2.loc[model, ("EF", "mae")]), 2),
+            "ef_missing": int(t2.loc[model, ("missing", "EF")]),
             "median_smoothness": {st: float(med.loc[st, model]) for st in med.index},
-        }
-    out["fig3_ordering_holds"] = {st: bool(order.loc[st, "holds"]) for st in order.index}
-    out["3d_dense_smoother_than_2d_sparse"] = {st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_sparse"])
-                                               for st in med.index}
-    out["2d_dense_between"] = {st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_dense"] < med.loc[st, "2d_sparse"])
-                               for st in med.index}
+        })
     m = out["models"]
+    has = set(done).__contains__
+    if {"3d_dense", "2d_dense", "2d_sparse"} <= set(done):
+        order = smoothness.median_ordering(sm)
+        out["fig3_ordering_holds"] = {st: bool(order.loc[st, "holds"]) for st in order.index}
+        out["2d_dense_between"] = {
+            st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_dense"] < med.loc[st, "2d_sparse"]) for st in med.index}
+    if has("3d_dense") and has("2d_sparse"):
+        out["3d_dense_smoother_than_2d_sparse"] = {st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_sparse"])
+                                                   for st in med.index}
+    lv_models = ("2d_sparse", "2d_dense", "3d_dense")
     out["targets"] = {
-        "all_converged": all(v["verdict"] == "converged" for v in m.values()),
-        "lv_dice_ge_0.90": all(m[k]["dice"][f"{ph} LV"] >= 0.90 for k in ("2d_sparse", "2d_dense", "3d_dense")
-                               for ph in ("ED", "ES")),
+        "all_converged": all(m.get(k, {}).get("verdict") == "converged" for k in nn.models)
+        if len(done) == len(nn.models) else None,
+        "lv_dice_ge_0.90": all(m[k]["dice"][f"{ph} LV"] >= 0.90 for k in lv_models for ph in ("ED", "ES"))
+        if all(map(has, lv_models)) else None,
         "dense_minus_sparse_le_0.02": all(abs(m["2d_dense"]["dice"][f"{ph} LV"] - m["2d_sparse"]["dice"][f"{ph} LV"])
-                                          <= 0.02 for ph in ("ED", "ES")),
-        "3d_dense_smoother_lv_myo": all(out["3d_dense_smoother_than_2d_sparse"][s] for s in ("LV", "MYO")),
+                                          <= 0.02 for ph in ("ED", "ES"))
+        if has("2d_dense") and has("2d_sparse") else None,
+        "3d_dense_smoother_lv_myo": all(out["3d_dense_smoother_than_2d_sparse"][st] for st in ("LV", "MYO"))
+        if "3d_dense_smoother_than_2d_sparse" in out else None,
     }
     return out
 
@@ -128,6 +145,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--params", default="notebooks/params/demo.yaml")
     ap.add_argument("--base-run", default=None, help="run directory of notebooks 01-03 (default runs/<profile>)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--score-only", action="store_true", help="train nothing: score the models that are finished")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_segmentation_seeds.json"))
     args = ap.parse_args(argv)
     params = (ROOT / args.params) if not Path(args.params).is_absolute() else Path(args.params)
@@ -135,12 +153,15 @@ def main(argv=None) -> dict:
     base = Path(args.base_run).resolve() if args.base_run else ROOT / "runs" / cfg.name
     _ensure_base(params, base, cfg)
     t0 = time.perf_counter()
-    results = [run_seed(params, base, s) for s in args.seeds]
+    results = [run_seed(params, base, s, train=not args.score_only) for s in args.seeds]
     report = {
         "profile": cfg.name, "seeds": args.seeds, "results": results,
-        "held_at_every_seed": {k: all(r["targets"][k] for r in results) for k in results[0]["targets"]},
+        "held_at_every_seed": {k: (all(r["targets"][k] for r in results)
+                                   if all(r.get("targets", {}).get(k) is not None for r in results) else None)
+                               for k in results[0].get("targets", {})},
         "fig3_ordering_held_at_every_seed": {st: all(r["fig3_ordering_holds"][st] for r in results)
-                                             for st in results[0]["fig3_ordering_holds"]},
+                                             for st in results[0].get("fig3_ordering_holds", {})
+                                             if all("fig3_ordering_holds" in r for r in results)},
         "wall_s": round(time.perf_counter() - t0, 1),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "threads": os.environ.get("ECHO_NNUNET_THREADS", cfg.nnunet.threads)},
@@ -150,9 +171,10 @@ def main(argv=None) -> dict:
     for r in results:
         print(f"seed {r['seed']}:")
         for model, v in r["models"].items():
-            print(f"  {model:>9}: {v['verdict']:>15} after {v['epochs']} epochs ({v['wall_s']:.0f} s); Dice "
-                  + ", ".join(f"{k} {x:.3f}" for k, x in v["dice"].items()) + f"; EF MAE {v['ef_mae']}")
-        print(f"  targets: {r['targets']}")
+            dice = ", ".join(f"{k} {x:.3f}" for k, x in v.get("dice", {}).items())
+            print(f"  {model:>9}: {v['verdict']:>15} after {v['epochs']} epochs ({v['train_s']:.0f} s training)"
+                  + (f"; Dice {dice}; EF MAE {v['ef_mae']}" if v["finished"] else "; not finished"))
+        print(f"  targets: {r.get('targets')}")
     print(f"held at every seed: {report['held_at_every_seed']}; wrote {args.out}")
     return report
 

@@ -117,8 +117,18 @@ class RegistrationConfig(_Section):
 
     method: Literal["dlir", "instance"] = Field("dlir", description="which registration notebook 03 uses")
     grid_spacing: int = Field(32, ge=2, description="B-spline control-point spacing in pixels (paper: 32 at 512)")
-    alpha: float = Field(1.0, ge=0, description="bending-energy weight")
+    alpha: float = Field(1.0, ge=0, description="bending-energy weight (TorchIR's mean over the two components)")
+    alpha_reference_size: int | None = Field(
+        None, ge=1, description="image size (px) at which alpha is given; the loss uses alpha * (size / this)^2, "
+        "the same balance for the same anatomy (registration.losses.scaled_alpha); None = alpha as is")
     ncc: Literal["global", "pair"] = "global"
+    pair_max_gap: int | None = Field(
+        None, ge=1, description="train on frame pairs at most this many frames apart; None = every ordered pair "
+        "(the authors)")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="learning rate: constant (the authors) or 5 % warm-up then cosine decay")
+    keep: Literal["best", "last"] = Field(
+        "best", description="network weights kept: best validation loss (the authors' best_model_iter.pt) or last")
     iterations: int = Field(10_000, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)

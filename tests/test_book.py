@@ -135,6 +135,30 @@ def test_book_content_landmarks(built_book):
     assert "MathJax" in method and "\\cos" in method, "method: Eq. 1 rendered by MathJax"
 
 
+@pytest.mark.slow
+def test_deleted_model_retrains_to_identical_predictions(built_book, tmp_path):
+    """Delete one trained model (3D sparse) from the finished ci run and rerun notebook 04: the predictions of every
+    model come back byte for byte (the other models from the cache, the deleted one retrained from its own seed)."""
+    from echo_utils import segmentation
+    from echo_utils.config import RunPaths, load_config
+
+    root, executed, _ = built_book
+    nb = nbformat.read(next(p for p in executed if p.name.startswith("04_")), as_version=4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    values: dict = {}
+    exec(injected.source, values)  # the parameters papermill injected: params, run_dir, device
+    paths = RunPaths(root / values["run_dir"])  # the published copy shows it relative to the built project
+    cfg = load_config(values["params"])
+    before = {p.relative_to(paths.predictions): p.read_bytes() for p in sorted(paths.predictions.rglob("*.nii.gz"))}
+    assert any(p.parts[0] == "3d_sparse" for p in before)
+    shutil.rmtree(segmentation.train.results_folder(cfg, paths, "3d_sparse"))
+    shutil.rmtree(paths.predictions / "3d_sparse")
+    run_notebooks(values["params"], only=["04"], run_dir=paths.root, output_dir=tmp_path)
+    after = {p.relative_to(paths.predictions): p.read_bytes() for p in sorted(paths.predictions.rglob("*.nii.gz"))}
+    assert after.keys() == before.keys()
+    assert [k for k in before if after[k] != before[k]] == []
+
+
 def _exercise_commands() -> list[list[str]]:
     """The shell commands of the exercises chapter's bash blocks, continuation lines joined, split like a shell."""
     text = (ROOT / "book" / "exercises.md").read_text()

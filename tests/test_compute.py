@@ -324,3 +324,64 @@ def test_second_caller_attaches_instead_of_resubmitting(tmp_path):
     report = run_jobs([job], _local(), progress=False, log=lambda *a, **k: None)
     assert report.rows[0]["state"] == "done" and not report.rows[0]["skipped"]
     assert _starts(tmp_path / "out0.txt") == 1 and (tmp_path / "out0.txt").read_text() == "0"
+
+
+def test_slurm_submission_chains_stages_with_fake_sbatch(tmp_path, monkeypatch, capsys):
+    """With stand-in ``sbatch``/``srun`` on the PATH, ``--submit`` writes one sbatch script per job, each stage
+    ``afterok`` the jobs of the one before, and returns; a second ``--submit`` attaches instead of resubmitting."""
+    from echo_utils.run import main
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    counter = tmp_path / "next_id"
+    counter.write_text("100")
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/sh\n"
+        f'id=$(cat {counter}); echo $((id + 1)) > {counter}\n'
+        f'cp "$1" {tmp_path}/script_$id.sh\n'
+        'echo "Submitted batch job $id"\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    # sacct: every job is pending (the second --submit must attach to it)
+    (bin_dir / "sacct").write_text("#!/bin/sh\nfor a in \"$@\"; do :; done\n"
+                                   "echo 'JobID|State'\n"
+                                   f"for i in $(seq 100 $(cat {counter})); do echo \"$i|PENDING\"; done\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    raw = yaml.safe_load((PARAMS / "ci.yaml").read_text())
+    raw["data"]["root"] = str(tmp_path / "cohort")
+    raw["compute"] = {"backend": "slurm", "shard_size": 4, "slurm": {"partition": "gpu", "timeout_min": 30,
+                                                                      "per_kind": {"nnunet_prepare": {"gpus_per_job": 0}}}}
+    params = tmp_path / "ci_slurm.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "run"
+    assert main(["--params", str(params), "--run-dir", str(run_dir), "--submit"]) == 0
+    out = capsys.readouterr().out
+    scripts = {}
+    for p in tmp_path.glob("script_*.sh"):
+        text = p.read_text()
+        name = next(ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("#SBATCH --job-name="))
+        scripts[name] = (p.stem.split("_")[1], text)
+    cfg = load_config(params)
+    stages = compute.study_jobs(cfg, RunPaths(run_dir), "cpu")
+    assert set(scripts) == {j.name for s in stages for j in s} and f"submitted {len(scripts)} Slurm jobs" in out
+
+    def deps(name):
+        line = [ln for ln in scripts[name][1].splitlines() if ln.startswith("#SBATCH --dependency=")]
+        return set(line[0].split("afterok:")[1].strip("'").split(":")) if line else set()
+
+    ids = {n: v[0] for n, v in scripts.items()}
+    assert deps("dir-training") == set()
+    for j in stages[1]:
+        assert deps(j.name) == {ids["dir-training"]}
+    assert deps("nnunet-prepare") == {ids[j.name] for j in stages[1]}
+    assert "--gpus-per-node" not in scripts["nnunet-prepare"][1] and "--gpus-per-node=1" in scripts["dir-training"][1]
+    for j in stages[3]:
+        assert deps(j.name) == {ids["nnunet-prepare"]}
+    for j in stages[4]:
+        assert deps(j.name) == {ids[a] for a in j.after}
+    assert all("#SBATCH --partition=gpu" in t and "#SBATCH --time=30" in t for _, t in scripts.values())
+    # submitted again while everything is still pending: attached, nothing new submitted
+    n_before = len(scripts)
+    assert main(["--params", str(params), "--run-dir", str(run_dir), "--submit"]) == 0
+    assert len(list(tmp_path.glob("script_*.sh"))) == n_before

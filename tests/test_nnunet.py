@@ -93,6 +93,22 @@ def test_model_seeds_differ_by_model_and_profile_seed():
     assert all(nnunet.model_seed(b, m) != seeds[m] for m in nnunet.MODELS)
 
 
+def test_convergence_verdicts_from_training_logs():
+    import pandas as pd
+
+    n = 30
+    rising = np.linspace(0.1, 0.8, n)  # +0.024 per epoch: rose 0.15 over the last 6 epochs
+    flat = 0.9 - 0.5 * np.exp(-np.arange(n) / 3.0)  # after 20 epochs: rose 0.0025 over the last 4
+    logs = pd.concat([pd.DataFrame({"model": m, "fold": 0, "epoch": np.arange(len(e)), "ema_pseudo_dice": e})
+                      for m, e in (("2d_sparse", rising), ("3d_dense", flat[:20]))])
+    v = nnunet.convergence(logs, budget_epochs=n)
+    assert v.loc[("2d_sparse", 0), "verdict"] == "still improving" and not v.loc[("2d_sparse", 0), "stopped early"]
+    assert v.loc[("3d_dense", 0), "verdict"] == "converged" and v.loc[("3d_dense", 0), "stopped early"]
+    rise = v.loc[("2d_sparse", 0)].filter(like="rise").iloc[0]
+    np.testing.assert_allclose(rise, rising[-1] - rising[-7])  # k = ceil(0.2 * 30) = 6 epochs back
+    assert v.loc[("3d_dense", 0), "epochs"] == 20
+
+
 def test_plateau_rule():
     from echo_utils.segmentation.trainer import plateaued
 

@@ -322,3 +322,12 @@ def test_make_cohort_from_a_plain_script(tmp_path):
     assert out.stdout.count("body ran") == 1
     assert (tmp_path / "c" / "cohort.json").exists()
     assert json.loads((tmp_path / "c" / "cohort_timing.json").read_text())["workers"] == 2
+
+
+def test_sin2_law_table(cohort):
+    seqs = [camus.load_sequence(cohort / "database_nifti" / p, v) for p in ("patient0001", "patient0002")
+            for v in ("2CH", "4CH")]
+    table = phantom_motion.sin2_law_table(seqs)
+    assert list(table.key) == [s.key for s in seqs]
+    for s, row in zip(seqs, table.itertuples()):
+        assert row.max_abs == phantom_motion.sin2_law_distance(s.dense[s.ed : s.es + 1])["max_abs"]

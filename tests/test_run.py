@@ -250,3 +250,15 @@ def test_check_only_validates_without_writing(nb_dir, tmp_path, ci_params, capsy
     assert main(args + ["--check"]) == 0 and "matches its run.json" in capsys.readouterr().out
     assert main(args + ["--set", "registration.alpha=0", "--check"]) == 1
     assert "registration.alpha" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("notebook", discover_notebooks(), ids=lambda p: p.stem)
+def test_every_notebook_takes_the_runners_parameters(notebook):
+    """The runner injects params, run_dir, device and overrides; each notebook declares them and passes the
+    overrides on (a notebook that drops them would run other settings than the run directory records)."""
+    nb = nbformat.read(notebook, as_version=4)
+    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    declared = {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line}
+    assert {"params", "run_dir", "device", "overrides"} <= declared
+    setup = [c.source for c in nb.cells if c.cell_type == "code" and "setup_notebook(" in c.source]
+    assert len(setup) == 1 and "overrides=overrides" in setup[0]

@@ -34,6 +34,7 @@ __all__ = [
     "frame_motion",
     "to_base",
     "sin2_law_distance",
+    "sin2_law_table",
 ]
 
 #: the fixed knot positions of the legacy 3-value time course (cohort version 1)
@@ -198,3 +199,19 @@ def sin2_law_distance(labels: np.ndarray, label: int = 1) -> dict:
     d = a - np.sin(0.5 * np.pi * tau) ** 2
     k = int(np.argmax(np.abs(d)))
     return {"max_abs": float(np.abs(d[k])), "rms": float(np.sqrt(np.mean(d**2))), "tau_at_max": float(tau[k])}
+
+
+def sin2_law_table(sequences) -> "pd.DataFrame":  # noqa: F821
+    """:func:`sin2_law_distance` of the dense labels of each sequence (ED to ES), one row per sequence: ``key``,
+    ``max_abs``, ``rms``, ``tau_at_max`` (dimensionless).  Works on any sequence with dense labels (the phantom,
+    TED)."""
+    import pandas as pd
+
+    rows = []
+    for seq in sequences:
+        if seq.dense is None:
+            continue
+        step = 1 if seq.es > seq.ed else -1
+        lab = np.asarray(seq.dense)[seq.ed : seq.es + step : step]
+        rows.append({"key": seq.key, **sin2_law_distance(lab)})
+    return pd.DataFrame(rows, columns=["key", "max_abs", "rms", "tau_at_max"])

@@ -11,13 +11,14 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .warp import warp
 
-__all__ = ["ncc", "bending_energy", "gaussian_blur", "LossTerms", "RegistrationLoss"]
+__all__ = ["ncc", "bending_energy", "scaled_alpha", "gaussian_blur", "LossTerms", "RegistrationLoss"]
 
 NccMode = Literal["global", "pair"]
 
@@ -46,10 +47,12 @@ def ncc(fixed: Tensor, warped: Tensor, mode: NccMode = "global", eps: float = 1e
 
 
 def bending_energy(displacement: Tensor) -> Tensor:
-    """Bending energy of a dense 2-D field, per pair ``(N,)``, in px^-2 (pixel units, unit pixel spacing).
+    """Bending energy of a dense 2-D field ``(N, 2, H, W)`` (pixels), per pair ``(N,)``, in px^-2.
 
-    ``mean_p sum_c (d2u_c/dy2)^2 + 2 (d2u_c/dydx)^2 + (d2u_c/dx2)^2`` with second-order forward finite
-    differences, as TorchIR's ``bending_energy_2d`` (mean over pixels, summed over the two components).
+    ``mean_{p, c} (d2u_c/dy2)^2 + 2 (d2u_c/dydx)^2 + (d2u_c/dx2)^2`` with second-order forward finite
+    differences in pixel units, exactly as TorchIR's ``bending_energy_2d``, which the authors' code uses: the
+    mean over the pixels *and over the two displacement components* (not their sum; a sum would double the
+    authors' ``alpha``).
     """
     d_y = torch.diff(displacement, dim=2)
     d_x = torch.diff(displacement, dim=3)
@@ -57,7 +60,25 @@ def bending_energy(displacement: Tensor) -> Tensor:
     d_yx = torch.diff(d_y, dim=3)[:, :, :-1, :-1]
     d_xx = torch.diff(d_x, dim=3)[:, :, :-2, :]
     be = d_yy**2 + d_xx**2 + 2 * d_yx**2
-    return be.mean(dim=(2, 3)).sum(1)
+    return be.mean(dim=(1, 2, 3))
+
+
+def scaled_alpha(alpha: float, image_size: int | tuple[int, int], reference_size: int | None) -> float:
+    """The bending weight at ``image_size`` that matches ``alpha`` at ``reference_size`` for the same anatomy.
+
+    The bending energy is measured in pixel units: a field of the same physical shape sampled on an image ``k``
+    times smaller has displacements ``k`` times smaller and second derivatives ``k`` times larger
+    (``u_small(x) = u(k x) / k`` gives ``u_small'' = k u''``), hence ``k^2`` times the energy.  The NCC does not
+    change with the image size, so ``alpha * (size / reference_size)^2`` keeps the paper's balance (``alpha = 1``
+    at 512 px is ``1/16`` at 128 px, with the control grid scaled alike).  ``reference_size=None``: ``alpha``
+    unchanged.  Non-square images use the mean of their two sides.
+    """
+    if reference_size is None:
+        return float(alpha)
+    if reference_size <= 0:
+        raise ValueError(f"reference_size must be positive, got {reference_size}")
+    size = float(np.mean(image_size)) if np.ndim(image_size) else float(image_size)
+    return float(alpha) * (size / float(reference_size)) ** 2
 
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:

@@ -1,8 +1,12 @@
 """Training the DLIR network: intra-patient frame pairs, cached resumable training, the loss log.
 
-Unsupervised, as the paper (Sec. 2.2) and de Vos et al. (2019): every ordered frame pair of a sequence is a
-sample, the loss is :class:`~echo_utils.registration.losses.RegistrationLoss`.  A run lives in a folder keyed by
-its settings and data; an interrupted run resumes from its checkpoint and reaches the same weights.
+Unsupervised, as the paper (Sec. 2.2) and de Vos et al. (2019): ordered frame pairs of a sequence are the
+samples (every pair, as the authors, or only pairs at most ``pair_max_gap`` frames apart: the motion that
+sequential propagation registers), the loss is :class:`~echo_utils.registration.losses.RegistrationLoss` with the
+bending weight rescaled to the image size (:func:`~echo_utils.registration.losses.scaled_alpha`).  The learning rate
+is constant (the authors) or follows a cosine decay; the weights kept are those of the best validation loss (the
+authors' ``best_model_iter.pt``) or the last iteration.  A run lives in a folder keyed by its settings and data; an
+interrupted run resumes from its checkpoint and reaches the same weights.
 """
 
 from __future__ import annotations
@@ -17,17 +21,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .losses import RegistrationLoss
+from .losses import RegistrationLoss, scaled_alpha
 from .models import BSplineDIR
 
 __all__ = ["frame_pairs", "train_registration", "load_registration", "load_training_log"]
 
 #: bump when the meaning of a saved checkpoint changes (part of the cache key)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: bending energy averaged over the components (TorchIR), best-validation weights
 
 
-def frame_pairs(sequences: Sequence, *, exclude_patients: Sequence[str] = ()) -> np.ndarray:
-    """Every ordered intra-sequence frame pair ``(a, b)``, ``a != b``: rows ``(sequence index, fixed, moving)``."""
+def frame_pairs(sequences: Sequence, *, exclude_patients: Sequence[str] = (), max_gap: int | None = None) -> np.ndarray:
+    """Every ordered intra-sequence frame pair ``(a, b)``, ``a != b`` (and ``|a - b| <= max_gap`` if given): rows
+    ``(sequence index, fixed, moving)``."""
     excluded = set(exclude_patients)
     rows = []
     for si, seq in enumerate(sequences):
@@ -36,6 +41,8 @@ def frame_pairs(sequences: Sequence, *, exclude_patients: Sequence[str] = ()) ->
         t = seq.n_frames
         a, b = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
         keep = a != b
+        if max_gap is not None:
+            keep &= np.abs(a - b) <= int(max_gap)
         rows.append(np.stack([np.full(keep.sum(), si), a[keep], b[keep]], axis=1))
     if not rows:
         return np.zeros((0, 3), dtype=np.int64)
@@ -75,6 +82,9 @@ def _fingerprint(sequences: Sequence) -> list:
 
 
 _TRAIN_KEYS = ("grid_spacing", "alpha", "ncc", "iterations", "batch_size", "lr", "kernels", "seed")
+#: options added later, in the cache key only when they differ from these defaults (the authors' choices)
+_OPTIONAL_KEYS = {"loss_sigma": 0.0, "alpha_reference_size": None, "pair_max_gap": None, "lr_schedule": "constant",
+                  "keep": "best"}
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "log.csv"
@@ -119,6 +129,21 @@ def _batch_indices(iteration: int, n_pairs: int, batch_size: int, seed: int) -> 
         idx.extend(perm[offset : offset + take].tolist())
         pos += take
     return np.asarray(idx, dtype=np.int64)
+
+
+def learning_rate(iteration: int, lr: float, iterations: int, schedule: str = "constant") -> float:
+    """The learning rate of (0-based) ``iteration``: constant (the authors), or ``'cosine'``: a 5 % linear warm-up
+    then a cosine decay to 1 % of ``lr`` at the last iteration.  A pure function of the iteration, so a resumed run
+    follows the same schedule."""
+    if schedule == "constant":
+        return float(lr)
+    if schedule != "cosine":
+        raise ValueError(f"unknown lr_schedule {schedule!r}; use 'constant' or 'cosine'")
+    warm = max(1, int(round(0.05 * iterations)))
+    if iteration < warm:
+        return float(lr) * (iteration + 1) / warm
+    t = (iteration - warm) / max(1, iterations - 1 - warm)
+    return float(lr) * (0.01 + 0.99 * 0.5 * (1.0 + np.cos(np.pi * min(t, 1.0))))
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
@@ -179,8 +204,12 @@ def train_registration(
     callback : ``callback(iteration, row)`` after every iteration (row: the logged values); may raise to stop.
 
     Every ordered pair ``(a, b)``, ``a != b``, of each sequence is a sample (fixed = frame a, moving = frame b);
-    batches are drawn from per-epoch permutations seeded by ``config.seed``.  Adam (amsgrad), ``config.lr``,
-    ``config.batch_size``, ``config.iterations``.  The checkpoint (``checkpoint.pt``, written atomically every
+    ``config.pair_max_gap`` keeps only pairs at most that many frames apart (training and validation pairs alike).
+    Batches are drawn from per-epoch permutations seeded by ``config.seed``.  Adam (amsgrad), ``config.lr`` with
+    ``config.lr_schedule`` (:func:`learning_rate`), ``config.batch_size``, ``config.iterations``; the bending weight
+    is ``scaled_alpha(config.alpha, image size, config.alpha_reference_size)``.  ``config.keep='best'`` (default, the
+    authors) returns the weights of the lowest validation loss (iteration 0, the identity, included), ``'last'``
+    those of the last iteration; ``model.kept_iteration`` says which.  The checkpoint (``checkpoint.pt``, written atomically every
     ``checkpoint_every`` iterations) holds the model, optimiser and log, so an interrupted run resumes where it
     stopped and reaches the same weights as an uninterrupted one on CPU.  The finished model is ``model.pt``; a
     rerun with the same settings and data loads it without training.  The loss log is ``log.csv``
@@ -199,19 +228,27 @@ def train_registration(
     missing = [k for k, v in settings.items() if v is None]
     if missing:
         raise ValueError(f"train_registration: config lacks {missing}")
-    loss_sigma = float(_cfg_get(config, "loss_sigma", 0.0) or 0.0)
-    if loss_sigma:  # only in the cache key when used, so caches made before the option existed stay valid
-        settings["loss_sigma"] = loss_sigma
+    for k, default in _OPTIONAL_KEYS.items():  # in the cache key only when they differ from the default
+        value = _cfg_get(config, k, default)
+        if value is not None and value != default and not (k == "loss_sigma" and not value):
+            settings[k] = value
+    loss_sigma = float(settings.get("loss_sigma", 0.0))
+    max_gap = settings.get("pair_max_gap")
+    schedule = settings.get("lr_schedule", "constant")
+    keep = settings.get("keep", "best")
+    if keep not in ("best", "last"):
+        raise ValueError(f"train_registration: keep must be 'best' or 'last', got {keep!r}")
+    alpha = scaled_alpha(float(settings["alpha"]), size, settings.get("alpha_reference_size"))
     arch = dict(grid_spacing=int(settings["grid_spacing"]), kernels=int(settings["kernels"]), image_size=list(size))
     model = BSplineDIR(**arch)  # validates the size/spacing before anything is written
 
-    train_pairs = frame_pairs(sequences, exclude_patients=exclude_patients)
+    train_pairs = frame_pairs(sequences, exclude_patients=exclude_patients, max_gap=max_gap)
     if len(train_pairs) == 0:
         raise ValueError("train_registration: no training pairs left after excluding patients")
     rng = np.random.default_rng([int(settings["seed"]), 7])
     if val_sequences is not None and len(val_sequences):
         val_seqs = list(val_sequences)
-        val_pairs = frame_pairs(val_seqs, exclude_patients=exclude_patients)
+        val_pairs = frame_pairs(val_seqs, exclude_patients=exclude_patients, max_gap=max_gap)
         if len(val_pairs) > max_val_pairs:
             val_pairs = val_pairs[np.sort(rng.choice(len(val_pairs), max_val_pairs, replace=False))]
     else:
@@ -243,19 +280,27 @@ def train_registration(
     torch.manual_seed(seed)
     model = BSplineDIR(**arch).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]), amsgrad=True)
-    loss_fn = RegistrationLoss(alpha=float(settings["alpha"]), ncc=settings["ncc"], sigma=loss_sigma)
+    loss_fn = RegistrationLoss(alpha=alpha, ncc=settings["ncc"], sigma=loss_sigma)
     iterations, batch = int(settings["iterations"]), int(settings["batch_size"])
     validate_every = int(_cfg_get(config, "validate_every", 100))
     checkpoint_every = int(_cfg_get(config, "checkpoint_every", 250))
 
     log: list[dict] = []
     start = 0
+    best = {"loss": float("inf"), "iteration": 0, "state_dict": None}
     ckpt_path = out / CHECKPOINT_FILE
     if ckpt_path.exists():
         ckpt = _safe_load(ckpt_path, device)
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         start, log = int(ckpt["iteration"]), list(ckpt["log"])
+        best = ckpt.get("best", best)
+
+    def consider(vrow: dict, iteration: int):
+        """Keep the weights of the lowest validation loss (ties: the earlier)."""
+        if vrow["loss"] < best["loss"]:
+            best.update(loss=float(vrow["loss"]), iteration=int(iteration),
+                        state_dict={k: v.detach().clone() for k, v in model.state_dict().items()})
 
     def save_log():
         import pandas as pd
@@ -264,13 +309,15 @@ def train_registration(
 
     def checkpoint(iteration: int):
         _atomic_torch_save(
-            {"state_dict": model.state_dict(), "optimizer": opt.state_dict(), "iteration": iteration, "log": log},
+            {"state_dict": model.state_dict(), "optimizer": opt.state_dict(), "iteration": iteration, "log": log,
+             "best": best},
             ckpt_path,
         )
         save_log()
 
     if start == 0 and len(val_pairs):
         log.append({"iteration": 0, "split": "val", **_validate(model, loss_fn, val_seqs, val_pairs, batch, device), "seconds": 0.0})
+        consider(log[-1], 0)
 
     from tqdm.auto import tqdm
 
@@ -281,6 +328,8 @@ def train_registration(
         for it in range(start, iterations):
             idx = _batch_indices(it, len(train_pairs), batch, seed)
             fixed, moving = _gather(sequences, train_pairs[idx], device)
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(it, float(settings["lr"]), iterations, schedule)
             u = model(fixed, moving)
             terms = loss_fn.pair_loss(fixed, moving, u)
             opt.zero_grad(set_to_none=True)
@@ -299,6 +348,7 @@ def train_registration(
                 vrow = {"iteration": it + 1, "split": "val", **_validate(model, loss_fn, val_seqs, val_pairs, batch, device)}
                 vrow["seconds"] = time.perf_counter() - t0
                 log.append(vrow)
+                consider(vrow, it + 1)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", ncc=f"{row['ncc']:.4f}", val_ncc=f"{vrow['ncc']:.4f}")
             else:
                 bar.set_postfix(loss=f"{row['loss']:.4f}", ncc=f"{row['ncc']:.4f}")
@@ -312,12 +362,18 @@ def train_registration(
 
     model.eval()
     save_log()
+    kept = iterations
+    if keep == "best" and best["state_dict"] is not None:
+        model.load_state_dict(best["state_dict"])
+        kept = best["iteration"]
     _atomic_torch_save(
-        {"config": model.config, "state_dict": model.state_dict(), "settings": settings, "iterations": iterations},
+        {"config": model.config, "state_dict": model.state_dict(), "settings": settings, "iterations": iterations,
+         "kept_iteration": kept},
         final,
     )
     ckpt_path.unlink(missing_ok=True)
     model.run_dir = out
+    model.kept_iteration = kept
     return model.optimise_for_inference()
 
 
@@ -341,6 +397,7 @@ def load_registration(path: str | Path, device: str | torch.device | None = "cpu
         raise ValueError(f"{path} is not a BSplineDIR checkpoint: {exc}") from exc
     model.to(device).optimise_for_inference()
     model.run_dir = path.parent
+    model.kept_iteration = int(ckpt.get("kept_iteration", ckpt.get("iterations", 0)))
     return model
 
 

@@ -6,7 +6,7 @@ the current run. ``nnUNet_def_n_proc`` is read by nnU-Net once, at import; this 
 nnU-Net call here gets its process count explicitly), it is set for users of the command line.
 
 Process pools and threads (profile keys ``nnunet.pools`` and ``nnunet.threads``; the environment variables
-``ECHO_NNUNET_POOLS`` and ``ECHO_NNUNET_THREADS`` override them):
+``ECHO_NNUNET_POOLS`` and ``ECHO_NNUNET_THREADS`` override them when the profile is loaded):
 
 - ``pools: thread`` (default): the integrity check, fingerprint and preprocessing run nnU-Net's per-case functions
   in ``nnunet.n_proc`` threads of this process (:mod:`echo_utils.segmentation.plans`). nnU-Net itself starts
@@ -157,11 +157,9 @@ def configure_nnunet(cfg: StudyConfig, paths: RunPaths, device: str = "cpu") -> 
 
 
 def pools(cfg: StudyConfig) -> str:
-    """'thread' or 'process': ``ECHO_NNUNET_POOLS`` if set, else ``nnunet.pools``; 'process' falls back to 'thread'
-    (with a warning) when the caller is a script file, which nnU-Net's spawn workers would import again."""
-    kind = os.environ.get("ECHO_NNUNET_POOLS", cfg.nnunet.pools)
-    if kind not in ("thread", "process"):
-        raise NnUNetError(f"ECHO_NNUNET_POOLS / nnunet.pools must be 'thread' or 'process', got {kind!r}")
+    """``nnunet.pools`` ('thread' or 'process'); 'process' falls back to 'thread' (with a warning) when the caller is
+    a script file, which nnU-Net's spawn workers would import and run again."""
+    kind = cfg.nnunet.pools
     main = sys.modules.get("__main__")
     if kind == "process" and getattr(main, "__file__", None) and getattr(main, "__spec__", None) is None:
         warnings.warn(f"nnunet.pools 'process' from the script {main.__file__}: nnU-Net's spawn workers would run "
@@ -171,15 +169,8 @@ def pools(cfg: StudyConfig) -> str:
 
 
 def threads(cfg: StudyConfig) -> int:
-    """torch threads for training and prediction on CPU: ``ECHO_NNUNET_THREADS`` if set, else ``nnunet.threads``."""
-    value = os.environ.get("ECHO_NNUNET_THREADS")
-    try:
-        n = int(value) if value is not None else cfg.nnunet.threads
-    except ValueError:
-        raise NnUNetError(f"ECHO_NNUNET_THREADS must be a positive integer, got {value!r}") from None
-    if n < 1:
-        raise NnUNetError(f"ECHO_NNUNET_THREADS / nnunet.threads must be >= 1, got {n}")
-    return n
+    """torch threads for training and prediction on CPU: ``nnunet.threads``."""
+    return cfg.nnunet.threads
 
 
 @contextlib.contextmanager

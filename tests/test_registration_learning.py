@@ -1,0 +1,123 @@
+"""The learning side of the registration: the bending energy as TorchIR computes it, the bending weight rescaled
+with the image size, pair sampling, the learning-rate schedule and the best-validation weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_registration import make_sequence, tiny_config
+
+from echo_utils.registration import bending_energy, frame_pairs, load_registration, load_training_log, train_registration
+from echo_utils.registration.losses import RegistrationLoss, scaled_alpha
+from echo_utils.registration.train import learning_rate
+
+
+def test_bending_energy_is_the_mean_over_components():
+    """TorchIR's bending_energy_2d: ``mean_{p,c} u_c,yy^2 + 2 u_c,xy^2 + u_c,xx^2`` (finite differences are exact
+    on quadratics)."""
+    yy, xx = torch.meshgrid(torch.arange(24.0, dtype=torch.float64), torch.arange(20.0, dtype=torch.float64),
+                            indexing="ij")
+    a, b, c = 0.03, -0.01, 0.02
+    one = a * yy**2 + b * xx * yy + c * xx**2  # u_yy = 2a, u_xy = b, u_xx = 2c
+    per_component = (2 * a) ** 2 + 2 * b**2 + (2 * c) ** 2
+    both = torch.stack([one, one])[None]
+    assert bending_energy(both).item() == pytest.approx(per_component, rel=1e-9)  # not 2 x
+    only_rows = torch.stack([one, torch.zeros_like(one)])[None]
+    assert bending_energy(only_rows).item() == pytest.approx(per_component / 2, rel=1e-9)
+
+
+def test_scaled_alpha_keeps_the_balance_for_the_same_anatomy():
+    """The same physical field sampled at 128 and at 512 px: 16x the bending energy at 128 px, which
+    ``scaled_alpha`` cancels."""
+    length = 150.0  # mm, the image side
+
+    def field(n: int) -> torch.Tensor:
+        sp = length / n
+        y = (torch.arange(n, dtype=torch.float64) + 0.5) * sp
+        yy, xx = torch.meshgrid(y, y, indexing="ij")
+        u_mm = 3.0 * torch.sin(2 * np.pi * yy / 60.0) * torch.cos(2 * np.pi * xx / 90.0)
+        return torch.stack([u_mm, 0.5 * u_mm]) [None] / sp  # pixels
+
+    e128, e512 = bending_energy(field(128)).item(), bending_energy(field(512)).item()
+    assert e128 / e512 == pytest.approx(16.0, rel=0.02)
+    assert scaled_alpha(1.0, 128, 512) * e128 == pytest.approx(1.0 * e512, rel=0.02)
+    assert scaled_alpha(1.0, 512, 512) == 1.0 and scaled_alpha(0.7, 128, None) == 0.7
+    assert scaled_alpha(2.0, (128, 128), 512) == pytest.approx(2.0 / 16)
+    with pytest.raises(ValueError):
+        scaled_alpha(1.0, 128, 0)
+
+
+def test_frame_pairs_max_gap():
+    seqs = [make_sequence("patient0001", 1, frames=6), make_sequence("patient0002", 2, frames=4)]
+    pairs = frame_pairs(seqs, max_gap=1)
+    assert len(pairs) == 2 * 5 + 2 * 3
+    assert (np.abs(pairs[:, 1] - pairs[:, 2]) == 1).all()
+    assert len(frame_pairs(seqs, max_gap=2)) == (2 * 5 + 2 * 4) + (2 * 3 + 2 * 2)
+    assert len(frame_pairs(seqs, max_gap=None)) == 6 * 5 + 4 * 3
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(0, 0.01, 100) == learning_rate(99, 0.01, 100) == 0.01
+    lrs = np.array([learning_rate(i, 0.01, 100, "cosine") for i in range(100)])
+    assert lrs[0] == pytest.approx(0.01 / 5) and lrs[4] == pytest.approx(0.01)  # 5 % warm-up
+    assert np.all(np.diff(lrs[4:]) <= 1e-15) and lrs[-1] == pytest.approx(1e-4)  # cosine to 1 %
+    with pytest.raises(ValueError):
+        learning_rate(0, 0.01, 100, "step")
+
+
+def test_best_validation_weights_are_kept(tmp_path):
+    """With ``keep='best'`` the returned network scores the lowest validation loss of the log; ``'last'`` the
+    final iteration.  A learning rate far too high makes the last iteration worse than an earlier one."""
+    train = [make_sequence(f"patient{i:04d}", seed=i) for i in range(2)]
+    val = [make_sequence("patient0100", seed=100)]
+    kw = dict(iterations=12, lr=0.3, validate_every=3, checkpoint_every=100, ncc="pair")
+    best = train_registration(train, tiny_config(**kw), tmp_path, val_sequences=val, device="cpu", progress=False)
+    last = train_registration(train, tiny_config(keep="last", **kw), tmp_path, val_sequences=val, device="cpu",
+                              progress=False)
+    v = load_training_log(best).query("split == 'val'").set_index("iteration")["loss"]
+    assert best.kept_iteration == int(v.idxmin()) and last.kept_iteration == 12
+    assert v.min() < v.loc[12]  # the example does what it is meant to: the last weights are not the best
+
+    def val_loss(model):
+        x = torch.from_numpy(val[0].images[:, None])
+        pairs = frame_pairs(val)
+        f, m = x[pairs[:, 1]], x[pairs[:, 2]]
+        with torch.no_grad():
+            return RegistrationLoss(alpha=1.0, ncc="pair").pair_loss(f, m, model(f, m)).loss.item()
+
+    assert val_loss(best) == pytest.approx(v.min(), abs=1e-5)
+    assert val_loss(best) < val_loss(last)
+    assert load_registration(best.run_dir).kept_iteration == best.kept_iteration
+
+
+def test_endpoint_error_against_the_phantom_truth(tmp_path):
+    """The identity scores the mean true displacement, an oracle that returns the truth scores 0, and a field
+    shifted by a constant (0.3, 0.4) px scores 0.5 px."""
+    from echo_utils import camus, phantom
+    from echo_utils.registration import IdentityRegistration
+    from echo_utils.registration.evidence import endpoint_error, phantom_pairs
+
+    root = phantom.make_cohort(tmp_path / "c", 2, size=64, frames=(5, 6), seed=1, progress=False)
+    seqs = [camus.load_sequence(root / "database_nifti" / "patient0001", v) for v in ("2CH", "4CH")]
+    pairs = phantom_pairs(root, seqs, "step")
+    assert len(pairs["info"]) == sum(s.n_frames - 1 for s in seqs)
+    truth = {(i["key"], i["fixed"], i["moving"]): pairs["truth"][k] for k, i in enumerate(pairs["info"])}
+    lookup = {(pairs["fixed"][k].tobytes(), pairs["moving"][k].tobytes()): pairs["truth"][k]
+              for k in range(len(pairs["info"]))}
+
+    def oracle(fixed, moving, offset=(0.0, 0.0)):
+        out = [torch.from_numpy(lookup[(f[0].numpy().tobytes(), m[0].numpy().tobytes())]) for f, m in zip(fixed, moving)]
+        return torch.stack(out) + torch.tensor(offset).view(1, 2, 1, 1)
+
+    table = endpoint_error({"identity": IdentityRegistration(), "oracle": oracle,
+                            "shifted": lambda f, m: oracle(f, m, (0.3, 0.4))}, pairs)
+    by = table.groupby("registration")
+    ident = table[table.registration == "identity"]
+    np.testing.assert_allclose(ident.epe_px, ident.true_px, rtol=1e-5)
+    assert ident.true_px.mean() > 0.1  # the phantom moves
+    assert by.epe_px.max()["oracle"] < 1e-5
+    np.testing.assert_allclose(table[table.registration == "shifted"].epe_px, 0.5, rtol=1e-4)
+    assert len(truth) == len(pairs["info"])
+    with pytest.raises(ValueError):
+        phantom_pairs(root, seqs, "random")
