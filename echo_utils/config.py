@@ -297,12 +297,12 @@ class StudyConfig(_Section):
     @model_validator(mode="after")
     def _derive_seeds(self) -> "StudyConfig":
         """A section seed not given explicitly is ``seed + SEED_OFFSETS[section]``."""
-        update = {}
         for section, offset in SEED_OFFSETS.items():
             sec = getattr(self, section)
             if "seed" not in sec.model_fields_set:
-                update[section] = sec.model_copy(update={"seed": self.seed + offset})
-        return self.model_copy(update=update) if update else self
+                # the model is frozen: set the derived section once, here, as pydantic's own __init__ would
+                object.__setattr__(self, section, sec.model_copy(update={"seed": self.seed + offset}))
+        return self
 
     @model_validator(mode="after")
     def _check_folds_against_cohort(self) -> "StudyConfig":

@@ -267,6 +267,7 @@ def run_notebooks(
                         + (f"\n  the previous successful copy {display_path(final)} is untouched"
                            if final.exists() else "")
                     ) from None
+                _relative_papermill_paths(partial, nb, final)
                 os.replace(partial, final)
                 executed.append(final)
                 current = None
@@ -284,6 +285,17 @@ def run_notebooks(
                 f"Resume with: {resume_command(params, extra, run_dir, device, remaining)}"
             ) from None
     return executed
+
+
+def _relative_papermill_paths(executed: Path, source: Path, final: Path) -> None:
+    """Papermill records the machine's absolute input and output paths in the notebook's metadata; keep them
+    project-relative like the parameters (the published notebook names no builder's path)."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    meta.update(input_path=display_path(source), output_path=display_path(final))
+    nbformat.write(nb, executed)
 
 
 class _Kernel:

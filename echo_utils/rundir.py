@@ -109,14 +109,22 @@ def settings_record(cfg: StudyConfig, *, params: str | Path | None = None, overr
 
 
 def settings_diff(recorded: dict, current: dict) -> list[tuple[str, object, object]]:
-    """Differing keys of two dumped profiles, as ``(dotted key, recorded value, current value)``, sorted."""
+    """Differing keys of two dumped profiles, as ``(dotted key, recorded value, current value)``, sorted.
+
+    The profile schema grows: a key the record lacks (an option added since) counts only when its current value
+    is not the option's default (the default keeps the earlier behaviour), and a recorded key the schema no longer
+    has (an option removed since) is not compared.
+    """
     a, b = _compared(recorded), _compared(current)
-    missing = object()
+    defaults = _compared(StudyConfig(name="defaults").model_dump(mode="json"))
     rows = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key, missing), b.get(key, missing)
-        if va != vb:
-            rows.append((key, None if va is missing else va, None if vb is missing else vb))
+    for key in sorted(b):
+        if key not in a:
+            if key in defaults and b[key] == defaults[key]:
+                continue
+            rows.append((key, None, b[key]))
+        elif a[key] != b[key]:
+            rows.append((key, a[key], b[key]))
     return rows
 
 

@@ -196,6 +196,8 @@ def test_section_seeds_derive_from_the_top_level_seed(tmp_path):
     assert (cfg.data.seed, cfg.registration.seed) == (5, 1), "an explicit section seed is kept"
     default = load_config(_write(tmp_path, "name: x\n"))
     assert (default.data.seed, default.registration.seed) == (0, 2022), "seed 0 keeps the authors' 2022"
+    direct = StudyConfig(name="x", seed=7)  # built in Python, not loaded: derived the same way
+    assert (direct.data.seed, direct.registration.seed, direct.nnunet.seed) == (7, 2029, 7)
 
 
 def test_environment_knobs_are_profile_keys(monkeypatch):

@@ -114,3 +114,13 @@ def test_memoized_registration_through_register_pairs_registers_each_pair_once()
     assert register_pairs(memo, images, pairs).shape == (4, 2, 16, 16)
     register_pairs(memo, images, [(2, 1), (3, 2), (0, 3)])
     assert sum(calls) == 4 and memo.misses == 4 and memo.hits == 3
+
+
+def test_network_flops_by_hand():
+    net = BSplineDIR(grid_spacing=32, kernels=32, image_size=(512, 512))
+    conv3 = [2 * 2 * 32 * 9 * 512**2] + [2 * 32 * 32 * 9 * (512 >> k) ** 2 for k in range(1, 5)]
+    dense = [2 * 32 * 32 * 16**2] * 2 + [2 * 32 * 2 * 16**2]
+    assert net.flops() == sum(conv3) + sum(dense)
+    assert 1.8e9 < net.flops() < 2.0e9
+    assert BSplineDIR(grid_spacing=8, kernels=32, image_size=(128, 128)).flops((256, 256)) == \
+        BSplineDIR(grid_spacing=8, kernels=32, image_size=(256, 256)).flops()

@@ -88,6 +88,7 @@ def test_parameters_and_overrides_are_injected_and_recorded(nb_dir, tmp_path, ci
     nb = nbformat.read(out / "01_ok.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and str(PROJECT_ROOT) not in injected[0].source
+    assert nb.metadata.papermill["output_path"] == display_path(out / "01_ok.ipynb")  # not the .partial copy
 
 
 def test_failure_names_notebook_and_cell_and_keeps_previous_copy(nb_dir, tmp_path, ci_params):
@@ -262,3 +263,21 @@ def test_every_notebook_takes_the_runners_parameters(notebook):
     assert {"params", "run_dir", "device", "overrides"} <= declared
     setup = [c.source for c in nb.cells if c.cell_type == "code" and "setup_notebook(" in c.source]
     assert len(setup) == 1 and "overrides=overrides" in setup[0]
+
+
+def test_options_added_or_removed_since_the_record(tmp_path, ci_params):
+    """A run directory recorded before an option existed still matches while that option keeps its default."""
+    from echo_utils.config import load_config
+    from echo_utils.rundir import check_settings, settings_diff
+
+    cfg = load_config(ci_params)
+    check_settings(tmp_path, cfg, record=True)
+    record = json.loads((tmp_path / SETTINGS_FILE).read_text())
+    del record["profile"]["registration"]["loss_sigma"]  # "added since": its default now
+    record["profile"]["evaluation"]["myo_convention"] = "ring"  # "removed since"
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(record))
+    assert check_settings(tmp_path, cfg) is not None
+    changed = load_config(ci_params, overrides=["registration.loss_sigma=1.5"])
+    assert settings_diff(record["profile"], changed.model_dump(mode="json")) == [("registration.loss_sigma", None, 1.5)]
+    with pytest.raises(SettingsMismatch, match="registration.loss_sigma"):
+        check_settings(tmp_path, changed)

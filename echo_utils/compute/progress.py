@@ -129,19 +129,19 @@ def wait_for(
             handles[job.name] = submit(job)
             active.append(job.name)
         states = {n: final.get(n) or handles[n].state() for n in handles}
-        for n, s in states.items():
-            if s in ("done", "failed") and n not in final:
-                final[n] = s
-                bar.update(1)
-                if s == "failed" and n not in announced:
-                    announced.add(n)
-                    log(f"job {n} failed (log tail and resubmit command at the end)", flush=True)
         counts = {s: 0 for s in STATES}
         counts["pending"] = len(queued)
         counts["done"] = len(done_before)
         for s in states.values():
             counts[s] += 1
         bar.set_postfix(counts, refresh=False)
+        newly = [n for n, s in states.items() if s in ("done", "failed") and n not in final]
+        for n in newly:
+            final[n] = states[n]
+            if states[n] == "failed" and n not in announced:
+                announced.add(n)
+                log(f"job {n} failed (log tail and resubmit command at the end)", flush=True)
+        bar.update(len(newly))
         if not queued and len(final) == len(handles):
             break
         time.sleep(poll_seconds)

@@ -83,17 +83,10 @@ def _job_device(cfg, device: str | None) -> str:
 
 
 def _segmentation():
-    """The nnU-Net module: :mod:`echo_utils.segmentation` when it has the train/predict calls, else the old module."""
-    try:
-        from .. import segmentation as seg
+    """nnU-Net v2 (:mod:`echo_utils.segmentation`), imported where a job needs it (importing it is cheap)."""
+    from .. import segmentation
 
-        if all(hasattr(seg, n) for n in ("train_model", "predict_all", "export_dataset", "plan_and_preprocess")):
-            return seg
-    except ImportError:
-        pass
-    from .. import nnunet
-
-    return nnunet
+    return segmentation
 
 
 def _data():
