@@ -2,7 +2,7 @@
 
 The registrations here are private test doubles: an identity, and a translation estimated from the image
 centroids (exact for the moving-disc sequences used). Label warping uses a private nearest-neighbour translation
-warp with the convention of DESIGN.md (``warped(p) = moving(p + u(p))``), so these tests do not depend on
+warp with the project's convention (``warped(p) = moving(p + u(p))``), so these tests do not depend on
 echo_utils.registration.
 """
 
