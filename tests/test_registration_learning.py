@@ -180,3 +180,19 @@ def test_gain_over_identity_pairs_the_same_videos():
     r = out.iloc[0]
     assert r.n_videos == 3 and r.dice_dlir == pytest.approx(0.75) and r.dice_identity == pytest.approx(0.70)
     assert r.gain == pytest.approx(0.05)
+
+
+def test_epe_and_gain_statements():
+    import pandas as pd
+
+    from echo_utils.registration.evidence import epe_statements, gain_statements
+
+    summary = pd.DataFrame({"step": [0.5, 0.2, 0.3], "ed_es": [4.0, 3.0, 1.0]},
+                           index=["identity", "DLIR", "instance"])
+    lines = epe_statements(summary, "DLIR", ["instance"])
+    assert lines[0] == ("step pairs: DLIR end-point error 0.200 px = 40% of the identity's 0.500 px (below half of the "
+                        "identity's); instance 0.300 px")
+    assert "= 75% of" in lines[1] and "(below the identity's)" in lines[1]
+    gain = pd.DataFrame([{"kind": "forward", "structure": "LV", "n_videos": 3, "dice_dlir": 0.9, "dice_identity": 0.8,
+                          "gain": 0.1}])
+    assert gain_statements(gain, "dlir") == ["forward LV: dlir median Dice 0.900 vs identity 0.800 (+0.100; 3 videos)"]

@@ -35,6 +35,7 @@ __all__ = [
     "to_base",
     "sin2_law_distance",
     "sin2_law_table",
+    "sin2_law_statement",
 ]
 
 #: the fixed knot positions of the legacy 3-value time course (cohort version 1)
@@ -215,3 +216,12 @@ def sin2_law_table(sequences) -> "pd.DataFrame":  # noqa: F821
         lab = np.asarray(seq.dense)[seq.ed : seq.es + step : step]
         rows.append({"key": seq.key, **sin2_law_distance(lab)})
     return pd.DataFrame(rows, columns=["key", "max_abs", "rms", "tau_at_max"])
+
+
+def sin2_law_statement(table: "pd.DataFrame") -> str:  # noqa: F821
+    """One sentence summarising :func:`sin2_law_table` (median and range of the largest difference)."""
+    if not len(table):
+        return "no sequence with dense labels: the distance from the sin² law is not measured"
+    return (f"{len(table)} sequences: max |area curve - sin² law| median {table.max_abs.median():.2f} (range "
+            f"{table.max_abs.min():.2f}-{table.max_abs.max():.2f}), RMS median {table.rms.median():.2f}; largest at "
+            f"normalised time {table.tau_at_max.median():.2f} (median)")

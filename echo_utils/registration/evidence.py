@@ -17,7 +17,8 @@ import numpy as np
 
 from .inference import register
 
-__all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "displacement_figure", "gain_over_identity"]
+__all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
+           "gain_over_identity", "gain_statements"]
 
 #: ``'step'``: consecutive frames ``(t + 1, t)`` from ED to ES (what sequential propagation registers);
 #: ``'ed_es'``: ``(ES, ED)`` and ``(ED, ES)`` (the largest motion of the half sequence)
@@ -141,3 +142,35 @@ def gain_over_identity(videos: "pd.DataFrame", method: str, *, structures=("LV",
             rows.append({"kind": kind, "structure": s, "n_videos": len(keys), f"dice_{method}": ma,
                          "dice_identity": mb, "gain": ma - mb})
     return pd.DataFrame(rows)
+
+
+def phantom_epe(registrations: Mapping[str, Callable], root: str | Path, sequences: Sequence, *,
+                kinds: Sequence[str] = PAIR_KINDS) -> tuple["pd.DataFrame", "pd.DataFrame"]:  # noqa: F821
+    """:func:`endpoint_error` of every registration on every pair kind of the phantom ``sequences``.
+
+    Returns the long per-pair table and its summary: mean EPE (px) per registration (rows) and pair kind (columns).
+    """
+    import pandas as pd
+
+    table = pd.concat([endpoint_error(registrations, phantom_pairs(root, sequences, k)) for k in kinds],
+                      ignore_index=True)
+    summary = table.pivot_table(index="registration", columns="kind", values="epe_px", aggfunc="mean")
+    return table, summary.reindex(list(registrations))
+
+
+def epe_statements(summary: "pd.DataFrame", network: str, others: Sequence[str] = ()) -> list[str]:  # noqa: F821
+    """One sentence per pair kind: the network's mean EPE as a fraction of the identity's (the control)."""
+    lines = []
+    for kind in summary.columns:
+        net, ident = summary.loc[network, kind], summary.loc["identity", kind]
+        extra = "".join(f"; {o} {summary.loc[o, kind]:.3f} px" for o in others)
+        verdict = "below half of" if net < 0.5 * ident else ("below" if net < ident else "NOT below")
+        lines.append(f"{kind} pairs: {network} end-point error {net:.3f} px = {net / ident:.0%} of the identity's "
+                     f"{ident:.3f} px ({verdict} the identity's){extra}")
+    return lines
+
+
+def gain_statements(gain: "pd.DataFrame", method: str) -> list[str]:  # noqa: F821
+    """One sentence per (kind, structure) row of :func:`gain_over_identity`."""
+    return [f"{r.kind} {r.structure}: {method} median Dice {getattr(r, f'dice_{method}'):.3f} vs identity "
+            f"{r.dice_identity:.3f} ({r.gain:+.3f}; {r.n_videos} videos)" for r in gain.itertuples()]
