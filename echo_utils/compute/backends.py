@@ -100,11 +100,17 @@ class Handle:
 
     def state(self) -> str:
         """``'pending'``, ``'running'``, ``'done'`` or ``'failed'``."""
+        if self.sjob is not None and self.backend == "local":
+            # done only once the process has exited too: a job that wrote its marker may still be finishing, and
+            # a caller that returns then (a notebook's kernel shutting down) would interrupt it
+            if not self.sjob.done():
+                return "running"
+            return "done" if is_done(self.job) else "failed"
+        if self.pid is not None:  # a local job started by another process: the same rule
+            return "running" if _alive(self.pid) else ("done" if is_done(self.job) else "failed")
         if is_done(self.job):
             return "done"
         if self.sjob is not None:
-            if self.backend == "local":
-                return "failed" if self.sjob.done() else "running"
             try:
                 st = self.sjob.state.upper()
             except Exception:  # noqa: BLE001 - sacct hiccups: keep waiting
@@ -115,8 +121,6 @@ class Handle:
                 return "running"
             # COMPLETED without a marker is a failure too (the function raised after a requeue, or was killed)
             return "failed" if not is_done(self.job) else "done"
-        if self.pid is not None:  # a local job started by another process
-            return "running" if _alive(self.pid) else ("done" if is_done(self.job) else "failed")
         return "failed"
 
     def cancel(self) -> None:
