@@ -152,7 +152,7 @@ def main(argv=None) -> dict:
     ref = {k: max(peak0[k], peak1[k]) for k in peak0}
 
     gflop = len(pairs) * net.flops() / 1e9
-    throughput = {name: machine.ratios(gflop, rows[name]["wall_s"], ref)
+    throughput = {name: machine.ratios(gflop, rows[name]["wall_s"], ref, rows[name]["cpu_s"])
                   for name in ("registration_reference", "registration_fp32", "registration_bf16", "registration",
                                "total", "total_fp32")}
     accuracy = {
@@ -182,16 +182,17 @@ def main(argv=None) -> dict:
           f"load {meta['load_average_1min_start']:.1f} -> {result['meta']['load_average_1min_end']:.1f}")
     print(f"matmul {machine.MATMUL_N}^2: fp32 {ref['fp32_gflops']:.0f} GFLOP/s, bf16 {ref['bf16_gflops']:.0f} GFLOP/s; "
           f"DIRNet work {gflop:.1f} GFLOP")
-    print(f"{'step':<26}{'wall s':>9}{'CPU s':>9}{'GFLOP/s':>9}{'/fp32 mm':>9}{'/bf16 mm':>9}")
+    print(f"{'step':<26}{'wall s':>9}{'CPU s':>9}{'GFLOP/s':>9}{'/fp32 mm':>9}{'/bf16 mm':>9}{'cpu/fp32':>9}")
     for k, v in rows.items():
         tp = throughput.get(k)
         extra = (f"{tp['gflops']:>9.1f}{tp['fraction_of_fp32_matmul']:>9.2f}{tp['fraction_of_bf16_matmul']:>9.2f}"
-                 if tp else "")
+                 f"{tp['fraction_of_fp32_matmul_cpu']:>9.2f}" if tp else "")
         print(f"{k:<26}{v['wall_s']:>9.3f}{v['cpu_s']:>9.3f}{extra}")
     print(json.dumps(accuracy))
     frac = throughput["total"]["fraction_of_fp32_matmul"]
-    print(f"target: total at >= 35 % of the fp32 matmul -> {frac:.0%} "
-          f"({'met' if frac >= 0.35 else 'NOT met'})")
+    frac_cpu = throughput["total"]["fraction_of_fp32_matmul_cpu"]
+    print(f"target: total at >= 35 % of the fp32 matmul -> {frac:.0%} by wall time, {frac_cpu:.0%} by CPU time "
+          f"({'met' if frac >= 0.35 else 'NOT met'} / {'met' if frac_cpu >= 0.35 else 'NOT met'})")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")

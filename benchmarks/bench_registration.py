@@ -153,10 +153,10 @@ def main(argv=None) -> int:
     peak1 = machine.peak(dev)
     ref = {key: max(peak0[key], peak1[key]) for key in peak0}
     for name, row in train.items():
-        row.update(machine.ratios(gflop_iter, row["wall_s"], ref))
+        row.update(machine.ratios(gflop_iter, row["wall_s"], ref, row["cpu_s"]))
     gflop_infer = n * model.flops() / 1e9
     for prec in ("float32", "bfloat16", "auto"):
-        infer[prec].update(machine.ratios(gflop_infer, infer[prec]["wall_s"], ref))
+        infer[prec].update(machine.ratios(gflop_infer, infer[prec]["wall_s"], ref, infer[prec]["cpu_s"]))
 
     result = {
         "meta": {**meta, "load_average_1min_end": os.getloadavg()[0]},
@@ -180,7 +180,8 @@ def main(argv=None) -> int:
     print(f"training, batch {b} at {size}^2 ({gflop_iter:.1f} GFLOP per iteration):")
     for name, row in train.items():
         print(f"  {name:<10} {row['wall_s']:.3f} s ({row['cpu_s']:.3f} CPU s)  {row['pairs_per_s']:.1f} pairs/s  "
-              f"{row['gflops']:.1f} GFLOP/s = {row['fraction_of_fp32_matmul']:.2f} of fp32 matmul"
+              f"{row['gflops']:.1f} GFLOP/s = {row['fraction_of_fp32_matmul']:.2f} of fp32 matmul "
+              f"({row['fraction_of_fp32_matmul_cpu']:.2f} by CPU time)"
               + (f"  loss-curve max diff {row['loss_curve_max_abs_difference']:.2e}"
                  if "loss_curve_max_abs_difference" in row else ""))
     print(f"inference, {n} pairs at {args.size}^2:")

@@ -50,8 +50,9 @@ def describe(device: str = "cpu") -> dict:
     }
 
 
-def matmul_gflops(dtype: torch.dtype, device: str = "cpu", seconds: float = 1.5, n: int = MATMUL_N) -> float:
-    """Best GFLOP/s of ``n x n @ n x n`` (``2 n^3`` FLOP) over repeated products for about ``seconds``."""
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu", seconds: float = 1.5, n: int = MATMUL_N) -> tuple:
+    """GFLOP/s of ``n x n @ n x n`` (``2 n^3`` FLOP) over repeated products for about ``seconds``: the best by wall
+    time, and by process CPU time times the torch threads (what an idle machine would give; see :func:`ratios`)."""
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -59,13 +60,16 @@ def matmul_gflops(dtype: torch.dtype, device: str = "cpu", seconds: float = 1.5,
     b = torch.randn(n, n, generator=g).to(device=dev, dtype=dtype)
     a @ b
     sync()
-    best, t_end = 0.0, time.perf_counter() + seconds
+    best, best_cpu, t_end = 0.0, 0.0, time.perf_counter() + seconds
+    threads = torch.get_num_threads() if dev.type == "cpu" else 1
     while time.perf_counter() < t_end:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         a @ b
         sync()
         best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
-    return best
+        if dev.type == "cpu":
+            best_cpu = max(best_cpu, 2 * n**3 * threads / max(time.process_time() - c0, 1e-9) / 1e9)
+    return best, best_cpu
 
 
 def timed(fn, repeats: int, device: str = "cpu") -> dict:
@@ -84,18 +88,30 @@ def timed(fn, repeats: int, device: str = "cpu") -> dict:
 
 
 def peak(device: str = "cpu") -> dict:
-    """The matmul reference: fp32 and bf16 GFLOP/s."""
-    return {
-        "fp32_gflops": matmul_gflops(torch.float32, device),
-        "bf16_gflops": matmul_gflops(torch.bfloat16, device),
-    }
+    """The matmul reference: fp32 and bf16 GFLOP/s, by wall time and by CPU time (``*_cpu``)."""
+    f32, f32_cpu = matmul_gflops(torch.float32, device)
+    b16, b16_cpu = matmul_gflops(torch.bfloat16, device)
+    return {"fp32_gflops": f32, "bf16_gflops": b16, "fp32_gflops_cpu": f32_cpu, "bf16_gflops_cpu": b16_cpu}
 
 
-def ratios(gflop: float, wall_s: float, ref: dict) -> dict:
-    """Achieved GFLOP/s of ``gflop`` in ``wall_s`` and its fractions of the matmul references ``ref``."""
+def ratios(gflop: float, wall_s: float, ref: dict, cpu_s: float | None = None, threads: int | None = None) -> dict:
+    """Achieved GFLOP/s of ``gflop`` in ``wall_s`` and its fractions of the matmul references ``ref``.
+
+    With ``cpu_s``, also the CPU-time equivalents (``gflop / cpu_s * threads`` against the matmul's rate measured the
+    same way): on a machine that other jobs share, the process gets fewer time slices and its wall time grows, while
+    its CPU time, and hence this ratio, stays close to what an idle machine gives.
+    """
     rate = gflop / wall_s
-    return {
+    out = {
         "gflops": rate,
         "fraction_of_fp32_matmul": rate / ref["fp32_gflops"],
         "fraction_of_bf16_matmul": rate / ref["bf16_gflops"],
     }
+    if cpu_s and ref.get("fp32_gflops_cpu"):
+        rate_cpu = gflop / cpu_s * (threads or torch.get_num_threads())
+        out.update({
+            "gflops_cpu_equivalent": rate_cpu,
+            "fraction_of_fp32_matmul_cpu": rate_cpu / ref["fp32_gflops_cpu"],
+            "fraction_of_bf16_matmul_cpu": rate_cpu / ref["bf16_gflops_cpu"],
+        })
+    return out
