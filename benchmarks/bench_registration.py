@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
 
 from echo_utils.registration import BSplineDIR, InstanceBSpline, RegistrationLoss, register_pairs  # noqa: E402
+from echo_utils.registration.inference import keep_freed_memory  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -83,6 +84,16 @@ def make_step(net: BSplineDIR, fixed: torch.Tensor, moving: torch.Tensor, alpha:
     return step
 
 
+def _training_section(train: dict, curves: dict, args, gflop_iter: float) -> dict:
+    return {"batch": args.train_batch, "size": args.train_size, "grid_spacing": args.train_spacing, "kernels": 32,
+            "gflop_per_iteration": gflop_iter, "variants": train,
+            "speedup_pairs_per_s_default_vs_reference": train["default"]["pairs_per_s"] / train["reference"]["pairs_per_s"],
+            "speedup_pairs_per_s_bf16_vs_reference": train["bf16"]["pairs_per_s"] / train["reference"]["pairs_per_s"],
+            "speedup_cpu_default_vs_reference": train["reference"]["cpu_s"] / train["default"]["cpu_s"],
+            "speedup_cpu_bf16_vs_reference": train["reference"]["cpu_s"] / train["bf16"]["cpu_s"],
+            "loss_curves": curves}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -97,6 +108,8 @@ def main(argv=None) -> int:
     ap.add_argument("--instance-pairs", type=int, default=2, help="pairs optimised together by InstanceBSpline")
     ap.add_argument("--instance-iterations", type=int, default=100, help="Adam steps per pair (profile default)")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/registration[_cuda].json)")
+    ap.add_argument("--only-training", action="store_true",
+                    help="measure the training iteration only and replace that section of the existing JSON")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -114,6 +127,8 @@ def main(argv=None) -> int:
     gflop_iter = 3 * b * nets["default"].flops() / 1e9
     train = {}
     for name, net in nets.items():
+        if name != "reference":  # what train_registration does before its first iteration (after the reference)
+            keep_freed_memory()
         r = machine.timed(make_step(net, fixed, moving, 1.0), args.repeats, dev)
         train[name] = {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "pairs_per_s": b / r["wall_s"],
                        "pairs_per_cpu_s": b / r["cpu_s"]}
@@ -131,6 +146,25 @@ def main(argv=None) -> int:
             train[name]["loss_curve_max_abs_difference"] = float(np.abs(np.array(curves[name]) - ref_curve).max())
         for name in curves:
             train[name]["loss_first_last"] = [curves[name][0], curves[name][-1]]
+
+    out = Path(args.out) if args.out else RESULTS / f"registration{'_cuda' if dev == 'cuda' else ''}.json"
+    if args.only_training:
+        peak1 = machine.peak(dev)
+        ref = {key: max(peak0[key], peak1[key]) for key in peak0}
+        for row in train.values():
+            row.update(machine.ratios(gflop_iter, row["wall_s"], ref, row["cpu_s"]))
+        result = json.loads(out.read_text())
+        result["training"] = _training_section(train, curves, args, gflop_iter)
+        result["training"].update(meta={**meta, "load_average_1min_end": os.getloadavg()[0]},
+                                  matmul_reference={"n": machine.MATMUL_N, "start": peak0, "end": peak1, "best": ref})
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, out)
+        for name, row in train.items():
+            print(f"  {name:<10} {row['wall_s']:.3f} s ({row['cpu_s']:.3f} CPU s)  {row['pairs_per_s']:.1f} pairs/s  "
+                  f"{row['fraction_of_fp32_matmul']:.2f} of fp32 matmul ({row['fraction_of_fp32_matmul_cpu']:.2f} by CPU)")
+        print(f"written {out} (training section)")
+        return 0
 
     # -- inference at 512 px: the network's batched path against per-pair optimisation
     n = args.sequence_pairs
@@ -161,15 +195,7 @@ def main(argv=None) -> int:
     result = {
         "meta": {**meta, "load_average_1min_end": os.getloadavg()[0]},
         "matmul_reference": {"n": machine.MATMUL_N, "start": peak0, "end": peak1, "best": ref},
-        "training": {"batch": b, "size": size, "grid_spacing": args.train_spacing, "kernels": 32,
-                     "gflop_per_iteration": gflop_iter, "variants": train,
-                     "speedup_pairs_per_s_default_vs_reference": train["default"]["pairs_per_s"]
-                     / train["reference"]["pairs_per_s"],
-                     "speedup_pairs_per_s_bf16_vs_reference": train["bf16"]["pairs_per_s"]
-                     / train["reference"]["pairs_per_s"],
-                     "speedup_cpu_default_vs_reference": train["reference"]["cpu_s"] / train["default"]["cpu_s"],
-                     "speedup_cpu_bf16_vs_reference": train["reference"]["cpu_s"] / train["bf16"]["cpu_s"],
-                     "loss_curves": curves},
+        "training": _training_section(train, curves, args, gflop_iter),
         "inference": {"size": args.size, "grid_spacing": 32, "kernels": 32, "pairs": n,
                       "gflop": gflop_infer, "rows": infer,
                       "speedup_network_vs_instance": infer["instance"]["ms_per_pair"] / infer["auto"]["ms_per_pair"]},
@@ -189,7 +215,6 @@ def main(argv=None) -> int:
         print(f"  {name:<10} {row['ms_per_pair']:.1f} ms/pair"
               + (f"  {row['gflops']:.1f} GFLOP/s = {row['fraction_of_fp32_matmul']:.2f} of fp32 matmul"
                  if "gflops" in row else ""))
-    out = Path(args.out) if args.out else RESULTS / f"registration{'_cuda' if dev == 'cuda' else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

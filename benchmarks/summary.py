@@ -72,18 +72,18 @@ def render(results: Path = RESULTS) -> str:
         "",
     ]
     tr = reg["training"]
-    rref = reg["matmul_reference"]["best"]
+    rref = tr.get("matmul_reference", reg["matmul_reference"])["best"]
     out += [
         f"**DIR training, one iteration at the demo size** (batch {tr['batch']}, {tr['size']}², grid spacing "
         f"{tr['grid_spacing']}, {tr['kernels']} kernels; {tr['gflop_per_iteration']:.1f} GFLOP per iteration). "
         f"Same-run matmul: {rref['fp32_gflops']:.0f} GFLOP/s (fp32), {rref['bf16_gflops']:.0f} GFLOP/s (bf16). "
-        f"Measured {_machine(reg['meta'])}.",
+        f"Measured {_machine(tr.get('meta', reg['meta']))}.",
         "",
         "| network | wall s | CPU s | pairs/s | GFLOP/s | **fraction of fp32 matmul** | by CPU time | "
         "loss curve vs before (max abs diff) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    labels = {"reference": "before (PyTorch ELU, contiguous, fp32)", "default": "default (channels_last, vectorised ELU, fp32)",
+    labels = {"reference": "before (PyTorch ELU, contiguous, fp32)", "default": "default (channels_last, vectorised ELU, allocator keeps freed memory, fp32)",
               "bf16": "bf16 autocast, fp32 master weights (opt-in)"}
     for key, label in labels.items():
         v = tr["variants"][key]

@@ -124,3 +124,13 @@ def test_network_flops_by_hand():
     assert 1.8e9 < net.flops() < 2.0e9
     assert BSplineDIR(grid_spacing=8, kernels=32, image_size=(128, 128)).flops((256, 256)) == \
         BSplineDIR(grid_spacing=8, kernels=32, image_size=(256, 256)).flops()
+
+
+def test_keep_freed_memory_is_idempotent_and_changes_no_value():
+    net = random_network()
+    images = np.random.default_rng(4).random((3, 64, 64)).astype(np.float32)
+    before = register_pairs(net, images, [(1, 0), (2, 1)], precision="float32")
+    first = inference.keep_freed_memory()
+    assert inference.keep_freed_memory() == first  # a second call changes nothing
+    torch.testing.assert_close(register_pairs(net, images, [(1, 0), (2, 1)], precision="float32"), before,
+                               rtol=0, atol=0)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .inference import keep_freed_memory
 from .losses import RegistrationLoss, scaled_alpha
 from .models import BSplineDIR
 
@@ -278,6 +279,7 @@ def train_registration(
 
     seed = int(settings["seed"])
     torch.manual_seed(seed)
+    keep_freed_memory()  # reuse the iteration's large activations instead of page-faulting them in again
     model = BSplineDIR(**arch).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]), amsgrad=True)
     loss_fn = RegistrationLoss(alpha=alpha, ncc=settings["ncc"], sigma=loss_sigma, mask=settings.get("loss_mask", "none"))
