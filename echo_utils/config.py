@@ -113,7 +113,7 @@ class DataConfig(_Section):
 
 
 class RegistrationConfig(_Section):
-    """The DLIR B-spline network and its instance-optimised twin (paper-facts.md, 'Registration')."""
+    """The DLIR B-spline network and its instance-optimised twin (paper Sec. 2.1, "Pseudo-labels generation"; the method chapter)."""
 
     method: Literal["dlir", "instance"] = Field("dlir", description="which registration notebook 03 uses")
     grid_spacing: int = Field(32, ge=2, description="B-spline control-point spacing in pixels (paper: 32 at 512)")
@@ -160,7 +160,7 @@ class RegistrationConfig(_Section):
 
 
 class PseudoLabelConfig(_Section):
-    """Propagation and Eq. 1 fusion (paper-facts.md, 'Propagation and fusion')."""
+    """Propagation and Eq. 1 fusion (paper Sec. 2.1, Eq. 1; the method chapter)."""
 
     mode: Literal["sequential", "composed", "fixed"] = Field(
         "sequential", description="label propagation: warp step by step (authors), compose the frame-to-frame "

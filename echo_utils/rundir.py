@@ -324,7 +324,7 @@ def _run_dir_path(cfg: StudyConfig, run_dir: str | Path | None) -> Path:
 
 
 class RunPaths:
-    """The sub-folders of a run directory that the notebooks exchange (see DESIGN.md, data flow)."""
+    """The sub-folders of a run directory that the notebooks exchange (the data flow in the reproducibility chapter)."""
 
     def __init__(self, run_dir: str | Path):
         self.root = Path(run_dir)
