@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,7 +87,7 @@ def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None
         pairs = phantom_pairs(root, test, kind)
         table = endpoint_error({k: v for k, v in regs.items() if k != "instance"}, pairs)
         ipairs = phantom_pairs(root, inst_seqs, kind)
-        table = table._append(endpoint_error({"instance": regs["instance"]}, ipairs), ignore_index=True)
+        table = pd.concat([table, endpoint_error({"instance": regs["instance"]}, ipairs)], ignore_index=True)
         out["epe"][kind] = {k: float(v) for k, v in table.groupby("registration").epe_px.mean().items()}
         print(f"seed {seed} EPE {kind}: " + ", ".join(f"{k} {v:.3f} px" for k, v in out["epe"][kind].items()), flush=True)
     out["checks"] = checks(out)
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
                        "python": sys.version.split()[0], "torch": torch.__version__},
            "seeds": results, "pass": all(r["checks"]["pass"] for r in results)}
-    path = RESULTS / "registration_learning.json"
+    path = RESULTS / ("registration_learning.json" if args.seeds == [0, 1] else
+                      f"registration_learning_seeds{'_'.join(map(str, args.seeds))}.json")
     path.write_text(json.dumps(out, indent=1))
     for r in results:
         print(f"seed {r['seed']}: " + ", ".join(f"{k} {v:+.3f}" if isinstance(v, float) else f"{k} {v}"
