@@ -63,7 +63,12 @@ def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None
     from echo_utils.registration.evidence import endpoint_error, phantom_pairs
     from echo_utils.rundir import load_study
 
-    cfg, paths = load_study(params, {"data": {"seed": seed}}, work / f"seed{seed}", "cpu", create=True)
+    from echo_utils.config import config_hash, load_config
+
+    overrides = {"data": {"seed": seed}}
+    probe = load_config(params, overrides)  # the run folder is keyed by what matters here: data and registration
+    key = config_hash(probe.data.model_dump(mode="json"), probe.registration.model_dump(mode="json"))
+    cfg, paths = load_study(params, overrides, work / f"seed{seed}-{key}", "cpu", create=True)
     train, val, test = (load_split(cfg, paths, s) for s in ("train", "val", "test"))
     root = study_root(cfg, paths, generate=False)
     rc = cfg.registration
