@@ -386,3 +386,32 @@ def test_plain_script_without_main_guard_runs_once(pools, tmp_path):
     assert "done" in proc.stdout and ran.read_text() == "ran\n"
     if pools == "process":
         assert "using threads instead" in proc.stderr
+
+
+def test_load_checkpoint_reads_nnunet_values_and_refuses_a_pickle_that_runs_code(tmp_path):
+    """Our nnU-Net checkpoints load with weights_only=True; a payload that would run code on load is refused."""
+    import pickle
+
+    import torch
+
+    from echo_utils.segmentation.predict import load_checkpoint
+
+    good = tmp_path / "good.pth"
+    state = {"network_weights": {"w": torch.ones(2)}, "logging": {"ema": [np.float64(0.5)], "dtype": np.dtype("f4")},
+             "inference_allowed_mirroring_axes": (0, 1)}
+    torch.save(state, good)
+    back = load_checkpoint(good)
+    assert torch.equal(back["network_weights"]["w"], torch.ones(2))
+    assert back["logging"]["ema"][0] == 0.5 and back["inference_allowed_mirroring_axes"] == (0, 1)
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"network_weights": Payload()}, bad)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(bad)
+    assert not marker.exists()

@@ -23,9 +23,24 @@ from .train import fold_folder, results_folder
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.camus import EchoSequence
 
-__all__ = ["load_predictor", "predict_sequence", "predict_all", "prediction_path", "load_prediction"]
+__all__ = ["load_checkpoint", "load_predictor", "predict_sequence", "predict_all", "prediction_path", "load_prediction"]
 
 PREDICTION_MARKER = "echo_predictions.json"
+
+
+def load_checkpoint(path: Path) -> dict:
+    """An nnU-Net checkpoint, loaded without running code from the file (``torch.load(weights_only=True)``).
+
+    nnU-Net writes tensors, plain containers and a few NumPy scalars (its logged curves); exactly those NumPy types
+    are allowed, so a checkpoint that carries any other pickled object (code to run on load) is refused with
+    ``pickle.UnpicklingError``. nnU-Net's own loader uses ``weights_only=False``.
+    """
+    import torch
+
+    allowed = [np._core.multiarray.scalar, np.dtype,
+               *(type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool"))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_predictor(cfg: StudyConfig, paths: RunPaths, model: str, device: str = "cpu", *,
@@ -51,7 +66,7 @@ def load_predictor(cfg: StudyConfig, paths: RunPaths, model: str, device: str = 
         ckpt = folder / f"fold_{fold}" / checkpoint
         if not ckpt.is_file():
             raise NnUNetError(f"{model}: no trained model at {ckpt}; run train_model first")
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt)
         params.append(state["network_weights"])
         axes = state.get("inference_allowed_mirroring_axes", axes)
     plans_manager = PlansManager(load_json(str(folder / "plans.json")))
