@@ -15,3 +15,5 @@ def test_committed_benchmark_summary_matches_the_json_results():
     committed = (ROOT / "book" / "benchmark_summary.md").read_text()
     assert committed == summary.render(), "rerun `.venv/bin/python benchmarks/summary.py` after the benchmarks"
     assert "{include} benchmark_summary.md" in (ROOT / "book" / "benchmarks.md").read_text()
+    assert (ROOT / "book" / "seed_summary.md").read_text() == summary.render_seeds()
+    assert "{include} seed_summary.md" in (ROOT / "book" / "results.md").read_text()
