@@ -58,6 +58,19 @@ def test_load_study_synthetic(tmp_path):
         study.load_study(cfg3, paths, "all")
 
 
+def test_iter_sequences_reads_only_the_given_keys_and_names_a_missing_folder(tmp_path):
+    cfg = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48}})
+    paths = RunPaths(tmp_path / "run")
+    keys = [("patient0003", "4CH"), ("patient0001", "2CH")]
+    seqs = list(study.iter_sequences(cfg, paths, keys, listed_in="the test"))
+    assert [s.key for s in seqs] == ["patient0003_4CH", "patient0001_2CH"]
+    full = {s.key: s for s in study.load_study(cfg, paths, "all")}
+    np.testing.assert_array_equal(seqs[0].images, full["patient0003_4CH"].images)
+    lazy = study.iter_sequences(cfg, paths, [("patient0001", "2CH"), ("patient0099", "2CH")], listed_in="this shard")
+    with pytest.raises(EchoDataError, match=r"\['patient0099'\] are listed in this shard but have no folder"):
+        next(lazy)  # checked before the first sequence is read
+
+
 def test_load_study_camus_env_and_seeded_split(tmp_path, monkeypatch):
     def cfg_for(**data):
         return load_config("notebooks/params/ci.yaml", {"data": {"source": "camus", "root": "${CAMUS_ROOT}",

@@ -106,25 +106,10 @@ def _load(cfg, paths, splits) -> list:
 
 
 def _load_keys(cfg, paths, keys) -> list:
-    """Only the sequences ``keys`` (``[patient, view]`` pairs), read and resized as ``data.study.iter_study`` does:
-    a pseudo-label shard must not read the whole cohort (806 sequences at 512 x 512 in the paper)."""
-    from ..data import camus
-
-    study = _data()
-    root = study.study_root(cfg, paths)
-    patients = camus.list_patients(root)
-    missing = sorted({pid for pid, _ in keys if pid not in patients})
-    if missing:
-        raise ValueError(f"{root}: patients {missing[:5]} of this shard have no folder; the data changed since the "
-                         "jobs were planned")
-    out = []
-    for pid, view in keys:
-        seq = camus.load_ted_sequence(patients[pid]) if cfg.data.source == "ted" else camus.load_sequence(
-            patients[pid], view)
-        if cfg.data.resize:
-            seq = camus.resize_sequence(seq, (cfg.data.resize, cfg.data.resize))
-        out.append(seq)
-    return out
+    """Only the sequences ``keys`` (``[patient, view]`` pairs): a pseudo-label shard must not read the whole cohort
+    (806 sequences at 512 x 512 in the paper)."""
+    listed_in = "this shard (the data changed since the jobs were planned)"
+    return list(_data().iter_sequences(cfg, paths, [tuple(k) for k in keys], listed_in=listed_in))
 
 
 # ----------------------------------------------------------------------------------------------------------------

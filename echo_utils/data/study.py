@@ -39,6 +39,7 @@ from .camus import (
 )
 
 __all__ = [
+    "iter_sequences",
     "study_root",
     "study_split",
     "split_patients",
@@ -187,12 +188,20 @@ def iter_study(cfg, paths, split: str = "all") -> Iterator[EchoSequence]:
 
     The split and every patient folder are checked before the first sequence is read.
     """
+    yield from iter_sequences(cfg, paths, study_sequences(cfg, paths, split), listed_in="the split")
+
+
+def iter_sequences(cfg, paths, keys, *, listed_in: str) -> Iterator[EchoSequence]:
+    """The sequences ``keys`` (``(patient, view)`` pairs) of the profile's cohort, read and resized to
+    ``data.resize`` one at a time; every patient folder is checked before the first sequence is read.
+
+    ``listed_in`` names where the keys came from, for the error message (e.g. ``"the split"``).
+    """
     root = study_root(cfg, paths)
     patients = list_patients(root)
-    keys = study_sequences(cfg, paths, split)
     missing = sorted({pid for pid, _ in keys if pid not in patients})
     if missing:
-        raise EchoDataError(f"{root}: patients {missing[:5]} are listed in the split but have no folder")
+        raise EchoDataError(f"{root}: patients {missing[:5]} are listed in {listed_in} but have no folder")
     for pid, view in keys:
         seq = load_ted_sequence(patients[pid]) if cfg.data.source == "ted" else load_sequence(patients[pid], view)
         if cfg.data.resize:
