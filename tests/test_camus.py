@@ -259,7 +259,7 @@ def test_public_names_stay_importable():
     """The readers moved to echo_utils.data; echo_utils.camus and echo_utils.phantom re-export the same objects."""
     from echo_utils import phantom
     from echo_utils.data import camus as data_camus
-    from echo_utils.data import phantom as data_phantom
+    from echo_utils.data import phantom_cohort
     from echo_utils.data import study
 
     for name in ("EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence",
@@ -267,4 +267,4 @@ def test_public_names_stay_importable():
         assert getattr(camus, name) is getattr(data_camus, name)
     for name in ("load_study", "iter_study", "study_split", "study_sequences", "study_root"):
         assert getattr(camus, name) is getattr(study, name)
-    assert phantom.make_cohort is data_phantom.make_cohort
+    assert phantom.make_cohort is phantom_cohort.make_cohort

@@ -60,13 +60,8 @@ __all__ = [
     "diastole_phase",
     "shape_at",
     "render_view",
-    "make_cohort",
-    "cohort_params",
     "CohortMismatch",
     "QUALITIES",
-    "ted_root",
-    "cohort_summary",
-    "patient_params",
     "view_geometry",
     "true_displacement",
     "lv_volume",
@@ -550,8 +545,3 @@ def render_patient(pp: PatientParams, size: int, full_cycle: bool = False) -> di
         img, lab, sp = render_view(pp, view, size, phases, rng, motion)
         out[view] = (img, lab, sp, phases)
     return out
-
-
-# the cohort writer (its own module; its public names stay importable from here)
-from .phantom_cohort import cohort_params, cohort_summary, make_cohort, patient_params, ted_root  # noqa: E402
-from .phantom_cohort import _write_patient  # noqa: E402,F401

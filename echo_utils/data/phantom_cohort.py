@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .phantom import COHORT_FILE, COHORT_VERSION, CohortMismatch, PatientParams, lv_volume, render_patient, sample_patient
-from .study import split_patients  # the one seeded patient split (also used for real data sets)
+from .split import split_patients  # the one seeded patient split (also used for real data sets)
 
 __all__ = ["make_cohort", "cohort_params", "patient_params", "ted_root", "cohort_summary"]
 

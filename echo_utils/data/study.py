@@ -12,7 +12,8 @@
 * :func:`ted_pairing` (from the cfg files only) and :func:`cohort_overview` (one pass over the images): what
   notebook 01 shows of the cohort.
 
-Readers are in :mod:`echo_utils.data.camus`; the generator in :mod:`echo_utils.data.phantom`.
+Readers are in :mod:`echo_utils.data.camus`; the generator in :mod:`echo_utils.data.phantom` (its cohort writer in
+:mod:`echo_utils.data.phantom_cohort`); the seeded patient split in :mod:`echo_utils.data.split`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .camus import (
     read_ted_map,
     resize_sequence,
 )
+from .split import split_patients
 
 __all__ = [
     "iter_sequences",
@@ -81,7 +83,7 @@ def study_root(cfg, paths, *, generate: bool = True) -> Path:
     """The data set root of a study: the synthetic cohort (generated if missing) or the real data set's folder."""
     d = cfg.data
     if d.source == "synthetic":
-        from .phantom import make_cohort
+        from .phantom_cohort import make_cohort
 
         root = Path(os.path.expandvars(d.root)) if d.root else Path(paths.data)
         if generate:
@@ -95,26 +97,6 @@ def study_root(cfg, paths, *, generate: bool = True) -> Path:
     if not (d.ted_root or d.root):
         raise EchoDataError("data.source is 'ted' but neither data.ted_root nor data.root is set")
     return _expand(d.ted_root or d.root, "ted_root" if d.ted_root else "root")
-
-
-def split_patients(patients: list[str], seed: int, test_fraction: float, val_fraction: float) -> dict:
-    """Seeded split by patient: test = round(n * test_fraction), val = round(rest * val_fraction), >= 1 each.
-
-    Returns ``{'training', 'validation', 'testing'}`` -> sorted patient ids (the CAMUS split-file names).
-    """
-    rng = np.random.default_rng([seed, 1234])
-    order = [patients[i] for i in rng.permutation(len(patients))]
-    n = len(order)
-    n_test = min(n - 1, max(1, int(round(n * test_fraction))))
-    n_val = int(round((n - n_test) * val_fraction))
-    if val_fraction > 0:
-        n_val = max(1, n_val)
-    n_val = min(n_val, n - n_test - 1)
-    return {
-        "testing": sorted(order[:n_test]),
-        "validation": sorted(order[n_test : n_test + n_val]),
-        "training": sorted(order[n_test + n_val :]),
-    }
 
 
 def _limit_split(split: dict[str, list[str]], n: int) -> dict[str, list[str]]:
