@@ -42,6 +42,7 @@ def phantom_pairs(root: str | Path, sequences: Sequence, kind: str = "step", *, 
     moving, kind).
     """
     from ..data import phantom
+    from ..data.phantom_cohort import patient_params
 
     if kind not in PAIR_KINDS:
         raise ValueError(f"unknown pair kind {kind!r}; expected one of {PAIR_KINDS}")
@@ -49,7 +50,7 @@ def phantom_pairs(root: str | Path, sequences: Sequence, kind: str = "step", *, 
     for seq in sequences:
         if seq.dense is None:
             raise ValueError(f"{seq.key}: no dense labels; phantom_pairs needs a synthetic sequence")
-        pp = phantom.patient_params(root, seq.patient)
+        pp = patient_params(root, seq.patient)
         ed, es = int(seq.ed), int(seq.es)
         if kind == "step":
             step = 1 if es > ed else -1
