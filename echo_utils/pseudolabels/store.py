@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -18,7 +19,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..config import display_path
+from ..labels import LABEL_NAMES
 from ..registration.inference import MemoizedRegistration
+from ..safe_load import DamagedFile
 from .propagate import KINDS, PseudoLabels, Registration, _resolve_options, _seq_name, pseudo_labels
 
 __all__ = [
@@ -93,8 +96,12 @@ def load_pseudo_labels(root: str | Path, seq) -> PseudoLabels:
     (= ``paths.pseudo_labels/<method>``).
 
     Returns uint8 ``(T, H, W)`` arrays; with an ``EchoSequence`` their shape is checked against its images.
+    A file that cannot be read whole (truncated, corrupt), is not a 3D volume or holds values that are not labels
+    is a :class:`~echo_utils.safe_load.DamagedFile` naming it; rerunning notebook 03 rebuilds it
+    (:func:`generate_pseudo_labels` recomputes a damaged sequence). Another shape than the images is a
+    ``ValueError`` (the labels of another sequence, never overwritten).
     """
-    import nibabel as nib
+    from ..safe_load import read_nifti, rerun_hint
 
     out = {}
     for kind in KINDS:
@@ -102,14 +109,22 @@ def load_pseudo_labels(root: str | Path, seq) -> PseudoLabels:
         if not path.is_file():
             raise FileNotFoundError(f"pseudo-label file {path} does not exist; "
                                     "run notebook 03 (generate_pseudo_labels)")
-        arr = np.asarray(nib.load(str(path)).dataobj)
+        arr = read_nifti(path, rebuild=lambda: rerun_hint(path, "03"))
         if arr.ndim != 3:
-            raise ValueError(f"{path}: expected a 3D (W,H,T) volume, got shape {arr.shape}")
+            _damaged(path, f"expected a 3D (W,H,T) volume, got shape {arr.shape}")
+        if arr.dtype.kind not in "ui" or (arr.size and (arr.min() < 0 or arr.max() >= len(LABEL_NAMES))):
+            _damaged(path, f"{arr.dtype} values in [{arr.min()}, {arr.max()}] are not labels")
         out[kind] = np.ascontiguousarray(np.transpose(arr, (2, 1, 0))).astype(np.uint8)
         if not isinstance(seq, str) and out[kind].shape != tuple(np.asarray(seq.images).shape):
             raise ValueError(f"{path}: shape {out[kind].shape} does not match the sequence images "
-                             f"{np.asarray(seq.images).shape}")
+                             f"{np.asarray(seq.images).shape}")  # another sequence's labels: not rebuilt over
     return PseudoLabels(**out)
+
+
+def _damaged(path: Path, problem: str) -> None:
+    from ..safe_load import rerun_hint
+
+    raise DamagedFile(f"{display_path(path)} is damaged ({problem}); {rerun_hint(path, '03')}", path)
 
 
 def registration_fingerprint(registration) -> str:
@@ -185,9 +200,12 @@ def generate_pseudo_labels(
     for seq in tqdm(sequences, desc=f"pseudo-labels ({method_name})", disable=not progress, unit="seq"):
         key = _seq_name(seq)
         if out_dir is not None and all(pseudo_label_path(out_dir, seq, k).is_file() for k in KINDS):
-            result[key] = load_pseudo_labels(out_dir, seq)
-            n_cached += 1
-            continue
+            try:
+                result[key] = load_pseudo_labels(out_dir, seq)
+                n_cached += 1
+                continue
+            except DamagedFile as exc:  # disk damage or a hand edit: computed again (the same labels)
+                print(f"note: {str(exc).split(';')[0]}; computing {key} again", file=sys.stderr)
         pl = pseudo_labels(seq, registration, warp=warp, batch_size=batch_size, **opts)
         if out_dir is not None:
             save_pseudo_labels(pl, out_dir, seq)

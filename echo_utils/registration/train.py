@@ -92,15 +92,33 @@ LOG_FILE = "log.csv"
 
 
 def _safe_load(path: Path, device) -> dict:
-    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``): a checkpoint file cannot
-    run code when it is read.  A file that needs more (a pickled object) is a ``ValueError`` naming the file."""
-    import pickle
+    """``torch.load`` restricted to tensors and plain containers (:func:`echo_utils.safe_load.load_torch`,
+    ``weights_only=True``): a checkpoint file cannot run code when it is read.  A file that needs more (a pickled
+    object) is an :class:`~echo_utils.safe_load.UnsafeFile`, a truncated one a
+    :class:`~echo_utils.safe_load.DamagedFile`; both are ``ValueError`` s naming the file."""
+    from ..safe_load import load_torch, rerun_hint
+
+    return load_torch(path, map_location=device, rebuild=lambda: rerun_hint(path, "02", delete=True))
+
+
+def _resume_state(path: Path, device) -> dict | None:
+    """The resume checkpoint; a damaged one is set aside (``None``: the training starts from iteration 0 and
+    reaches the same weights). A checkpoint that would run code is refused (raised), never set aside."""
+    from ..safe_load import DamagedFile
 
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path} is not a plain checkpoint (tensors and containers only); refusing to unpickle it: "
-                         f"{str(exc).splitlines()[0]}") from exc
+        return _safe_load(path, device)
+    except DamagedFile as exc:
+        _set_aside(path, exc)
+        return None
+
+
+def _set_aside(path: Path, exc: Exception) -> None:
+    """A damaged cache file is renamed ``<name>.damaged`` (kept for inspection) with a note, and rebuilt."""
+    import sys
+
+    os.replace(path, path.with_name(path.name + ".damaged"))
+    print(f"note: {str(exc).split(';')[0]}; set aside as {path.name}.damaged and rebuilt", file=sys.stderr)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -273,7 +291,12 @@ def train_registration(
     out = Path(run_dir) / digest
     final = out / MODEL_FILE
     if final.exists():
-        return load_registration(final, device=device)
+        from ..safe_load import DamagedFile
+
+        try:
+            return load_registration(final, device=device)
+        except DamagedFile as exc:  # truncated on disk: trained again (the same weights, seeded)
+            _set_aside(final, exc)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(json.dumps(key, indent=1, default=str), out / "key.json")
 
@@ -291,8 +314,8 @@ def train_registration(
     start = 0
     best = {"loss": float("inf"), "iteration": 0, "state_dict": None}
     ckpt_path = out / CHECKPOINT_FILE
-    if ckpt_path.exists():
-        ckpt = _safe_load(ckpt_path, device)
+    ckpt = _resume_state(ckpt_path, device) if ckpt_path.exists() else None
+    if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         start, log = int(ckpt["iteration"]), list(ckpt["log"])
@@ -391,11 +414,11 @@ def load_registration(path: str | Path, device: str | torch.device | None = "cpu
     if not path.is_file():
         raise FileNotFoundError(f"no trained registration model at {path}")
     device = _resolve_device(device)
+    ckpt = _safe_load(path, device)  # UnsafeFile (would run code) or DamagedFile (truncated), naming the file
     try:
-        ckpt = _safe_load(path, device)
         model = BSplineDIR(**ckpt["config"])
         model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, RuntimeError, EOFError) as exc:
+    except (KeyError, RuntimeError, TypeError) as exc:
         raise ValueError(f"{path} is not a BSplineDIR checkpoint: {exc}") from exc
     model.to(device).optimise_for_inference()
     model.run_dir = path.parent
@@ -409,8 +432,6 @@ def load_training_log(model_or_dir: BSplineDIR | str | Path):
     Columns: ``iteration``, ``split`` (``'train'`` per iteration, ``'val'`` every ``validate_every`` and at
     iteration 0 = the identity), ``loss``, ``ncc``, ``bending`` (px^-2), ``seconds`` (wall time since the start).
     """
-    import pandas as pd
-
     if isinstance(model_or_dir, BSplineDIR):
         if model_or_dir.run_dir is None:
             raise ValueError("this BSplineDIR was not trained or loaded from a run folder; pass the folder")
@@ -422,5 +443,8 @@ def load_training_log(model_or_dir: BSplineDIR | str | Path):
     path = folder / LOG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no training log at {path}")
-    return pd.read_csv(path)
+    from ..safe_load import read_table, rerun_hint
+
+    return read_table(path, columns=("iteration", "split", "loss"),
+                      rebuild=lambda: rerun_hint(path, "02", delete=folder))
 

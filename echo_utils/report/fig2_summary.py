@@ -78,7 +78,9 @@ def load_fig2(cfg, paths) -> tuple[pd.DataFrame | None, pd.DataFrame | None, lis
     score_file = paths.metrics / "pseudo_label_scores.csv"
     if not score_file.is_file():
         return None, None, [f"{score_file} is missing: run notebook 03 first. Fig. 2 is skipped."]
-    pseudo = pd.read_csv(score_file)
+    from ..safe_load import read_table, rerun_hint
+
+    pseudo = read_table(score_file, columns=("method", "key"), rebuild=lambda: rerun_hint(score_file, "03"))
     pl = pseudo[pseudo["method"] == cfg.registration.method]
     keys = set(pl["key"])
     seqs = [s for s in evaluation_sequences(cfg, paths) if s.key in keys]

@@ -29,18 +29,17 @@ PREDICTION_MARKER = "echo_predictions.json"
 
 
 def load_checkpoint(path: Path) -> dict:
-    """An nnU-Net checkpoint, loaded without running code from the file (``torch.load(weights_only=True)``).
+    """An nnU-Net checkpoint, loaded without running code from the file (:func:`echo_utils.safe_load.load_torch`:
+    ``torch.load(weights_only=True)`` and a narrow NumPy allowlist).
 
-    nnU-Net writes tensors, plain containers and a few NumPy scalars (its logged curves); exactly those NumPy types
-    are allowed, so a checkpoint that carries any other pickled object (code to run on load) is refused with
-    ``pickle.UnpicklingError``. nnU-Net's own loader uses ``weights_only=False``.
+    nnU-Net writes tensors, plain containers and a few NumPy scalars (its logged curves); a checkpoint that carries
+    any other pickled object (code to run on load) is refused with :class:`~echo_utils.safe_load.UnsafeFile` (a
+    ``pickle.UnpicklingError``), a truncated one is a :class:`~echo_utils.safe_load.DamagedFile`. nnU-Net's own
+    loader uses ``weights_only=False``; ``EchoTrainer.load_checkpoint`` (a resumed training) uses this one.
     """
-    import torch
+    from ..safe_load import load_torch, rerun_hint
 
-    allowed = [np._core.multiarray.scalar, np.dtype,
-               *(type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool"))]
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    return load_torch(path, map_location="cpu", rebuild=lambda: rerun_hint(path, "04", delete=True))
 
 
 def load_predictor(cfg: StudyConfig, paths: RunPaths, model: str, device: str = "cpu", *,

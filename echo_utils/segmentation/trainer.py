@@ -20,7 +20,9 @@ defaults. What it changes, and nothing else:
 - ``oversample_foreground``: the share of patches centred on a labelled voxel (nnU-Net's 0.33 when unset);
 - console output: nnU-Net's messages go to its log file only; one tqdm bar per training. The per-epoch curves are
   also written to ``echo_training_log.json`` after every epoch; nnU-Net's ``progress.png`` is redrawn every
-  ``save_every`` epochs (:class:`EchoLogger`).
+  ``save_every`` epochs (:class:`EchoLogger`);
+- a resumed training reads ``checkpoint_latest.pth`` with ``weights_only=True`` (``load_checkpoint``): a
+  checkpoint never runs code, as nnU-Net's own ``torch.load(weights_only=False)`` would.
 """
 
 from __future__ import annotations
@@ -107,6 +109,39 @@ class EchoTrainer(nnUNetTrainer):
         """nnU-Net's ``initialize`` (network, optimiser, loss) after seeding: the same initial weights every time."""
         self._seed()
         super().initialize()
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        """nnU-Net's ``load_checkpoint`` (a resumed training, ``nnUNetv2_train ... --c``) with the file read by the
+        study's safe loader (:func:`echo_utils.segmentation.predict.load_checkpoint`, ``weights_only=True``).
+
+        nnU-Net reads it with ``torch.load(weights_only=False)``, which runs whatever code is pickled into a
+        ``checkpoint_latest.pth``; here such a file is an :class:`~echo_utils.safe_load.UnsafeFile` raised before
+        the trainer is touched. What is restored, and how, is nnU-Net 2.8.1's own (whose version also fails on a
+        dict argument: ``checkpoint`` is only bound for a path).
+        """
+        checkpoint = filename_or_checkpoint
+        if not isinstance(checkpoint, dict):
+            from .predict import load_checkpoint as safe_load_checkpoint
+
+            checkpoint = safe_load_checkpoint(Path(checkpoint))
+        if not self.was_initialized:
+            self.initialize()
+        network = self.network.module if self.is_ddp else self.network
+        network = getattr(network, "_orig_mod", network)  # torch.compile's OptimizedModule
+        own = network.state_dict().keys()
+        # a state dict saved from nn.DataParallel has 'module.' keys: nnU-Net's heuristic
+        weights = {k[7:] if k not in own and k.startswith("module.") else k: v
+                   for k, v in checkpoint["network_weights"].items()}
+        self.my_init_kwargs = checkpoint["init_args"]
+        self.current_epoch = checkpoint["current_epoch"]
+        self.logger.load_checkpoint(checkpoint["logging"])
+        self._best_ema = checkpoint["_best_ema"]
+        self.inference_allowed_mirroring_axes = checkpoint.get("inference_allowed_mirroring_axes",
+                                                               self.inference_allowed_mirroring_axes)
+        network.load_state_dict(weights)
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        if self.grad_scaler is not None and checkpoint["grad_scaler_state"] is not None:
+            self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
 
     def print_to_log_file(self, *args, also_print_to_console=True, add_timestamp=True):
         super().print_to_log_file(*args, also_print_to_console=also_print_to_console and self.echo_verbose,

@@ -1,0 +1,186 @@
+"""Reading the files of a run directory without trusting them: no pickle runs code, a damaged file is named.
+
+A run directory is copied, shared and downloaded with a study's results, so every file in it is read as if a
+stranger had written it:
+
+* :func:`load_torch` reads a torch checkpoint with ``torch.load(weights_only=True)``: tensors, plain containers
+  and the few NumPy scalar types nnU-Net logs (:data:`NUMPY_ALLOWED`). A checkpoint that carries any other pickled
+  object (code that would run on load) is an :class:`UnsafeFile`, raised before that object is built. It is the
+  one loader of the registration checkpoints and of every nnU-Net checkpoint, for prediction and for a resumed
+  training (``EchoTrainer.load_checkpoint``; nnU-Net's own uses ``weights_only=False``).
+* :func:`read_nifti`, :func:`read_json`, :func:`read_table` read the other cached artifacts whole, so that a
+  truncated file fails here, as a :class:`DamagedFile` naming it and what rebuilds it, instead of a bare
+  ``EOFError`` later.
+
+What else a run reads with ``pickle`` (nnU-Net's preprocessed case properties, submitit's job files) is listed,
+with the trust it assumes, in the reproducibility chapter.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any, Callable, Iterable, Union
+
+import numpy as np
+
+from .config import display_path
+
+__all__ = ["UnsafeFile", "DamagedFile", "NUMPY_ALLOWED", "load_torch", "read_nifti", "read_json", "read_table",
+           "rerun_hint"]
+
+
+#: What rebuilds a damaged file, for its message: a sentence, or a function giving it (called only on failure).
+Rebuild = Union[str, Callable[[], str], None]
+
+
+class UnsafeFile(pickle.UnpicklingError, ValueError):
+    """A file that would run code (or build objects other than data) when unpickled: refused, nothing ran."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+
+
+class DamagedFile(ValueError):
+    """A file of the run directory that cannot be read (truncated, corrupt): names it and what rebuilds it."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+
+
+#: The non-torch globals a checkpoint may name: NumPy scalars (``np.float64`` values in nnU-Net's logged curves)
+#: and the dtypes they carry. Nothing callable beyond these constructors of plain data.
+NUMPY_ALLOWED = [np._core.multiarray.scalar, np.dtype,
+                 *(type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool"))]
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message (torch's zip errors go on for four more)."""
+    text = str(exc).strip().splitlines()
+    return text[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
+
+
+def rerun_hint(path: str | Path, notebook: str, *, delete: bool | str | Path = False) -> str:
+    """``"rerun notebook NN, which rebuilds it: <command>"`` with the runner's command for the run directory that
+    holds ``path`` (found by its ``run.json``), or the bare advice when ``path`` is not in a run directory.
+
+    ``delete=True`` starts the advice with ``"delete it and"``, a path with ``"delete <path> and"``: what must go
+    for the rerun to rebuild it (a file that exists counts as done for the cached step that wrote it).
+    """
+    gone = "" if delete is False else "delete it and " if delete is True else f"delete {display_path(delete)} and "
+    advice = f"{gone}rerun notebook {notebook}, which rebuilds it"
+    from .rundir import SETTINGS_FILE
+
+    path = Path(path).resolve()
+    for run_dir in path.parents:
+        record = run_dir / SETTINGS_FILE
+        if record.is_file():
+            try:
+                rec = json.loads(record.read_text())
+                params = rec.get("params")
+            except (OSError, ValueError, AttributeError):
+                params = None
+            if params:
+                from .run import resume_command
+
+                cmd = resume_command(params, rec.get("overrides") or {}, run_dir, None, [notebook])
+                return f"{advice}: {cmd}"
+            break
+    return advice
+
+
+def _damaged(path: Path, reason: str, rebuild: Rebuild) -> DamagedFile:
+    advice = rebuild() if callable(rebuild) else rebuild
+    return DamagedFile(f"{display_path(path)} is damaged ({reason}); "
+                       + (advice or "delete it and rerun the step that wrote it"), path)
+
+
+def load_torch(path: str | Path, *, map_location: Any = "cpu", rebuild: Rebuild = None) -> Any:
+    """``torch.load(path, weights_only=True)`` with :data:`NUMPY_ALLOWED`: a checkpoint, never code.
+
+    Raises
+    ------
+    FileNotFoundError if ``path`` does not exist; :class:`UnsafeFile` (a ``pickle.UnpicklingError``) if the file
+    asks for any other global, before building it; :class:`DamagedFile` if it is truncated or not a torch file
+    (``rebuild`` says what rebuilds it).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{display_path(path)} does not exist")
+    try:
+        with torch.serialization.safe_globals(NUMPY_ALLOWED):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # the weights-only unpickler met something other than plain data
+        raise UnsafeFile(f"{display_path(path)} is not a plain checkpoint (tensors and containers only); "
+                         f"refusing to unpickle it: {_unsupported(exc)}", path) from None
+    except (EOFError, RuntimeError, OSError, ValueError, KeyError, IndexError) as exc:
+        raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}", rebuild) from None
+
+
+def _unsupported(exc: BaseException) -> str:
+    """The line of torch's message that names the refused global (e.g. ``Unsupported global: GLOBAL posix.system``)."""
+    for line in str(exc).splitlines():
+        if "Unsupported global" in line or "Unsupported operand" in line or "GLOBAL" in line:
+            return line.strip()
+    return _first_line(exc)
+
+
+def read_nifti(path: str | Path, *, rebuild: Rebuild = None) -> np.ndarray:
+    """The whole voxel array of a NIfTI file, as nibabel stores it (``(W, H[, T])``), read now.
+
+    A missing file is a ``FileNotFoundError``; a truncated or corrupt one (gzip stream cut short, header damaged,
+    fewer voxels than the header says) is a :class:`DamagedFile` naming it.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{display_path(path)} does not exist")
+    try:
+        return np.asarray(nib.load(str(path)).dataobj)
+    except Exception as exc:  # noqa: BLE001 - nibabel, gzip and zlib raise many types; all mean "cannot read"
+        raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}", rebuild) from None
+
+
+def read_json(path: str | Path, *, rebuild: Rebuild = None) -> Any:
+    """A JSON file; a truncated or corrupt one is a :class:`DamagedFile` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{display_path(path)} does not exist") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _damaged(path, f"not valid JSON: {_first_line(exc)}", rebuild) from None
+
+
+def read_table(path: str | Path, *, columns: Iterable[str] = (), rebuild: Rebuild = None):
+    """A CSV table written by ``DataFrame.to_csv``, checked before it is used.
+
+    Refused as a :class:`DamagedFile` naming the file: a file that does not parse, lacks one of ``columns``, or
+    does not end with a line break (``to_csv`` always ends with one, so a file cut short mid-row is caught). A file
+    cut exactly at a line break loses whole rows and cannot be told from a shorter table by its content alone.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{display_path(path)} does not exist")
+    raw = path.read_bytes()
+    if not raw:
+        raise _damaged(path, "empty file", rebuild)
+    if not raw.endswith(b"\n"):
+        raise _damaged(path, "it ends in the middle of a row", rebuild)
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise _damaged(path, f"not a CSV table: {_first_line(exc)}", rebuild) from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise _damaged(path, f"no column {', '.join(map(repr, missing))}", rebuild)
+    return df
+
