@@ -351,8 +351,41 @@ def _format_errors(path: Path, err: ValidationError, overrides: dict | None = No
     return "\n".join(lines)
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping that gives the same key twice (YAML would keep the last value silently)."""
+
+    def __init__(self, key: str, first: int, second: int):
+        where = f"on line {first}" if first == second else f"on lines {first} and {second}"
+        super().__init__(f"key '{key}' is given twice, {where}; keep one")
+        self.key, self.lines = key, (first, second)
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 safe loader that also reads ``1e-3`` (no dot) as a float, as YAML 1.2 does."""
+    """YAML 1.1 safe loader that also reads ``1e-3`` (no dot) as a float, as YAML 1.2 does, and refuses a key given
+    twice in one mapping (:class:`DuplicateKey`, naming the dotted key and both lines) instead of keeping the last."""
+
+    def construct_document(self, node):
+        self._refuse_duplicates(node, "")
+        return super().construct_document(node)
+
+    def _refuse_duplicates(self, node, prefix: str) -> None:
+        if isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                self._refuse_duplicates(item, prefix)
+        if not isinstance(node, yaml.MappingNode):
+            return
+        seen: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<' merges are overridden on purpose
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKey(f"{prefix}{key}", seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: SafeConstructor's own error names it
+                pass
+            self._refuse_duplicates(value_node, f"{prefix}{key}.")
 
 
 _Loader.add_implicit_resolver(
@@ -490,6 +523,8 @@ def load_config(path: str | Path, overrides: object = None) -> StudyConfig:
         raise ConfigError(f"profile not found: {display_path(path)}")
     try:
         raw = _yaml(path.read_text())
+    except DuplicateKey as exc:
+        raise ConfigError(f"profile {display_path(path)}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"profile {display_path(path)} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

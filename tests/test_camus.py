@@ -155,6 +155,32 @@ def test_error_ed_es_range(tmp_path, key, value):
         camus.load_sequence(d, "2CH")
 
 
+@pytest.mark.parametrize("key,value", [("ED", "one"), ("NbFrame", "five"), ("ES", 4.5), ("NbFrame", "true")])
+def test_non_integer_frame_numbers_name_the_cfg_and_the_key(tmp_path, key, value):
+    d = write_nifti_patient(tmp_path, "patient0001", cfg_items={key: value})
+    with pytest.raises(EchoDataError, match=rf"Info_2CH\.cfg: {key} = .*{value}.* is not a frame number"):
+        camus.load_sequence(d, "2CH")
+
+
+def test_ed_es_order_contradicting_the_half_sequence_names_the_cfg_and_the_sequence(tmp_path):
+    d = write_nifti_patient(tmp_path, "patient0001", cfg_items={"ED": T, "ES": 1})  # swapped in the cfg
+    with pytest.raises(EchoDataError, match=rf"Info_2CH\.cfg: ED = {T} is not before ES = 1, but "
+                       r"patient0001_2CH_half_sequence.nii.gz is a half sequence from ED to ES"):
+        camus.load_sequence(d, "2CH")
+
+
+def test_sparse_labels_contradicting_the_dense_labels_name_the_cfg_and_the_dense_file(tmp_path):
+    d = write_nifti_patient(tmp_path, "patient0001")
+    _, lab = _sequence(T)
+    for key, t in (("ED", T - 1), ("ES", 0)):  # the ED/ES label files swapped: each matches the other frame
+        _nii(d / f"patient0001_2CH_{key}_gt.nii.gz", lab[t])
+    with pytest.raises(EchoDataError, match=rf"Info_2CH\.cfg: ED = 1, ES = {T} contradict the dense labels "
+                       r"patient0001_2CH_half_sequence_gt.nii.gz"):
+        camus.load_sequence(d, "2CH")
+    seq = camus.load_sequence(d, "4CH")  # the control: the untouched view reads
+    assert (seq.ed, seq.es) == (0, T - 1)
+
+
 def test_error_shape_mismatch(tmp_path):
     d = write_nifti_patient(tmp_path, "patient0001")
     _nii(d / "patient0001_2CH_half_sequence_gt.nii.gz", np.zeros((T, H, W - 1), np.uint8))

@@ -84,6 +84,20 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(_write(tmp_path, "name: [unclosed\n"))
 
 
+def test_duplicate_keys_are_refused_naming_the_key_and_both_lines(tmp_path):
+    """YAML keeps the last of two equal keys silently; a profile refuses it (top level, nested, flow style)."""
+    with pytest.raises(ConfigError, match=r"bad.yaml: key 'seed' is given twice, on lines 2 and 5; keep one"):
+        load_config(_write(tmp_path, "name: x\nseed: 0\ndata:\n  size: 64\nseed: 1\n"))
+    with pytest.raises(ConfigError, match=r"key 'data.n_patients' is given twice, on lines 3 and 5"):
+        load_config(_write(tmp_path, "name: x\ndata:\n  n_patients: 6\n  size: 64\n  n_patients: 8\n"))
+    with pytest.raises(ConfigError, match=r"key 'data.size' is given twice, on line 2"):
+        load_config(_write(tmp_path, "name: x\ndata: {size: 64, size: 32}\n"))
+    with pytest.raises(ConfigError, match=r"key 'registration' is given twice"):
+        parse_overrides('{"registration": {"alpha": 0}, "registration": {"alpha": 1}}')
+    # the same key in two different sections is not a duplicate
+    assert load_config(_write(tmp_path, "name: x\nseed: 3\ndata:\n  seed: 4\n")).data.seed == 4
+
+
 def test_unset_environment_variable_is_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv("SURELY_UNSET_ROOT", raising=False)
     p = _write(tmp_path, "name: x\ndata:\n  source: camus\n  root: ${SURELY_UNSET_ROOT}\n")

@@ -229,15 +229,42 @@ def _frames_from_cfg(info: dict, n_frames: int, cfg_path: Path, seq_path: Path) 
     for key in ("ED", "ES"):
         if key not in info:
             raise EchoDataError(f"{cfg_path}: missing key '{key}'")
+    for key in ("ED", "ES", "NbFrame"):
+        if key in info and (isinstance(info[key], bool) or not isinstance(info[key], int)):
+            raise EchoDataError(f"{cfg_path}: {key} = {info[key]!r} is not a frame number (a whole number)")
     nb = info.get("NbFrame")
-    if nb is not None and int(nb) != n_frames:
+    if nb is not None and nb != n_frames:
         raise EchoDataError(f"{cfg_path}: NbFrame = {nb} but {seq_path.name} has {n_frames} frames")
-    ed, es = int(info["ED"]) - 1, int(info["ES"]) - 1
+    ed, es = info["ED"] - 1, info["ES"] - 1
     for key, idx in (("ED", ed), ("ES", es)):
         if not 0 <= idx < n_frames:
             raise EchoDataError(f"{cfg_path}: {key} = {idx + 1} is out of range 1..{n_frames} "
                                 f"(frames of {seq_path.name})")
     return ed, es
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Dice over the foreground labels present in either map (1.0 for two empty maps)."""
+    scores = []
+    for v in np.union1d(np.unique(a), np.unique(b)):
+        if v == 0:
+            continue
+        x, y = a == v, b == v
+        scores.append(2.0 * np.logical_and(x, y).sum() / (x.sum() + y.sum()))
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def _check_phases_against_dense(ed_label: np.ndarray, es_label: np.ndarray, dense: np.ndarray, ed: int, es: int,
+                                cfg_path: Path, dense_path: Path) -> None:
+    """The sparse ED and ES labels must match the dense labels at the frames the cfg names better than at each
+    other's frame: otherwise the cfg's ED and ES are swapped (or wrong) with respect to the dense labels."""
+    stated = _agreement(ed_label, dense[ed]) + _agreement(es_label, dense[es])
+    swapped = _agreement(ed_label, dense[es]) + _agreement(es_label, dense[ed])
+    if swapped > stated:
+        raise EchoDataError(
+            f"{cfg_path}: ED = {ed + 1}, ES = {es + 1} contradict the dense labels {dense_path.name}: the ED label "
+            f"matches their frame {es + 1} and the ES label their frame {ed + 1} better (mean Dice {swapped / 2:.2f} "
+            f"swapped, {stated / 2:.2f} as stated): ED and ES are swapped in the cfg or in the _ED_gt/_ES_gt files")
 
 
 def detect_layout(patient_dir: str | Path, view: str = "2CH") -> str:
@@ -301,6 +328,9 @@ def load_sequence(patient_dir: str | Path, view: str) -> EchoSequence:
         raise EchoDataError(f"{seq_path}: expected a sequence (T, H, W), got shape {raw.shape}")
     images = _as_images(raw, seq_path)
     ed, es = _frames_from_cfg(info, images.shape[0], cfg_path, seq_path)
+    if ed >= es:
+        raise EchoDataError(f"{cfg_path}: ED = {ed + 1} is not before ES = {es + 1}, but {seq_path.name} is a half "
+                            f"sequence from ED to ES ({images.shape[0]} frames); the cfg's ED and ES contradict it")
     labels = {}
     for key, idx in (("ED", ed), ("ES", es)):
         lab, _ = load(sparse_paths[key])
@@ -312,6 +342,7 @@ def load_sequence(patient_dir: str | Path, view: str) -> EchoSequence:
         _check_same_shape(images.shape, lab.shape, seq_path, dense_path)
         dense = _as_labels(lab, dense_path, what=f"{view} dense labels")
         kind = _dense_kind(info, "interpolated", cfg_path)
+        _check_phases_against_dense(labels[ed], labels[es], dense, ed, es, cfg_path, dense_path)
     return EchoSequence(patient=p, view=view, images=images, spacing=spacing, ed=ed, es=es, labels=labels,
                         dense=dense, dense_kind=kind, info=info)
 
