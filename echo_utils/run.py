@@ -43,6 +43,7 @@ from .config import (
     parse_overrides,
     resolve_params_path,
 )
+from .preflight import preflight
 from .rundir import RunLock, RunPaths, _run_dir_path, check_settings, load_study
 
 __all__ = [
@@ -195,14 +196,17 @@ def run_notebooks(
 ) -> list[Path]:
     """Execute the notebooks with papermill; returns the executed copies.
 
-    Before anything is written: the profile and ``overrides`` are validated, the notebooks found, and the
-    profile compared with the run directory's recorded settings. Then the run directory is locked (``run.lock``)
+    Before anything is written: the profile and ``overrides`` are validated, the notebooks found, the
+    profile compared with the run directory's recorded settings, and :func:`echo_utils.preflight.preflight` checks
+    the run directory can be written, the device exists, the data roots hold their layout and the split leaves a
+    patient in each split. Then the run directory is locked (``run.lock``)
     and, on its first run, its settings are recorded (``run.json``). With ``check_only`` the run stops after the
     checks (nothing written; a lock held by another runner is reported) and returns the notebooks it would run.
 
     Raises
     ------
-    ConfigError (bad profile or overrides, ``SettingsMismatch``, ``RunLocked``), :class:`NotebookFailed` on
+    ConfigError (bad profile or overrides, ``SettingsMismatch``, ``RunLocked``, ``RunDirNotWritable``,
+    ``PreflightError``), :class:`NotebookFailed` on
     the first failing notebook, :class:`RunInterrupted` on Ctrl-C / SIGTERM.
     """
     import papermill as pm
@@ -215,15 +219,18 @@ def run_notebooks(
     if not notebooks:
         raise ConfigError(f"no NN_*.ipynb notebooks in {display_path(notebook_dir)}")
     recorded = check_settings(run_dir, cfg)  # read-only: refused before the run directory is touched
+    found = preflight(cfg, run_dir)  # writable run dir, device, data roots and layout, split: still read-only
     if check_only:
         from .rundir import assert_not_locked_by_other, settings_record
 
         if run_dir.is_dir():
             assert_not_locked_by_other(run_dir)
         state = "matches its run.json" if recorded else "new run directory (run.json written on the first run)"
+        split = found["split"]
         log(f"ok: profile {cfg.name} [{settings_record(cfg)['profile_hash']}]"
             + (f" with {' '.join(_set_items(extra))}" if extra else "")
-            + f"; run dir {display_path(run_dir)}: {state}; would run {', '.join(p.stem for p in notebooks)}")
+            + f"; run dir {display_path(run_dir)}: {state}; device {found['device']}; split {split['train']} train,"
+            f" {split['val']} val, {split['test']} test patients; would run {', '.join(p.stem for p in notebooks)}")
         return notebooks
     output_dir = Path(output_dir)
     # Parameters as the book shows them: paths relative to the project (papermill runs in the project root).
@@ -366,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="with --submit: list the jobs and their resources "
                         "(and the sbatch header), submit nothing")
     parser.add_argument("--check", action="store_true",
-                        help="only validate the profile and overrides against the run directory; run nothing")
+                        help="only check, writing nothing: the profile and overrides against the run directory, "
+                        "that the run directory is writable, the device, the data roots and the split; run nothing")
     args = parser.parse_args(argv)
     if args.submit or args.dry_run:  # echo_utils.compute: the cluster path (issue 18)
         from .compute.runner import submit_main

@@ -18,7 +18,9 @@ caches every expensive step, keyed by settings. Two things keep it consistent:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import socket
@@ -44,6 +46,8 @@ __all__ = [
     "RUNTIME_KEYS",
     "SettingsMismatch",
     "RunLocked",
+    "RunDirNotWritable",
+    "writable_problem",
     "flatten",
     "settings_record",
     "settings_diff",
@@ -74,6 +78,48 @@ class SettingsMismatch(ConfigError):
 
 class RunLocked(ConfigError):
     """Another runner holds the run directory's lock: names its PID, host and start time."""
+
+
+class RunDirNotWritable(ConfigError):
+    """The run directory (or the folder it would be created in) cannot be written: names it and what to do."""
+
+
+def _not_writable_message(path: Path, reason: str) -> str:
+    return (f"run directory {display_path(path)} is not writable ({reason}): a run writes its lock, settings and "
+            f"cache there. Copy it to a writable place and pass that with --run-dir (e.g. cp -r {display_path(path)} "
+            f"runs/copy, then --run-dir runs/copy), or make it writable")
+
+
+def writable_problem(run_dir: str | Path) -> str | None:
+    """Why ``run_dir`` cannot be written (``"read-only file system"``, ``"permission denied"``, ...), or ``None``.
+
+    Checked without writing: ``os.access`` on the directory, or on the nearest existing folder above it when it does
+    not exist yet (where it would be created). Used by ``--check``; :class:`RunLock` reports the same on failure.
+    """
+    path = Path(run_dir)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if path.exists() and not path.is_dir():
+        return f"{display_path(path)} is a file"
+    if os.access(path, os.W_OK | os.X_OK):
+        return None
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    return f"no write permission for this user on {display_path(path)}"
+
+
+@contextlib.contextmanager
+def _writes(run_dir: Path):
+    """Turn a refused write into the run directory (read-only, no permission) into :class:`RunDirNotWritable`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise RunDirNotWritable(_not_writable_message(run_dir, (exc.strerror or str(exc)).lower())) from None
+        raise
 
 
 def _now() -> str:
@@ -183,8 +229,9 @@ def check_settings(
     new = settings_record(cfg, params=params, overrides=overrides)
     path = run_dir / SETTINGS_FILE
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with _writes(run_dir):
+        tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
     return new
 
 
@@ -246,11 +293,12 @@ class RunLock:
         self._held = False
 
     def acquire(self) -> "RunLock":
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "command": self.command,
                 "token": self.token}
         tmp = self.path.with_name(f".{LOCK_FILE}.{self.token}.tmp")
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        with _writes(self.run_dir):  # a read-only or foreign run directory: one line, not a traceback
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(info, indent=2) + "\n")
         try:
             for _ in range(3):
                 try:
@@ -311,7 +359,8 @@ def resolve_run_dir(cfg: StudyConfig, run_dir: str | Path | None = None, *, crea
     if not path.exists():
         if not create:
             raise ConfigError(f"run directory {display_path(path)} does not exist; run the earlier notebooks first")
-        path.mkdir(parents=True)
+        with _writes(path):
+            path.mkdir(parents=True)
     elif not path.is_dir():
         raise ConfigError(f"run directory {display_path(path)} exists and is not a directory")
     return path

@@ -111,16 +111,17 @@ def _limit_split(split: dict[str, list[str]], n: int) -> dict[str, list[str]]:
     return {k: sorted(v)[: counts[k]] for k, v in split.items()}
 
 
-def study_split(cfg, paths) -> dict[str, list[str]]:
+def study_split(cfg, paths, *, write: bool = True) -> dict[str, list[str]]:
     """Patient ids per split, ``{'train', 'val', 'test'}`` (sorted), without loading any image.
 
     Official split files when the data set has them (the synthetic cohort writes CAMUS-style ones); otherwise a
     split seeded by ``data.seed`` with ``data.test_fraction`` / ``data.val_fraction``, written to
     ``paths.data/split.json`` and reused.  ``data.max_patients`` keeps the first patients of each split in
-    proportion (at least one per non-empty split).
+    proportion (at least one per non-empty split). ``write=False`` computes a new split without writing it (and
+    without generating a missing synthetic cohort: ``--check``).
     """
     d = cfg.data
-    root = study_root(cfg, paths)
+    root = study_root(cfg, paths, generate=write)
     official = read_split(root)
     if official is not None and official["test"] and not official["val"] and d.val_fraction > 0:
         # legacy CAMUS: carve a seeded validation set out of the training patients
@@ -143,10 +144,11 @@ def study_split(cfg, paths) -> dict[str, list[str]]:
             pats = list(list_patients(root))
             s = split_patients(pats, d.seed, d.test_fraction, d.val_fraction)
             official = {"train": s["training"], "val": s["validation"], "test": s["testing"]}
-            split_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = split_file.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"params": params, "split": official}, indent=1))
-            os.replace(tmp, split_file)
+            if write:
+                split_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = split_file.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps({"params": params, "split": official}, indent=1))
+                os.replace(tmp, split_file)
     if d.max_patients is not None and d.source != "synthetic":
         total = sum(len(v) for v in official.values())
         if d.max_patients < total:
