@@ -69,9 +69,16 @@ def cohort_params(
     }
 
 
+def _read_cohort_record(path: Path) -> dict:
+    """``cohort.json``; a damaged one is a :class:`~echo_utils.safe_load.DamagedFile` saying how to regenerate."""
+    from ..safe_load import read_json, rerun_hint
+
+    return read_json(path, rebuild=lambda: rerun_hint(path, "01", delete=path.parent))
+
+
 def patient_params(root: str | Path, patient: str) -> PatientParams:
     """The parameters of one patient of a generated cohort (recomputed from ``cohort.json``: seed and ranges)."""
-    params = json.loads((Path(root) / COHORT_FILE).read_text())
+    params = _read_cohort_record(Path(root) / COHORT_FILE)
     index = int(patient.replace("patient", "")) - 1
     if not 0 <= index < params["n_patients"]:
         raise ValueError(f"{root}: no patient {patient!r} in a cohort of {params['n_patients']}")
@@ -193,7 +200,7 @@ def make_cohort(
     params = cohort_params(n_patients, size, frames, seed, full_cycle, test_fraction, val_fraction)
     marker = root / COHORT_FILE
     if marker.exists():
-        old = json.loads(marker.read_text())
+        old = _read_cohort_record(marker)
         if old != params:
             diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
             raise CohortMismatch(

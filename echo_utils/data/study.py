@@ -135,7 +135,9 @@ def study_split(cfg, paths, *, write: bool = True) -> dict[str, list[str]]:
         params = {"root": str(root), "seed": d.seed, "test_fraction": d.test_fraction,
                   "val_fraction": d.val_fraction}
         if split_file.exists():
-            stored = json.loads(split_file.read_text())
+            from ..safe_load import read_json, rerun_hint
+
+            stored = read_json(split_file, rebuild=lambda: rerun_hint(split_file, "01", delete=True))
             if stored.get("params") != params:
                 raise EchoDataError(f"{split_file}: written for {stored.get('params')}, but this profile asks for "
                                     f"{params}; delete it or use another run directory")

@@ -201,7 +201,10 @@ def write_json(path: Path, obj) -> None:
 
 
 def read_json(path: Path):
-    return json.loads(Path(path).read_text())
+    """A JSON file; a truncated or corrupt one is a :class:`~echo_utils.safe_load.DamagedFile` naming it."""
+    from ..safe_load import read_json as _read_json
+
+    return _read_json(path)
 
 
 def jsonable(obj):
