@@ -162,6 +162,12 @@ def test_non_integer_frame_numbers_name_the_cfg_and_the_key(tmp_path, key, value
         camus.load_sequence(d, "2CH")
 
 
+def test_frame_number_names_a_missing_key():
+    assert camus.frame_number({"ED": 3}, "ED", "Info_2CH.cfg") == 3
+    with pytest.raises(EchoDataError, match=r"Info_2CH\.cfg: missing key 'ES'"):
+        camus.frame_number({"ED": 3}, "ES", "Info_2CH.cfg")
+
+
 def test_ed_es_order_contradicting_the_half_sequence_names_the_cfg_and_the_sequence(tmp_path):
     d = write_nifti_patient(tmp_path, "patient0001", cfg_items={"ED": T, "ES": 1})  # swapped in the cfg
     with pytest.raises(EchoDataError, match=rf"Info_2CH\.cfg: ED = {T} is not before ES = 1, but "

@@ -87,6 +87,7 @@ __all__ = [
     "EchoDataError",
     "LABELS",
     "read_cfg",
+    "frame_number",
     "detect_layout",
     "load_sequence",
     "load_ted_sequence",
@@ -224,18 +225,23 @@ def _check_same_shape(img_shape, gt_shape, img_path: Path, gt_path: Path) -> Non
                             f"shape {tuple(img_shape)}")
 
 
+def frame_number(info: dict, key: str, cfg_path: str | Path) -> int:
+    """The 1-based frame number ``info[key]`` (``ED``, ``ES``, ``NbFrame``) of a cfg read by :func:`read_cfg`; a
+    missing key or a value that is not a whole number is an :class:`EchoDataError` naming the file and the key."""
+    if key not in info:
+        raise EchoDataError(f"{cfg_path}: missing key '{key}'")
+    value = info[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EchoDataError(f"{cfg_path}: {key} = {value!r} is not a frame number (a whole number)")
+    return value
+
+
 def _frames_from_cfg(info: dict, n_frames: int, cfg_path: Path, seq_path: Path) -> tuple[int, int]:
     """0-based ED/ES indices from the cfg's 1-based frame numbers, checked against the sequence length."""
-    for key in ("ED", "ES"):
-        if key not in info:
-            raise EchoDataError(f"{cfg_path}: missing key '{key}'")
-    for key in ("ED", "ES", "NbFrame"):
-        if key in info and (isinstance(info[key], bool) or not isinstance(info[key], int)):
-            raise EchoDataError(f"{cfg_path}: {key} = {info[key]!r} is not a frame number (a whole number)")
-    nb = info.get("NbFrame")
+    nb = frame_number(info, "NbFrame", cfg_path) if "NbFrame" in info else None
     if nb is not None and nb != n_frames:
         raise EchoDataError(f"{cfg_path}: NbFrame = {nb} but {seq_path.name} has {n_frames} frames")
-    ed, es = info["ED"] - 1, info["ES"] - 1
+    ed, es = frame_number(info, "ED", cfg_path) - 1, frame_number(info, "ES", cfg_path) - 1
     for key, idx in (("ED", ed), ("ES", es)):
         if not 0 <= idx < n_frames:
             raise EchoDataError(f"{cfg_path}: {key} = {idx + 1} is out of range 1..{n_frames} "

@@ -30,6 +30,7 @@ import numpy as np
 from .camus import (
     EchoDataError,
     EchoSequence,
+    frame_number,
     list_patients,
     load_sequence,
     load_ted_sequence,
@@ -396,9 +397,7 @@ def ted_pairing(cfg, paths) -> "pd.DataFrame":  # noqa: F821
 
     def n_ed_es(path: Path) -> int:
         info = read_cfg(path)
-        if "ED" not in info or "ES" not in info:
-            raise EchoDataError(f"{path}: missing key 'ED' or 'ES'")
-        return abs(int(info["ES"]) - int(info["ED"])) + 1
+        return abs(frame_number(info, "ES", path) - frame_number(info, "ED", path)) + 1
 
     rows = []
     for t, c in pairs:
