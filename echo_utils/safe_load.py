@@ -104,8 +104,8 @@ def load_torch(path: str | Path, *, map_location: Any = "cpu", rebuild: Rebuild 
     Raises
     ------
     FileNotFoundError if ``path`` does not exist; :class:`UnsafeFile` (a ``pickle.UnpicklingError``) if the file
-    asks for any other global, before building it; :class:`DamagedFile` if it is truncated or not a torch file
-    (``rebuild`` says what rebuilds it).
+    asks for any other global, before building it; :class:`DamagedFile` if it is truncated or not a torch file.
+    Both messages end with ``rebuild`` (what rebuilds the file).
     """
     import torch
 
@@ -116,17 +116,18 @@ def load_torch(path: str | Path, *, map_location: Any = "cpu", rebuild: Rebuild 
         with torch.serialization.safe_globals(NUMPY_ALLOWED):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:  # the weights-only unpickler met something other than plain data
-        raise UnsafeFile(f"{display_path(path)} is not a plain checkpoint (tensors and containers only); "
-                         f"refusing to unpickle it: {_unsupported(exc)}", path) from None
+        advice = (rebuild() if callable(rebuild) else rebuild) or "delete it if you did not write it"
+        raise UnsafeFile(f"{display_path(path)} is not a plain checkpoint (tensors and containers only); refusing "
+                         f"to unpickle it ({_unsupported(exc)}); {advice}", path) from None
     except (EOFError, RuntimeError, OSError, ValueError, KeyError, IndexError) as exc:
         raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}", rebuild) from None
 
 
 def _unsupported(exc: BaseException) -> str:
-    """The line of torch's message that names the refused global (e.g. ``Unsupported global: GLOBAL posix.system``)."""
+    """The line of torch's message that names what was refused (e.g. ``unsupported GLOBAL posix.system``)."""
     for line in str(exc).splitlines():
         if "Unsupported global" in line or "Unsupported operand" in line or "GLOBAL" in line:
-            return line.strip()
+            return line.strip().rstrip(".")
     return _first_line(exc)
 
 
