@@ -8,8 +8,8 @@ stranger had written it:
   object (code that would run on load) is an :class:`UnsafeFile`, raised before that object is built. It is the
   one loader of the registration checkpoints and of every nnU-Net checkpoint, for prediction and for a resumed
   training (``EchoTrainer.load_checkpoint``; nnU-Net's own uses ``weights_only=False``).
-* :func:`read_nifti`, :func:`read_json`, :func:`read_table` read the other cached artifacts whole, so that a
-  truncated file fails here, as a :class:`DamagedFile` naming it and what rebuilds it, instead of a bare
+* :func:`read_nifti`, :func:`check_gzip`, :func:`read_json`, :func:`read_table` read the other cached artifacts
+  whole, so that a truncated file fails here, as a :class:`DamagedFile` naming it and what rebuilds it, instead of a bare
   ``EOFError`` later.
 
 What else a run reads with ``pickle`` (nnU-Net's preprocessed case properties, submitit's job files) is listed,
@@ -27,8 +27,8 @@ import numpy as np
 
 from .config import display_path
 
-__all__ = ["UnsafeFile", "DamagedFile", "NUMPY_ALLOWED", "load_torch", "read_nifti", "read_json", "read_table",
-           "rerun_hint"]
+__all__ = ["UnsafeFile", "DamagedFile", "NUMPY_ALLOWED", "load_torch", "read_nifti", "check_gzip", "read_json",
+           "read_table", "rerun_hint"]
 
 
 #: What rebuilds a damaged file, for its message: a sentence, or a function giving it (called only on failure).
@@ -146,6 +146,26 @@ def read_nifti(path: str | Path, *, rebuild: Rebuild = None) -> np.ndarray:
         return np.asarray(nib.load(str(path)).dataobj)
     except Exception as exc:  # noqa: BLE001 - nibabel, gzip and zlib raise many types; all mean "cannot read"
         raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}", rebuild) from None
+
+
+def check_gzip(path: str | Path, *, rebuild: Rebuild = None) -> Path:
+    """``path`` itself when it is not gzip-compressed or its gzip stream is whole (read through to its CRC and
+    length); a truncated or corrupt stream is a :class:`DamagedFile`. For readers that do not notice: SimpleITK
+    reads a truncated ``.nii.gz`` without an error, the missing voxels silently zero."""
+    import gzip
+    import zlib
+
+    path = Path(path)
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return path
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}", rebuild) from None
+    return path
 
 
 def read_json(path: str | Path, *, rebuild: Rebuild = None) -> Any:

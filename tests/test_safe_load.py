@@ -192,3 +192,31 @@ def test_read_json_and_nifti_name_the_file(tmp_path):
     truncate(nii)
     with pytest.raises(DamagedFile, match="x.nii.gz is damaged"):
         read_nifti(nii)
+
+
+def test_truncated_prediction_is_named_not_read_as_zeros(tmp_path):
+    """SimpleITK reads a truncated .nii.gz without an error (the missing voxels zero): load_prediction checks the
+    gzip stream first."""
+    import SimpleITK as sitk
+
+    from echo_utils import segmentation as nnunet
+    from echo_utils.camus import EchoSequence
+    from echo_utils.config import RunPaths
+    from echo_utils.safe_load import check_gzip
+
+    paths = RunPaths(tmp_path)
+    seq = EchoSequence(patient="patient0001", view="2CH", images=np.zeros((4, 16, 16), np.float32),
+                       spacing=(1.0, 1.0), ed=0, es=3)
+    path = nnunet.prediction_path(paths, "3d_dense", seq)
+    path.parent.mkdir(parents=True)
+    seg = np.random.default_rng(0).integers(0, 4, (4, 16, 16)).astype(np.uint8)
+    nnunet.env.write_nifti(path, seg, (1.0, 1.0, 1.0))
+    assert np.array_equal(nnunet.load_prediction(paths, "3d_dense", seq), seg)
+    truncate(path)
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(path))).shape == seg.shape  # the hazard: no error from ITK
+    with pytest.raises(DamagedFile, match=r"patient0001_2CH.nii.gz is damaged \(EOFError: .*delete it and rerun "
+                       r"notebook 04"):
+        nnunet.load_prediction(paths, "3d_dense", seq)
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    assert check_gzip(plain) == plain  # not compressed: nothing to check

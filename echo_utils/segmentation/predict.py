@@ -161,6 +161,9 @@ def load_prediction(paths: RunPaths, model: str, seq: "EchoSequence") -> np.ndar
     path = prediction_path(paths, model, seq)
     if not path.is_file():
         raise NnUNetError(f"no {model} prediction for {seq.key}: {path} is missing; run notebook 04 first")
+    from ..safe_load import check_gzip, rerun_hint
+
+    check_gzip(path, rebuild=lambda: rerun_hint(path, "04", delete=True))  # ITK would read a truncated file
     seg = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.uint8)
     if seg.shape != tuple(seq.images.shape):
         raise NnUNetError(f"{path}: shape {seg.shape} does not match the sequence {tuple(seq.images.shape)}")
