@@ -346,8 +346,24 @@ def test_resumed_training_equals_uninterrupted(tmp_path, monkeypatch):
     monkeypatch.setattr(EchoTrainer, "on_epoch_end", killed_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         nnunet.train_model(cfg, paths, "2d_sparse")
-    assert (final.parent / "checkpoint_latest.pth").is_file() and not final.is_file()
+    latest = final.parent / "checkpoint_latest.pth"
+    assert latest.is_file() and not final.is_file()
     monkeypatch.undo()
+
+    # a planted checkpoint_latest.pth whose unpickling would run code: the resume refuses it and nothing runs
+    from echo_utils.safe_load import UnsafeFile
+
+    marker, genuine = tmp_path / "ran", latest.read_bytes()
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"network_weights": Payload(), "current_epoch": 2}, latest)
+    with pytest.raises(UnsafeFile, match="checkpoint_latest.pth"):
+        nnunet.train_model(cfg, paths, "2d_sparse")
+    assert not marker.exists()
+    latest.write_bytes(genuine)
     nnunet.train_model(cfg, paths, "2d_sparse")
     resumed = torch.load(final, map_location="cpu", weights_only=False)["network_weights"]
     assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
