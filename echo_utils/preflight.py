@@ -67,7 +67,8 @@ def check_split(cfg: StudyConfig, run_dir: str | Path) -> dict[str, int]:
     """Patients per split (``train``, ``val``, ``test``); an empty training or test split, or an empty validation
     split while ``data.val_fraction`` > 0, is a :class:`PreflightError`."""
     from .data.camus import EchoDataError
-    from .data.study import split_patients, study_split
+    from .data.split import split_patients
+    from .data.study import study_split
     from .rundir import RunPaths
 
     d = cfg.data
