@@ -91,7 +91,7 @@ def _not_writable_message(path: Path, reason: str) -> str:
 
 
 def writable_problem(run_dir: str | Path) -> str | None:
-    """Why ``run_dir`` cannot be written (``"read-only file system"``, ``"permission denied"``, ...), or ``None``.
+    """Why ``run_dir`` cannot be written (``"read-only file system"``, ``"no write permission ..."``), or ``None``.
 
     Checked without writing: ``os.access`` on the directory, or on the nearest existing folder above it when it does
     not exist yet (where it would be created). Used by ``--check``; :class:`RunLock` reports the same on failure.

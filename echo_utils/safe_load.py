@@ -9,8 +9,8 @@ stranger had written it:
   one loader of the registration checkpoints and of every nnU-Net checkpoint, for prediction and for a resumed
   training (``EchoTrainer.load_checkpoint``; nnU-Net's own uses ``weights_only=False``).
 * :func:`read_nifti`, :func:`check_gzip`, :func:`read_json`, :func:`read_table` read the other cached artifacts
-  whole, so that a truncated file fails here, as a :class:`DamagedFile` naming it and what rebuilds it, instead of a bare
-  ``EOFError`` later.
+  whole, so that a truncated file fails here, as a :class:`DamagedFile` naming it and what rebuilds it, instead of
+  a bare ``EOFError`` later (or, with SimpleITK, silently zero voxels).
 
 What else a run reads with ``pickle`` (nnU-Net's preprocessed case properties, submitit's job files) is listed,
 with the trust it assumes, in the reproducibility chapter.
