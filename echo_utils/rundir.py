@@ -433,7 +433,8 @@ def load_study(
 
     Raises
     ------
-    ConfigError (a bad profile, a missing run directory), ``rundir.SettingsMismatch`` or ``rundir.RunLocked``.
+    ConfigError (a bad profile, a missing run directory), ``rundir.SettingsMismatch``, ``rundir.RunLocked`` or
+    ``rundir.RunDirNotWritable``.
     """
     extra = parse_overrides(overrides)
     if device:
@@ -441,6 +442,9 @@ def load_study(
     cfg = load_config(params, overrides=extra)
     target = _run_dir_path(cfg, run_dir)
     check_settings(target, cfg)  # read-only: a mismatch is refused before the directory is touched
+    problem = writable_problem(target)
+    if problem:  # every notebook writes into it (a finished run on a read-only mount too)
+        raise RunDirNotWritable(_not_writable_message(target, problem))
     paths = RunPaths(resolve_run_dir(cfg, target, create=create))
     assert_not_locked_by_other(paths.root)
     check_settings(paths.root, cfg, record=True, params=resolve_params_path(params),

@@ -121,8 +121,10 @@ def test_read_only_run_directory_is_one_line_from_check_and_runner(tmp_path, cap
     # the lock, reached past the check (a mount that turns read-only in between): the same one line
     with pytest.raises(RunDirNotWritable, match=r"run directory .*run is not writable \(read-only file system\)"):
         RunLock(run).acquire()
-    with pytest.raises(RunDirNotWritable):  # the settings record (a notebook run by hand)
+    with pytest.raises(RunDirNotWritable):  # the settings record
         rundir.check_settings(run, load_config(ci_params), record=True)
+    with pytest.raises(RunDirNotWritable, match="read-only file system"):  # a notebook opened by hand
+        rundir.load_study(ci_params, run_dir=run)
     assert list(run.iterdir()) == []
 
 
