@@ -7,7 +7,8 @@ and ``run.json`` checks. Nothing is written and no image is read:
   not as a traceback from the lock;
 * the device exists: ``cuda`` (from the profile or ``--device``) needs a GPU that torch sees;
 * the data roots exist and hold the expected layout (``data.root`` for CAMUS, ``data.ted_root`` for TED, the
-  ``data.ted_map`` file), found by :mod:`echo_utils.data.camus`'s own layout detection;
+  ``data.ted_map`` file), found by :mod:`echo_utils.data.camus`'s own layout detection: patient folders, and
+  the files of each view in the first one;
 * the split leaves at least one patient for training and testing, and for validation when ``data.val_fraction``
   asks for one: computed as the run will compute it (:func:`echo_utils.data.study.study_split` without writing;
   for a synthetic cohort not generated yet, from ``data.n_patients``).
@@ -44,19 +45,24 @@ def check_device(cfg: StudyConfig) -> str:
 def check_data(cfg: StudyConfig, run_dir: str | Path) -> None:
     """The data roots of the profile exist and hold a CAMUS / TED layout (a missing synthetic cohort is fine: the
     run generates it)."""
-    from .data.camus import EchoDataError, list_patients
+    from .data.camus import EchoDataError, detect_layout, list_patients
     from .data.study import study_root
     from .rundir import RunPaths
+
+    def first_patient_reads(root: Path, views) -> None:
+        first = next(iter(list_patients(root).values()))  # the root's layout, then its first patient's files
+        for view in views:
+            detect_layout(first, view)
 
     d = cfg.data
     try:
         if d.source != "synthetic":
             root = study_root(cfg, RunPaths(run_dir), generate=False)
-            list_patients(root)
+            first_patient_reads(root, ("4CH",) if d.source == "ted" else d.views)
         if d.source == "camus" and d.ted_root:
             from .data.study import _expand
 
-            list_patients(_expand(d.ted_root, "ted_root"))
+            first_patient_reads(_expand(d.ted_root, "ted_root"), ("4CH",))
         if d.ted_map and not Path(d.ted_map).is_file():
             raise EchoDataError(f"data.ted_map = {d.ted_map!r}: file not found")
     except EchoDataError as exc:

@@ -68,6 +68,12 @@ def test_missing_or_foreign_camus_root_is_named(tmp_path, capsys):
     assert code == 0 and "split 3 train, 1 val, 1 test patients" in said, said
     assert not (tmp_path / "r").exists()  # the seeded split was computed, not written
 
+    lost = camus / "database_nifti" / "patient0001" / "patient0001_4CH_half_sequence.nii.gz"
+    lost.rename(lost.with_name("moved.nii.gz"))  # the first patient lacks its 4CH sequence
+    code, said = _check(capsys, _profile(tmp_path, body), tmp_path / "r")
+    assert code == 1 and "patient0001: unknown layout for view 4CH" in _one_line(said)
+    lost.with_name("moved.nii.gz").rename(lost)
+
     ted = tmp_path / "no_ted"
     code, said = _check(capsys, _profile(tmp_path, body + f"  ted_root: {ted}\n"), tmp_path / "r")
     assert code == 1 and "data.ted_root" in _one_line(said)
