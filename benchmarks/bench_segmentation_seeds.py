@@ -3,14 +3,20 @@
 What is measured, per nnU-Net seed (``nnunet.seed``; the cohort, the registration and the pseudo-labels are those
 of one run of notebooks 01-03 and the same for every seed):
 
-* the training of each model: epochs, early stop, EMA validation pseudo Dice, convergence verdict (the rule of
-  :func:`echo_utils.segmentation.trainer.plateaued`), training time (the sum of nnU-Net's epoch times);
-* Table 1: LV cavity and myocardium Dice at ED and ES on the test sequences, per model;
+* the training of each model: epochs, early stop, EMA validation pseudo Dice (mean and per class), convergence
+  verdict (the rule of :func:`echo_utils.segmentation.trainer.plateaued`, every class learned), training time (the
+  sum of nnU-Net's epoch times);
+* Table 1: LV cavity, myocardium and left atrium Dice at ED and ES on the test sequences, per model;
 * Table 2: EF mean absolute error (percentage points) and the number of implausible EFs left out, per model;
-* Fig. 3: median smoothness (Eq. 2) per model and structure, and whether the paper's ordering
-  3D dense < 2D dense < 2D sparse holds, and whether 3D dense < 2D sparse (the paper's main temporal claim);
-* the issue's targets: every model converged; LV Dice at ED and ES >= 0.90 for 2D sparse, 2D dense and 3D dense;
-  |2D dense - 2D sparse| <= 0.02; 3D dense smoother than 2D sparse for LV and MYO.
+* Fig. 3: median smoothness (Eq. 2) and median even/odd amplitude (:func:`echo_utils.report.smoothness.
+  even_odd_fit`) per model and structure, whether the paper's ordering 3D dense < 2D dense < 2D sparse holds, and
+  whether 3D dense < 2D sparse (the paper's main temporal claim);
+* the targets of issue 22: every model converged; LV Dice at ED and ES >= 0.90 for 2D sparse, 2D dense and 3D
+  dense; |2D dense - 2D sparse| <= 0.02; 3D sparse LV, MYO and LA Dice >= 0.80; 3D dense smoother than 2D sparse
+  for LV and MYO, with a lower even/odd amplitude; 3D dense EF MAE <= 2D sparse's + 2 points.
+
+The models of a seed train through the study's jobs (:func:`echo_utils.compute.nnunet_training_jobs`) on the
+profile's backend: with the demo's ``compute.local_kinds`` two at once, one torch thread each.
 
 Usage (long: four trainings per seed; run it with ``nice`` on a shared machine)::
 
@@ -40,7 +46,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from echo_utils import camus, segmentation  # noqa: E402
+from echo_utils import compute, segmentation  # noqa: E402
+from echo_utils.data import study  # noqa: E402
 from echo_utils.config import RunPaths, load_config  # noqa: E402
 from echo_utils.report import smoothness, tables  # noqa: E402
 
@@ -76,27 +83,36 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
     cfg = load_config(params, overrides={"nnunet": {"seed": seed}})
     nn = cfg.nnunet
     paths = RunPaths(_seed_run(base, seed, load_config(params).nnunet.seed))
-    tr, val, test = (camus.load_study(cfg, paths, s) for s in ("train", "val", "test"))
+    tr, val, test = (study.load_study(cfg, paths, s) for s in ("train", "val", "test"))
     if train:
         dense = segmentation.dense_pseudo_labels(cfg, paths, tr + val)
         for model in nn.models:
             segmentation.export_dataset(cfg, paths, model, tr, val, test, dense)
             segmentation.plan_and_preprocess(cfg, paths, model)
-            for fold in nn.folds:
-                segmentation.train_model(cfg, paths, model, fold, device)
-            segmentation.predict_all(cfg, paths, model, test, device, progress=False)
+        # the profile's backend: with compute.local_kinds, local processes, compute.local.max_parallel at once
+        t0 = time.perf_counter()
+        report = compute.run_jobs(compute.nnunet_training_jobs(cfg, paths, device), cfg, progress=False)
+        wall = time.perf_counter() - t0
+        compute.run_jobs([j for j in compute.nnunet_prediction_jobs(cfg, paths, device) if j.name.endswith("-test")],
+                         cfg, progress=False)
+        ran = [r["seconds"] for r in report.rows if not r["skipped"] and r["seconds"]]
     preds, missing = tables.load_predictions(paths, nn.models, test)
     done = [m for m in nn.models if m in preds and not missing.get(m)]
     logged = [m for m in nn.models if (segmentation.train.fold_folder(cfg, paths, m, nn.folds[0])
                                        / "echo_training_log.json").is_file()]
     logs = pd.concat([segmentation.training_log(cfg, paths, m, f) for m in logged for f in nn.folds])
-    verdicts = segmentation.convergence(logs, nn.epochs)
+    verdicts = segmentation.convergence(logs, nn.epochs, nn.plateau_min_class_dice)
     out = {"seed": seed, "models": {}}
+    if train and ran:
+        out["training"] = {"backend": report.backend, "jobs": len(ran), "sum_of_job_s": round(sum(ran), 1),
+                           "wall_s": round(wall, 1), "load_1min_end": os.getloadavg()[0]}
     for model in logged:
         v, g = verdicts.loc[(model, nn.folds[0])], logs[logs.model == model]
         out["models"][model] = {
             "finished": model in done, "epochs": int(v["epochs"]), "stopped_early": bool(v["stopped early"]),
             "ema_dice": round(float(v["EMA Dice"]), 4), "verdict": v["verdict"],
+            "ema_per_class": {k[len("EMA "):]: round(float(v[k]), 4) for k in v.index
+                              if k.startswith("EMA ") and k != "EMA Dice"},
             "train_s": round(float(g["seconds"].sum()), 1),
         }
     if not done:
@@ -107,13 +123,17 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
     t2 = tables.table2(auto, reference)
     sm = smoothness.smoothness_table(preds, test, include_reference=False)
     med = sm.groupby(["structure", "model"])["smoothness"].median().unstack("model")
+    eo = smoothness.even_odd_summary(smoothness.even_odd_table(preds, test, include_reference=False))
     for model in done:
         out["models"][model].update({
             "dice": {f"{ph} {st}": round(float(mean.loc[model, (ph, st, "dice")]), 4)
-                     for ph in ("ED", "ES") for st in ("LV", "MYO")},
+                     for ph in ("ED", "ES") for st in ("LV", "MYO", "LA")},
             "ef_mae": round(float(t2.loc[model, ("EF", "mae")]), 2),
             "ef_missing": int(t2.loc[model, ("missing", "EF")]),
             "median_smoothness": {st: float(med.loc[st, model]) for st in med.index},
+            "median_smoothness_without_even_odd": {st: float(eo.loc[(st, model), "smoothness_without_even_odd"])
+                                                   for st in med.index},
+            "median_even_odd": {st: round(float(eo.loc[(st, model), "even_odd"]), 3) for st in med.index},
         })
     m = out["models"]
     has = set(done).__contains__
@@ -134,8 +154,14 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
         "dense_minus_sparse_le_0.02": all(abs(m["2d_dense"]["dice"][f"{ph} LV"] - m["2d_sparse"]["dice"][f"{ph} LV"])
                                           <= 0.02 for ph in ("ED", "ES"))
         if has("2d_dense") and has("2d_sparse") else None,
+        "3d_sparse_dice_ge_0.80": all(m["3d_sparse"]["dice"][f"{ph} {st}"] >= 0.80 for ph in ("ED", "ES")
+                                      for st in ("LV", "MYO", "LA")) if has("3d_sparse") else None,
         "3d_dense_smoother_lv_myo": all(out["3d_dense_smoother_than_2d_sparse"][st] for st in ("LV", "MYO"))
         if "3d_dense_smoother_than_2d_sparse" in out else None,
+        "3d_dense_even_odd_below_2d_sparse": all(m["3d_dense"]["median_even_odd"][st] < m["2d_sparse"]["median_even_odd"][st]
+                                                 for st in ("LV", "MYO")) if has("3d_dense") and has("2d_sparse") else None,
+        "3d_dense_ef_mae_le_2d_sparse_plus_2": bool(m["3d_dense"]["ef_mae"] <= m["2d_sparse"]["ef_mae"] + 2)
+        if has("3d_dense") and has("2d_sparse") else None,
     }
     return out
 
@@ -152,7 +178,7 @@ def main(argv=None) -> dict:
     cfg = load_config(params)
     base = Path(args.base_run).resolve() if args.base_run else ROOT / "runs" / cfg.name
     _ensure_base(params, base, cfg)
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
     results = [run_seed(params, base, s, train=not args.score_only) for s in args.seeds]
     report = {
         "profile": cfg.name, "seeds": args.seeds, "results": results,
@@ -164,7 +190,10 @@ def main(argv=None) -> dict:
                                              if all("fig3_ordering_holds" in r for r in results)},
         "wall_s": round(time.perf_counter() - t0, 1),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "threads": os.environ.get("ECHO_NNUNET_THREADS", cfg.nnunet.threads)},
+                    "threads": os.environ.get("ECHO_NNUNET_THREADS", cfg.nnunet.threads),
+                    "trainings_at_once": cfg.compute.local.max_parallel
+                    if cfg.compute.backend == "local" or "nnunet_training" in cfg.compute.local_kinds else 1,
+                    "load_1min_start": load0, "load_1min_end": os.getloadavg()[0]},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -200,7 +200,20 @@ class NnUNetConfig(_Section):
     n_proc: int = Field(2, ge=1, description="processes for planning/preprocessing")
     n_proc_da: int = Field(0, ge=0, description="data-augmentation workers (0 = in the main process)")
     mirroring: bool = Field(False, description="test-time mirroring at prediction")
-    time_spacing: float = Field(1.0, gt=0, description="spacing assigned to the time axis of 3D volumes")
+    time_spacing: float = Field(
+        1.0, gt=0, description="what the sequence files store along time (CAMUS and the synthetic cohort: 1); the "
+        "3D volumes' time spacing when time_reference_spacing is None"
+    )
+    time_reference_spacing: tuple[float, float, float] | None = Field(
+        None, description="(t, y, x) spacing of the paper's 3D volumes at 512 px (CAMUS: time 1 as stored, in-plane "
+        "about 0.3 mm). The 3D datasets then get time spacing = t / min(y, x) x the finest in-plane spacing of the "
+        "grid the network trains on, so nnU-Net plans time against space as it did for the paper's data "
+        "(segmentation.export.volume_time_spacing); None: time_spacing as stored"
+    )
+    time_reference_size: int = Field(
+        512, ge=16, description="image size of the reference volumes (the paper resized CAMUS to 512 x 512): the "
+        "fingerprint of nnU-Net's reference plan in notebook 04 (segmentation.plans.reference_plan)"
+    )
     in_plane_size: int | None = Field(
         None, ge=16, description="'small': resample so the median image is this many pixels across (coarser "
         "target spacing, cheaper iterations); None keeps nnU-Net's spacing"
@@ -210,12 +223,23 @@ class NnUNetConfig(_Section):
         "the epochs, from this epoch on; None trains every epoch"
     )
     seed: int = Field(0, description="seed of every nnU-Net training; default: the profile's top-level seed")
+    plateau_min_class_dice: float = Field(
+        0.05, ge=0, lt=1, description="the early stop and the 'converged' verdict need every class's EMA validation "
+        "pseudo Dice at or above this (a class at 0 has not been learned, whatever the mean does)"
+    )
     threads: int = Field(
         1, ge=1, description="torch threads for nnU-Net on CPU (speed only); env ECHO_NNUNET_THREADS overrides"
     )
     pools: Literal["thread", "process"] = Field(
         "thread", description="nnU-Net's dataset-step pools (speed only); env ECHO_NNUNET_POOLS overrides"
     )
+
+    @field_validator("time_reference_spacing")
+    @classmethod
+    def _positive_reference(cls, value):
+        if value is not None and min(value) <= 0:
+            raise ValueError(f"time_reference_spacing must be three positive spacings (t, y, x), got {list(value)}")
+        return value
 
     @field_validator("folds")
     @classmethod
@@ -279,6 +303,10 @@ class ComputeConfig(_Section):
         "inline", description="inline: in the calling process (the notebooks' default); local: submitit "
         "subprocesses with job folders and logs; slurm: sbatch jobs through submitit")
     shard_size: int = Field(50, ge=1, description="pseudo-label sequences per job")
+    local_kinds: tuple[Literal["dir_training", "pseudo_labels", "nnunet_prepare", "nnunet_training",
+                               "nnunet_prediction"], ...] = Field(
+        (), description="backend inline only: job kinds that run on the local backend instead, local.max_parallel "
+        "at once (e.g. the nnU-Net trainings, one torch thread each, two at once on 2 cores); the others stay inline")
     poll_seconds: float = Field(10.0, gt=0, description="seconds between two looks at the submitted jobs")
     local: LocalConfig = LocalConfig()
     slurm: SlurmConfig = SlurmConfig()

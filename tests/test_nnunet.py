@@ -132,7 +132,7 @@ def test_export_3d_sparse_format_and_ignore_label(cfg, cohort, tmp_path):
     label = _read(folder / "labelsTr" / f"{seq.key}.nii.gz")
     image = sitk.ReadImage(str(folder / "imagesTr" / f"{seq.key}_0000.nii.gz"))
     assert label.shape == seq.images.shape
-    assert image.GetSpacing() == (0.5, 0.5, cfg.nnunet.time_spacing)  # (x, y, time)
+    assert image.GetSpacing() == pytest.approx((0.5, 0.5, nnunet.volume_time_spacing(cfg, cohort["train"] + cohort["val"])))  # (x, y, time)
     np.testing.assert_array_equal(label[seq.ed], seq.labels[seq.ed])
     np.testing.assert_array_equal(label[seq.es], seq.labels[seq.es])
     middle = [t for t in range(seq.n_frames) if t not in (seq.ed, seq.es)]

@@ -50,6 +50,9 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
         submits them all and returns (their state in the report is ``pending``).
     progress : a tqdm display of jobs pending / running / done / failed (``local`` and ``slurm``).
 
+    With ``backend: inline``, jobs whose kinds are all in ``compute.local_kinds`` run on the ``local`` backend
+    instead (``local.max_parallel`` at once): the notebook's other steps stay in its process.
+
     Returns a :class:`~echo_utils.compute.progress.JobsReport`. ``inline`` runs the jobs one after the other in
     this process and lets the first error propagate unchanged, as the notebooks did before jobs existed; on the
     other backends a failure is a :class:`~echo_utils.compute.progress.JobsFailed` naming every failed job, its log
@@ -58,6 +61,8 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
     compute = compute_settings(cfg)
     jobs = list(jobs)
     _check_names(jobs)
+    if compute.backend == "inline" and jobs and all(j.kind in compute.local_kinds for j in jobs):
+        compute = compute.model_copy(update={"backend": "local"})  # compute.local_kinds: these run as processes
     for job in jobs:
         write_spec(job, {"compute": compute.model_dump(mode="json")})
     done = [j for j in jobs if is_done(j)]

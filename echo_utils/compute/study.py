@@ -249,10 +249,14 @@ def nnunet_prepare_jobs(cfg, paths, device: str | None = None, *, after=()) -> l
 
 
 def nnunet_training_jobs(cfg, paths, device: str | None = None) -> list[Job]:
-    """One job per (dataset, configuration, fold): ``len(models) x len(folds)`` independent trainings."""
+    """One job per (dataset, configuration, fold): ``len(models) x len(folds)`` independent trainings.
+
+    The 3D models come first: they take the longest, and a backend that runs a few jobs at once
+    (``local.max_parallel``) then fills the cores with the short 2D trainings at the end instead of waiting for a
+    3D training started last."""
     seg = _segmentation()
     jobs = []
-    for model in cfg.nnunet.models:
+    for model in sorted(cfg.nnunet.models, key=lambda m: -seg.SPECS[m].dim):
         ds, conf = seg.dataset_name(cfg, model), seg.configuration_name(cfg, model)
         for fold in cfg.nnunet.folds:
             jobs.append(_job(cfg, paths, f"nnunet-train-{ds}-{conf}-fold{fold}", "task_nnunet_training",

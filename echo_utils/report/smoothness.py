@@ -30,6 +30,10 @@ __all__ = [
     "median_ordering",
     "ordering_statements",
     "ratio_statements",
+    "even_odd_fit",
+    "even_odd_table",
+    "even_odd_summary",
+    "even_odd_statements",
 ]
 
 INCONSISTENCY_THRESHOLDS = {"LV": 0.2, "MYO": 0.3, "EPI": 0.2, "LA": 0.2}
@@ -167,4 +171,110 @@ def ratio_statements(table: pd.DataFrame, *, high: str = "2d_sparse", low: str =
             p = PAPER_FIG3_MEDIANS.loc[high, s] / PAPER_FIG3_MEDIANS.loc[low, s]
             line += f", {p:.3g} in the paper"
         out.append(line)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the even/odd (period-2) component of an area curve: jitter or a temporal artefact?
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def even_odd_fit(curve, degree: int = 3) -> tuple[float, np.ndarray]:
+    """Fit ``a(t) = base(t) + c (-1)^t`` by least squares; returns ``(c, a - c (-1)^t)``.
+
+    ``base`` is a polynomial of degree ``degree`` in t (the smooth motion over ED to ES; time scaled to [-1, 1]
+    for conditioning), fitted jointly with ``c``. ``(-1)^t`` is the fastest pattern a frame sequence can hold, so a
+    smooth curve has almost no component along it: ``c`` measures a period-2 alternation between even and odd
+    frames, the signature of a network that treats them differently (a stride-2 time upsampling into its output
+    stage, say), unlike frame-by-frame jitter, which spreads over all frequencies. Eq. 2 of the returned curve
+    (:func:`echo_utils.metrics.smoothness`) is the roughness that remains once the alternation is removed.
+    Curves shorter than ``degree + 3`` frames: ``(nan, curve)``.
+    """
+    a = np.asarray(curve, dtype=float).ravel()
+    n = a.size
+    if n < degree + 3:
+        return float("nan"), a.copy()
+    t = np.arange(n)
+    alt = (-1.0) ** t
+    x = np.linspace(-1.0, 1.0, n)
+    design = np.column_stack([x**k for k in range(degree + 1)] + [alt])
+    coef, *_ = np.linalg.lstsq(design, a, rcond=None)
+    c = float(coef[-1])
+    return c, a - c * alt
+
+
+def even_odd_table(
+    predictions: Mapping[str, Mapping[str, np.ndarray]],
+    sequences: Iterable["EchoSequence"],
+    *,
+    units: str = "px",
+    structures: Iterable[str] = ("LV", "MYO", "LA"),
+    include_reference: bool = True,
+    degree: int = 3,
+) -> pd.DataFrame:
+    """Per model, sequence and structure: Eq. 2, the even/odd amplitude and Eq. 2 after removing it.
+
+    Columns ``model, patient, view, structure, smoothness`` (Eq. 2 as in :func:`smoothness_table`, same units),
+    ``even_odd`` (``|c|`` of :func:`even_odd_fit`, in area units: px or mm^2), ``even_odd_percent`` (``|c|`` over
+    the curve's mean area, %) and ``smoothness_without_even_odd`` (Eq. 2 of ``a - c (-1)^t``). The dense reference
+    is a ``reference`` row where the data have one.
+    """
+    if units not in ("px", "mm"):
+        raise ValueError(f"units must be 'px' or 'mm', got {units!r}")
+    sequences = list(sequences)
+    structures = tuple(structures)
+    sources: dict[str, Mapping[str, np.ndarray]] = dict(predictions)
+    dense = {s.key: s.dense for s in sequences if s.dense is not None}
+    if include_reference and dense:
+        sources = {REFERENCE: dense, **sources}
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # < 4 frames: NaN
+        for model, preds in sources.items():
+            for seq in sequences:
+                if seq.key not in preds:
+                    continue
+                for st, curve in area_curves(preds[seq.key], seq.spacing if units == "mm" else None,
+                                             structures).items():
+                    c, rest = even_odd_fit(curve, degree)
+                    mean = float(np.mean(curve)) if len(curve) else float("nan")
+                    rows.append({
+                        "model": model, "patient": seq.patient, "view": seq.view, "structure": st,
+                        "smoothness": float(metrics.smoothness(curve, normalize_time=units == "mm")),
+                        "even_odd": abs(c), "even_odd_percent": 100 * abs(c) / mean if mean > 0 else float("nan"),
+                        "smoothness_without_even_odd": float(metrics.smoothness(rest, normalize_time=units == "mm")),
+                    })  # fmt: skip
+    out = pd.DataFrame(rows, columns=["model", "patient", "view", "structure", "smoothness", "even_odd",
+                                      "even_odd_percent", "smoothness_without_even_odd"])
+    out.attrs["unit"] = ("Eq. 2 in px^2/frame^3, even/odd amplitude in px of area" if units == "px"
+                         else "Eq. 2 in mm^4 (time in [0, 1]), even/odd amplitude in mm^2 of area")  # fmt: skip
+    return out
+
+
+def even_odd_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Medians over sequences of :func:`even_odd_table`: one row per (structure, model), the columns Eq. 2, Eq. 2
+    without the even/odd component, and the amplitude (absolute and % of the mean area)."""
+    cols = ["smoothness", "smoothness_without_even_odd", "even_odd", "even_odd_percent"]
+    med = table.groupby(["structure", "model"], sort=False)[cols].median()
+    rank = {s: i for i, s in enumerate(STRUCTURES)}
+    order = {m: i for i, m in enumerate([REFERENCE, *MODEL_NAMES])}
+    return med.loc[sorted(med.index, key=lambda k: (rank.get(k[0], 99), order.get(k[1], 99)))]
+
+
+def even_odd_statements(table: pd.DataFrame, *, high: str = "2d_sparse", low: str = "3d_dense") -> list[str]:
+    """Per structure: is ``low``'s median even/odd amplitude below ``high``'s, and how much of each model's median
+    Eq. 2 is left once the even/odd component is removed?"""
+    med = even_odd_summary(table)
+    out = []
+    for st in [s for s in STRUCTURES if s in med.index.get_level_values(0)]:
+        m = med.loc[st]
+        if not {high, low} <= set(m.index):
+            continue
+        a, b = m.loc[low, "even_odd"], m.loc[high, "even_odd"]
+        verdict = "below" if a < b else "NOT below"
+        parts = [f"{MODEL_NAMES.get(k, k)} {m.loc[k, 'smoothness']:.3g} -> {m.loc[k, 'smoothness_without_even_odd']:.3g}"
+                 for k in (low, high)]
+        out.append(f"{STRUCTURE_NAMES.get(st, st)}: {MODEL_NAMES.get(low, low)}'s even/odd amplitude {a:.3g} is "
+                   f"{verdict} {MODEL_NAMES.get(high, high)}'s {b:.3g}; median Eq. 2 before -> after removing it: "
+                   + "; ".join(parts))
     return out

@@ -46,6 +46,7 @@ __all__ = [
     "table2",
     "table2_side_by_side",
     "table2_statements",
+    "volume_errors",
     "flatten",
 ]
 
@@ -439,6 +440,24 @@ def table2_statements(t2: pd.DataFrame, reference: str = "2d_sparse") -> list[st
                 continue
             out.append(f"EF MAE: {MODEL_NAMES.get(m, m)} {a:.1f} vs {MODEL_NAMES.get(reference, reference)} {b:.1f} "
                        f"EF points -> {'smaller' if a < b else 'not smaller'} (unrounded: {a:.3f} vs {b:.3f})")
+    return out
+
+
+def volume_errors(auto: Mapping[str, pd.DataFrame], reference: pd.DataFrame) -> pd.DataFrame:
+    """Per model and patient, automatic − reference EDV, ESV (mL) and EF (points) of :func:`clinical_indices`:
+    where a model's EF error comes from (an ESV overestimated more than the EDV lowers the EF, and so on).
+
+    One row per (model, patient) of the reference's patients, columns ``EDV error``, ``ESV error``, ``EF error``
+    (NaN where either side is missing); ``attrs['mae']``: the mean absolute errors per model, as in :func:`table2`.
+    """
+    frames = {}
+    for model, df in auto.items():
+        common = reference.index.intersection(df.index)
+        frames[model] = pd.DataFrame({f"{q} error": df.loc[common, q].astype(float) - reference.loc[common, q].astype(float)
+                                      for q in ("EDV", "ESV", "EF")})
+    out = pd.concat(frames, names=["model", "patient"]) if frames else pd.DataFrame(
+        columns=["EDV error", "ESV error", "EF error"])
+    out.attrs["mae"] = out.abs().groupby(level="model", sort=False).mean() if frames else pd.DataFrame()
     return out
 
 

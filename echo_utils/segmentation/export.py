@@ -44,6 +44,8 @@ __all__ = [
     "dense_pseudo_labels",
     "frame_roles",
     "verify_dataset",
+    "volume_time_spacing",
+    "dataset_time_spacing",
 ]
 
 CHANNELS = {"0": "echo"}  # any name but 'CT' selects nnU-Net's per-image z-score normalisation
@@ -74,6 +76,51 @@ def _dense_for(seq: "EchoSequence", dense_labels: dict | None) -> np.ndarray:
     if dense.min() < 0 or dense.max() > max(LABELS.values()):
         raise NnUNetError(f"{seq.key}: pseudo-label values must lie in 0..3, got {np.unique(dense)}")
     return dense
+
+
+def volume_time_spacing(cfg: StudyConfig, sequences: Iterable["EchoSequence"]) -> float:
+    """The time spacing of the 3D volumes: what nnU-Net plans time against (and what the predictor is given).
+
+    nnU-Net gives an axis 3-kernels and pooling only once its spacing is within 2x of the finest one
+    (``get_pool_and_conv_props``), so what shapes a 3D plan is the ratio ``r`` of the time spacing to the finest
+    in-plane spacing of the grid the network trains on. The paper's CAMUS volumes at 512 px store time spacing 1
+    against about 0.3 mm in plane: ``r`` about 3.3, and nnU-Net's plan convolves in plane first and pools time once,
+    late (``segmentation.plans.reference_plan`` computes it). The demo's 64 px grid has about 2.8 "mm" in plane: with
+    the stored time spacing 1, ``r`` = 0.36 and nnU-Net plans a network that convolves and pools *time* first.
+
+    - ``nnunet.time_reference_spacing`` = ``(t, y, x)`` (the reference volumes' spacing): ``r = t / min(y, x)`` and
+      the time spacing is ``r`` times the finest in-plane spacing of the training grid: the median spacing of
+      ``sequences`` per axis, scaled by ``median size / nnunet.in_plane_size`` for a small configuration with
+      ``in_plane_size`` (as :func:`~echo_utils.segmentation.plans.small_configuration` scales it), rounded to 4
+      significant digits. nnU-Net's crop to the non-zero region can make the planned grid a few per cent finer;
+      the plans table reports the ratio of the planned configuration.
+    - ``None``: ``nnunet.time_spacing``, what the files store.
+
+    Every volume gets the same time spacing, so nnU-Net's target spacing along time equals the stored one and no
+    frame is resampled: only the plan changes.
+    """
+    nn = cfg.nnunet
+    if nn.time_reference_spacing is None:
+        return float(nn.time_spacing)
+    seqs = list(sequences)
+    if not seqs:
+        raise NnUNetError("volume_time_spacing needs the training sequences (none given)")
+    t_ref, *in_plane_ref = nn.time_reference_spacing
+    ratio = float(t_ref) / float(min(in_plane_ref))
+    spacing = np.median([[float(v) for v in s.spacing] for s in seqs], axis=0)
+    if nn.configuration == "small" and nn.in_plane_size is not None:
+        size = np.median([np.asarray(s.images).shape[1:] for s in seqs], axis=0)
+        spacing = spacing * size / nn.in_plane_size
+    return float(f"{ratio * float(np.min(spacing)):.4g}")
+
+
+def dataset_time_spacing(cfg: StudyConfig, paths: RunPaths, model: str) -> float:
+    """The time spacing the exported dataset of ``model`` was written with (its export record); 2D models and
+    datasets exported before it was recorded: ``nnunet.time_spacing``."""
+    marker = nnunet_dirs(paths)["nnUNet_raw"] / dataset_name(cfg, model) / EXPORT_MARKER
+    if _spec(model).dim == 3 and marker.is_file():
+        return float(read_json(marker).get("time_spacing", cfg.nnunet.time_spacing))
+    return float(cfg.nnunet.time_spacing)
 
 
 def _training_label(spec: ModelSpec, seq: "EchoSequence", dense_labels: dict | None) -> np.ndarray:
@@ -205,7 +252,7 @@ def export_dataset(
     verify : run nnU-Net's integrity checks (:func:`verify_dataset`) before the folder is published.
 
     Layout: 2D models get one case per frame (``patient0001_2CH_f004``, (H, W) images with spacing (sy, sx)),
-    3D models one case per sequence ((T, H, W) volumes with spacing (``nnunet.time_spacing``, sy, sx)). The 3D
+    3D models one case per sequence ((T, H, W) volumes with spacing (:func:`volume_time_spacing`, sy, sx)). The 3D
     sparse labels are :data:`IGNORE_LABEL` on every frame but ED and ES. ``dataset.json`` holds the channel, the
     labels (plus ``ignore``), ``numTraining`` and ``file_ending``; ``splits_final.json`` (patient-wise folds) goes
     to the preprocessed folder, where nnU-Net reads it.
@@ -229,8 +276,9 @@ def export_dataset(
             _dense_for(next(s for s in train + val if s.key in missing), dense_labels)
 
     patient_splits = make_splits(cfg, train, val)
+    time_spacing = volume_time_spacing(cfg, train + val) if spec.dim == 3 else float(cfg.nnunet.time_spacing)
     digest = hashlib.sha256()
-    digest.update(json.dumps([spec.name, cfg.nnunet.time_spacing, patient_splits, sorted(s.key for s in test)]).encode())
+    digest.update(json.dumps([spec.name, time_spacing, patient_splits, sorted(s.key for s in test)]).encode())
     for seq in train + val:
         digest.update(seq.key.encode() + np.asarray(seq.spacing, np.float64).tobytes())
         digest.update(np.ascontiguousarray(seq.images, np.float32).tobytes())
@@ -262,7 +310,7 @@ def export_dataset(
     for seq in train + val:
         sy, sx = (float(v) for v in seq.spacing)
         for case, image, label in _training_cases(spec, seq, dense_labels):
-            spacing = (sy, sx) if spec.dim == 2 else (cfg.nnunet.time_spacing, sy, sx)
+            spacing = (sy, sx) if spec.dim == 2 else (time_spacing, sy, sx)
             write_nifti(partial / "imagesTr" / f"{case}_0000{FILE_ENDING}", image, spacing)
             write_nifti(partial / "labelsTr" / f"{case}{FILE_ENDING}", label, spacing)
             case_ids.append(case)
@@ -271,7 +319,7 @@ def export_dataset(
         write_nifti(
             partial / "imagesTs" / f"{seq.key}_0000{FILE_ENDING}",
             np.asarray(seq.images, np.float32),
-            (cfg.nnunet.time_spacing, sy, sx),
+            (time_spacing, sy, sx),
         )
 
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
@@ -288,7 +336,7 @@ def export_dataset(
         dataset_name=name,
         description=f"echo pseudo-labels study, model {model}: "
         + ("one case per frame" if spec.dim == 2 else "one (T, H, W) volume per sequence, time as the first axis")
-        + f"; time spacing {cfg.nnunet.time_spacing}",
+        + (f"; time spacing {time_spacing}" if spec.dim == 3 else ""),
         license="CC BY-NC-SA 4.0 for CAMUS-derived data; synthetic data: MIT",
         converted_by="echo_utils.segmentation.export_dataset",
         # every case listed explicitly: nnU-Net then finds the files without its file-listing process pool
@@ -299,7 +347,8 @@ def export_dataset(
         verify_dataset(cfg, partial, Path(paths.nnunet) / "logs" / f"{name}_verify.log")
     write_json(
         partial / EXPORT_MARKER,
-        {"content": content, "model": model, "cases": len(case_ids), "test": len(test), "splits": patient_splits},
+        {"content": content, "model": model, "cases": len(case_ids), "test": len(test), "splits": patient_splits,
+         "time_spacing": time_spacing},
     )
     os.replace(partial, final)
     _write_splits(paths, cfg, model, patient_splits, final)

@@ -25,13 +25,14 @@ import numpy as np
 
 from ..config import NnUNetConfig, RunPaths, StudyConfig, config_hash
 from .env import (LABELS, PLANS, NnUNetError, configure_nnunet, configuration_name, dataset_id, dataset_name,
-                  model_seed, nnunet_dirs, pools, quiet, read_json, spec, write_json)
+                  jsonable, model_seed, nnunet_dirs, pools, quiet, read_json, spec, write_json)
 from .export import EXPORT_MARKER
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["plan_and_preprocess", "small_configuration", "training_settings", "plans_file", "plans_table"]
+__all__ = ["plan_and_preprocess", "small_configuration", "training_settings", "plans_file", "plans_table",
+           "reference_plan", "stage_table", "plan_stages", "REFERENCE_VOLUMES"]
 
 PREPROCESS_MARKER = "echo_preprocess.json"
 
@@ -51,8 +52,24 @@ def training_settings(cfg: StudyConfig, model: str) -> dict:
     ``oversample_foreground``: the share of patches nnU-Net centres on a labelled voxel (its default 0.33); 1.0
     for the 3D sparse model, whose labelled voxels all lie in the ED and ES frames, so every patch holds one of
     them (an 8-frame patch drawn at random from a 20-frame sequence would usually hold neither).
+    ``min_class_dice``: the early stop and the "converged" verdict also need every class's EMA validation pseudo
+    Dice at or above this (``nnunet.plateau_min_class_dice``).
+
+    The 3D sparse model is supervised only at ED and ES, and two of nnU-Net's defaults hide even that (see
+    :class:`~echo_utils.segmentation.trainer.EchoTrainer`):
+
+    - ``padding_as_ignore``: nnU-Net centres a patch on the sampled voxel without clamping it to the sequence, so a
+      patch centred on ES (the last frame) runs about half a patch past the end; those frames are padding (seg
+      -1), which nnU-Net's transforms turn into *background*. Here they become the ignore label: the network is
+      not taught that nothing exists past the end of a sequence. Only a dataset with an ignore label can do this,
+      i.e. the 3D sparse one (the other models' patches hold labels on every frame they see).
+    - ``deep_supervision_full_time_only``: the deep-supervision targets are downsampled with nearest-exact, which
+      along time keeps every other frame and drops ED (frame 0) and, often, ES; those outputs would learn "no
+      foreground anywhere". Deep supervision stays on, but only for the outputs at full time resolution (the
+      others get loss weight 0), which keep every labelled frame.
     """
     nn = cfg.nnunet
+    sparse3d = spec(model).dim == 3 and not spec(model).dense
     return {
         "epochs": nn.epochs,
         "iterations_per_epoch": nn.iterations_per_epoch,
@@ -60,7 +77,10 @@ def training_settings(cfg: StudyConfig, model: str) -> dict:
         "min_epochs": nn.min_epochs,
         "save_every": max(1, min(50, nn.epochs // 20)),
         "seed": model_seed(cfg, model),
-        "oversample_foreground": 1.0 if (spec(model).dim == 3 and not spec(model).dense) else None,
+        "oversample_foreground": 1.0 if sparse3d else None,
+        "min_class_dice": nn.plateau_min_class_dice,
+        "padding_as_ignore": sparse3d,
+        "deep_supervision_full_time_only": sparse3d,
     }
 
 
@@ -300,6 +320,8 @@ def plans_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | None 
             "strides": " ".join("x".join(map(str, v)) for v in arch["strides"]),
             "parameters (M)": round(_count_parameters(conf) / 1e6, 3),
         }
+        if spec(model).dim == 3:  # what shapes the plan: time spacing over the finest in-plane spacing
+            row["time / in-plane spacing"] = round(float(conf.spacing[0]) / float(min(conf.spacing[1:])), 3)
         if cfg.nnunet.configuration == "small":
             parent = manager.get_configuration(spec(model).parent_configuration)
             row.update({"nnU-Net's patch": tuple(int(p) for p in parent.patch_size),
@@ -316,3 +338,101 @@ def _count_parameters(conf) -> int:
                                  conf.network_arch_init_kwargs_req_import, 1, len(LABELS), allow_init=False,
                                  deep_supervision=False)
     return sum(p.numel() for p in net.parameters())
+
+
+#: The paper's 3D volumes as nnU-Net saw them: CAMUS half sequences resized to 512 x 512 (in-plane about 0.3 mm,
+#: time 1 as the files store it), 10-30 frames. ``nnunet.time_reference_spacing`` / ``time_reference_size`` replace
+#: the spacing and size where a profile sets them.
+REFERENCE_VOLUMES = {"spacing": (1.0, 0.3, 0.3), "size": 512, "frames": (10, 30), "cases": 40}
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def reference_plan(spacing: Iterable[float] | None = None, size: int | None = None,
+                   frames: tuple[int, int] | None = None, cases: int | None = None) -> dict:
+    """nnU-Net's own ``3d_fullres`` plan for a fingerprint of the paper's volumes (no data needed).
+
+    A fingerprint of ``cases`` volumes of ``frames[0]..frames[1]`` x ``size`` x ``size`` voxels at ``spacing``
+    (t, y, x) (defaults: :data:`REFERENCE_VOLUMES`, CAMUS-like) is handed to nnU-Net's ``ExperimentPlanner``
+    (``suppress_transpose=True``, time first, as for the study's datasets) in a temporary nnU-Net folder; its
+    target spacing and ``get_plans_for_configuration`` give the configuration dict (patch, batch, architecture)
+    that ``nnUNetv2_plan_and_preprocess`` would write for such a dataset. Compare with :func:`plan_stages`.
+    """
+    import tempfile
+
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
+    from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+
+    ref = REFERENCE_VOLUMES
+    spacing = [float(v) for v in (spacing if spacing is not None else ref["spacing"])]
+    size, frames, cases = size or ref["size"], frames or ref["frames"], cases or ref["cases"]
+    n_frames = np.round(np.linspace(frames[0], frames[1], cases)).astype(int)
+    name = "Dataset999_EchoReference"
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, pre = Path(tmp) / "raw", Path(tmp) / "preprocessed"
+        (raw / name).mkdir(parents=True)
+        (pre / name).mkdir(parents=True)
+        ids = [f"case{i:03d}" for i in range(cases)]
+        write_json(raw / name / "dataset.json", {
+            "channel_names": {"0": "echo"}, "labels": dict(LABELS), "numTraining": cases, "file_ending": ".nii.gz",
+            "dataset": {c: {"images": [f"imagesTr/{c}_0000.nii.gz"], "label": f"labelsTr/{c}.nii.gz"} for c in ids}})
+        write_json(pre / name / "dataset_fingerprint.json", {
+            "spacings": [spacing] * cases, "shapes_after_crop": [[int(t), size, size] for t in n_frames],
+            "foreground_intensity_properties_per_channel": {"0": {
+                "mean": 0.5, "median": 0.5, "std": 0.2, "min": 0.0, "max": 1.0, "percentile_99_5": 1.0,
+                "percentile_00_5": 0.0}},
+            "median_relative_size_after_cropping": 1.0})
+        with _environment(nnUNet_raw=str(raw), nnUNet_preprocessed=str(pre)), _planning_threads(1), \
+                quiet(Path(tmp) / "planner.log"):
+            planner = ExperimentPlanner(name, preprocessor_name="DefaultPreprocessor", plans_name=PLANS,
+                                        suppress_transpose=True)
+            target = planner.determine_fullres_target_spacing()
+            shapes = [compute_new_shape(j, i, target) for i, j in
+                      zip(planner.dataset_fingerprint["spacings"], planner.dataset_fingerprint["shapes_after_crop"])]
+            median = np.median(shapes, 0)
+            conf = planner.get_plans_for_configuration(target, median, planner.generate_data_identifier("3d_fullres"),
+                                                       float(np.prod(median, dtype=np.float64) * cases), {})
+    return jsonable(conf)
+
+
+def stage_table(conf: dict) -> "pd.DataFrame":
+    """One row per U-Net stage of a configuration dict (``patch_size``, ``spacing``, ``architecture``): the feature
+    map of the patch in that stage, the stride into it, its convolution kernel, its features, and the spacing its
+    convolutions see. A kernel of 1 along an axis means the stage does not convolve along it."""
+    import pandas as pd
+
+    arch = conf["architecture"]["arch_kwargs"]
+    strides = np.array(arch["strides"], int)
+    fmap = np.array(conf["patch_size"], int) // np.cumprod(strides, axis=0)
+    spacing = np.array(conf["spacing"], float) * np.cumprod(strides, axis=0)
+    return pd.DataFrame({
+        "feature map": ["x".join(map(str, f)) for f in fmap],
+        "stride into stage": ["x".join(map(str, v)) for v in strides],
+        "kernel": ["x".join(map(str, k)) for k in arch["kernel_sizes"]],
+        "features": list(arch["features_per_stage"]),
+        "spacing": [" / ".join(f"{v:.3g}" for v in sp) for sp in spacing],
+    }, index=pd.RangeIndex(len(strides), name="stage"))
+
+
+def plan_stages(cfg: StudyConfig, paths: RunPaths, model: str) -> "pd.DataFrame":
+    """:func:`stage_table` of the configuration ``model`` trains (after :func:`plan_and_preprocess`)."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    pfile = plans_file(cfg, paths, model)
+    if not pfile.is_file():
+        raise NnUNetError(f"no plans for {model} ({pfile}); run plan_and_preprocess first")
+    conf = PlansManager(str(pfile)).get_configuration(configuration_name(cfg, model))
+    return stage_table({"patch_size": list(conf.patch_size), "spacing": list(conf.spacing),
+                        "architecture": {"arch_kwargs": conf.network_arch_init_kwargs}})

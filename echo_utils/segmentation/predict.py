@@ -18,6 +18,7 @@ import numpy as np
 from ..config import RunPaths, StudyConfig
 from .env import (FILE_ENDING, TRAINER, NnUNetError, configuration_name, configure_nnunet, cpu_threads,
                   dataset_name, file_digest, quiet, read_json, write_json, write_nifti)
+from .export import dataset_time_spacing
 from .train import fold_folder, results_folder
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,7 +91,9 @@ def predict_sequence(predictor, seq: "EchoSequence", time_spacing: float = 1.0) 
     """Segment every frame of ``seq``: (T, H, W) uint8 label map aligned with ``seq.images``.
 
     The sequence goes in as one (1, T, H, W) volume with spacing (time_spacing, sy, sx): a 3D model slides its
-    patch over the volume; a 2D model predicts it frame by frame (nnU-Net's 2D inference is slice-wise).
+    patch over the volume; a 2D model predicts it frame by frame (nnU-Net's 2D inference is slice-wise). A 3D model
+    needs the time spacing its dataset was exported with (:func:`~echo_utils.segmentation.export.
+    dataset_time_spacing`): with any other, nnU-Net would resample the frames along time.
     """
     image = np.asarray(seq.images, np.float32)[None]
     props = {"spacing": [float(time_spacing), *(float(s) for s in seq.spacing)]}
@@ -130,7 +133,7 @@ def predict_all(
         raise NnUNetError(f"{model}: no trained model at {missing}; run train_model first")
     key = {"model": model, "dataset": dataset_name(cfg, model), "configuration": configuration_name(cfg, model),
            "checkpoints": [file_digest(c) for c in ckpts], "mirroring": cfg.nnunet.mirroring,
-           "time_spacing": cfg.nnunet.time_spacing}
+           "time_spacing": dataset_time_spacing(cfg, paths, model)}
     marker = out / PREDICTION_MARKER
     if marker.is_file() and read_json(marker) != key:
         raise NnUNetError(f"{out} holds predictions of another model ({read_json(marker)}); "
@@ -141,17 +144,17 @@ def predict_all(
         return out
     predictor = load_predictor(cfg, paths, model, device)
     with cpu_threads(cfg, device):
-        _predict_into(out, predictor, todo, cfg, progress)
+        _predict_into(out, predictor, todo, key["time_spacing"], progress)
     return out
 
 
-def _predict_into(out: Path, predictor, todo: list, cfg: StudyConfig, progress: bool) -> None:
+def _predict_into(out: Path, predictor, todo: list, time_spacing: float, progress: bool) -> None:
     from tqdm import tqdm
 
     for seq in tqdm(todo, desc=f"predict {out.name}", unit="seq", disable=not progress, mininterval=2.0,
                     file=sys.stderr):
-        seg = predict_sequence(predictor, seq, cfg.nnunet.time_spacing)
-        write_nifti(out / f"{seq.key}{FILE_ENDING}", seg, (cfg.nnunet.time_spacing, *map(float, seq.spacing)))
+        seg = predict_sequence(predictor, seq, time_spacing)
+        write_nifti(out / f"{seq.key}{FILE_ENDING}", seg, (time_spacing, *map(float, seq.spacing)))
 
 
 def load_prediction(paths: RunPaths, model: str, seq: "EchoSequence") -> np.ndarray:

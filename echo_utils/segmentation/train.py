@@ -93,7 +93,8 @@ def train_model(cfg: StudyConfig, paths: RunPaths, model: str, fold: int = 0, de
 
 
 def training_log(cfg: StudyConfig, paths: RunPaths, model: str, fold: int = 0) -> "pd.DataFrame":
-    """nnU-Net's per-epoch log: train/val loss, pseudo Dice (per class and mean, with its EMA), lr, seconds."""
+    """nnU-Net's per-epoch log: train/val loss, pseudo Dice (mean and its EMA; per class, ``dice <label>``, with
+    the same EMA per class, ``ema dice <label>``), lr, seconds."""
     import pandas as pd
 
     path = fold_folder(cfg, paths, model, fold) / "echo_training_log.json"
@@ -112,21 +113,30 @@ def training_log(cfg: StudyConfig, paths: RunPaths, model: str, fold: int = 0) -
             "seconds": np.subtract(log["epoch_end_timestamps"][:n], log["epoch_start_timestamps"][:n]),
         }
     )
+    from .trainer import class_ema
+
     per_class = np.asarray(log["dice_per_class_or_region"][:n], dtype=float)
+    ema = class_ema(per_class) if per_class.ndim == 2 and len(per_class) else per_class
     for i, label in enumerate(list(LABELS)[1:]):
         if per_class.ndim == 2 and per_class.shape[1] > i:
             df[f"dice {label}"] = per_class[:, i]
+            df[f"ema dice {label}"] = ema[:, i]
     df.insert(0, "fold", fold)
     df.insert(0, "model", model)
     return df
 
 
-def convergence(logs: "pd.DataFrame", budget_epochs: int | None = None) -> "pd.DataFrame":
-    """One verdict per (model, fold) of :func:`training_log` rows: did the EMA validation pseudo Dice plateau?
+def convergence(logs: "pd.DataFrame", budget_epochs: int | None = None,
+                min_class_dice: float = 0.0) -> "pd.DataFrame":
+    """One verdict per (model, fold) of :func:`training_log` rows: did the EMA validation pseudo Dice plateau, with
+    every class learned?
 
-    Columns: ``epochs`` trained, ``stopped early`` (fewer than ``budget_epochs``), ``EMA Dice`` at the end, ``rise
-    over last 20 %`` (``max(ema[n-k:]) - ema[n-k-1]``, ``k = ceil(0.2 n)``) and ``verdict``: "converged" when that
-    rise is below 0.01 (:data:`~echo_utils.segmentation.trainer.PLATEAU_RISE`), else "still improving".
+    Columns: ``epochs`` trained, ``stopped early`` (fewer than ``budget_epochs``), ``EMA Dice`` at the end, the EMA
+    of each class at the end (``EMA LV`` ...), ``rise over last 20 %`` (``max(ema[n-k:]) - ema[n-k-1]``,
+    ``k = ceil(0.2 n)``) and ``verdict``: "converged" when that rise is below 0.01
+    (:data:`~echo_utils.segmentation.trainer.PLATEAU_RISE`) and every class's EMA is at least ``min_class_dice``
+    (``nnunet.plateau_min_class_dice``, the trainer's early-stop rule); "plateaued, <classes> not learned" when
+    the mean plateaued with a class below it; else "still improving".
     """
     import pandas as pd
 
@@ -138,8 +148,16 @@ def convergence(logs: "pd.DataFrame", budget_epochs: int | None = None) -> "pd.D
         n = len(ema)
         k = min(n - 1, max(1, int(np.ceil(PLATEAU_FRACTION * n)))) if n > 1 else 0
         rise = float(np.max(ema[n - k:]) - ema[n - k - 1]) if n > 1 else float("nan")
+        classes = {c[len("ema dice "):]: float(g[c].iloc[-1]) for c in g.columns if c.startswith("ema dice ")}
+        unlearned = [c for c, v in classes.items() if not (v >= min_class_dice)]  # NaN: never seen, not learned
+        if not plateaued(ema):
+            verdict = "still improving"
+        elif unlearned:
+            verdict = f"plateaued, {', '.join(unlearned)} not learned"
+        else:
+            verdict = "converged"
         rows.append({"model": model, "fold": fold, "epochs": n,
                      "stopped early": budget_epochs is not None and n < budget_epochs,
-                     "EMA Dice": float(ema[-1]), f"rise over last {PLATEAU_FRACTION:.0%}": rise,
-                     "verdict": "converged" if plateaued(ema) else "still improving"})
+                     "EMA Dice": float(ema[-1]), **{f"EMA {c}": v for c, v in classes.items()},
+                     f"rise over last {PLATEAU_FRACTION:.0%}": rise, "verdict": verdict})
     return pd.DataFrame(rows).set_index(["model", "fold"])

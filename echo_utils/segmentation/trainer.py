@@ -18,6 +18,13 @@ defaults. What it changes, and nothing else:
   patch sampler draw from these generators when they run in this process (``nnUNet_n_proc_DA=0``), so a training
   run, and a training resumed from a checkpoint, repeats exactly on the CPU;
 - ``oversample_foreground``: the share of patches centred on a labelled voxel (nnU-Net's 0.33 when unset);
+- ``padding_as_ignore`` (3D sparse): the frames a patch holds past the ends of a sequence (nnU-Net pads them with
+  seg -1) become the ignore label instead of background, in the training and the validation transforms
+  (:meth:`EchoTrainer.get_training_transforms`);
+- ``deep_supervision_full_time_only`` (3D sparse): deep supervision stays on, but the outputs whose targets are
+  downsampled along time get loss weight 0 (:meth:`EchoTrainer._build_loss`): nearest-exact downsampling keeps
+  every other frame and drops the labelled ones (ED is frame 0);
+- ``min_class_dice``: the early stop waits until every class's EMA validation pseudo Dice is at least this;
 - console output: nnU-Net's messages go to its log file only; one tqdm bar per training. The per-epoch curves are
   also written to ``echo_training_log.json`` after every epoch; nnU-Net's ``progress.png`` is redrawn every
   ``save_every`` epochs (:class:`EchoLogger`);
@@ -39,12 +46,34 @@ from tqdm import tqdm
 
 from .env import write_json
 
-__all__ = ["EchoTrainer", "seed_everything", "plateaued", "PLATEAU_RISE", "PLATEAU_FRACTION"]
+__all__ = ["EchoTrainer", "seed_everything", "plateaued", "class_ema", "full_time_weights", "PLATEAU_RISE", "PLATEAU_FRACTION",
+           "EMA_FACTOR"]
 
 #: The convergence rule of this study: the EMA validation pseudo Dice rose by less than PLATEAU_RISE over the last
 #: PLATEAU_FRACTION of the epochs.
 PLATEAU_RISE = 0.01
 PLATEAU_FRACTION = 0.2
+#: nnU-Net's EMA of the validation pseudo Dice: ema = EMA_FACTOR * ema + (1 - EMA_FACTOR) * dice, per epoch
+EMA_FACTOR = 0.9
+
+
+def class_ema(per_class, factor: float = EMA_FACTOR) -> np.ndarray:
+    """nnU-Net's EMA (its ``ema_fg_dice`` rule, applied per class) of per-epoch per-class pseudo Dice ``(n, C)``.
+
+    ``ema[0] = dice[0]``, ``ema[t] = factor * ema[t-1] + (1 - factor) * dice[t]``. A NaN Dice (the class absent from
+    both the validation patches and the prediction) leaves the EMA where it was; a class NaN from the start stays
+    NaN until its first value.
+    """
+    d = np.asarray(per_class, dtype=float)
+    if d.ndim != 2:
+        raise ValueError(f"per-class Dice must be (epochs, classes), got shape {d.shape}")
+    out = np.full_like(d, np.nan)
+    prev = np.full(d.shape[1], np.nan)
+    for t in range(d.shape[0]):
+        x = d[t]
+        prev = np.where(np.isnan(x), prev, np.where(np.isnan(prev), x, factor * prev + (1 - factor) * x))
+        out[t] = prev
+    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -67,6 +96,18 @@ def plateaued(ema: list[float] | np.ndarray, fraction: float = PLATEAU_FRACTION,
         return False
     k = min(n - 1, max(1, int(np.ceil(fraction * n))))
     return bool(np.max(ema[n - k:]) - ema[n - k - 1] < rise)
+
+
+def full_time_weights(weights, scales) -> tuple[float, ...]:
+    """Deep-supervision loss weights with 0 for every output whose target is downsampled along time (``scale[0] <
+    1``, time the first axis), the others renormalised to sum 1 (their ratios kept)."""
+    w = np.array(weights, dtype=float)
+    if len(w) != len(scales):
+        raise ValueError(f"{len(w)} weights for {len(scales)} deep-supervision scales")
+    w[[float(sc[0]) < 1 for sc in scales]] = 0.0
+    if w.sum() <= 0:
+        raise ValueError("no deep-supervision output at full time resolution has a loss weight")
+    return tuple(float(v) for v in w / w.sum())
 
 
 class EchoLogger(MetaLogger):
@@ -156,10 +197,46 @@ class EchoTrainer(nnUNetTrainer):
         write_json(Path(self.output_folder) / "echo_training_log.json", self.logger.get_checkpoint())
 
     def should_stop(self) -> bool:
-        """Early stop: at least ``min_epochs`` epochs done and the EMA pseudo Dice has :func:`plateaued`."""
+        """Early stop: at least ``min_epochs`` epochs done, the EMA pseudo Dice has :func:`plateaued`, and every
+        class's EMA pseudo Dice (:func:`class_ema`) is at least ``min_class_dice``: a mean EMA can plateau while a
+        class sits at 0 (the 3D sparse model's LV and LA before their supervision was fixed)."""
         min_epochs = self.echo.get("min_epochs")
         ema = self.logger.get_value("ema_fg_dice", step=None)
-        return min_epochs is not None and len(ema) >= min_epochs and plateaued(ema)
+        if min_epochs is None or len(ema) < min_epochs or not plateaued(ema):
+            return False
+        last = class_ema(self.logger.get_value("dice_per_class_or_region", step=None))[-1]
+        return bool(np.all(np.nan_to_num(last, nan=0.0) >= self.echo.get("min_class_dice", 0.0)))
+
+    def _padding_as_ignore(self, transforms):
+        """nnU-Net's transforms with the padding (seg -1) mapped to the ignore label instead of background."""
+        from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
+
+        ignore = self.label_manager.ignore_label
+        if not self.echo.get("padding_as_ignore") or ignore is None:
+            return transforms
+        found = [i for i, t in enumerate(transforms.transforms)
+                 if isinstance(t, RemoveLabelTransform) and t.label_value == -1]
+        if len(found) != 1:
+            raise RuntimeError(f"expected one RemoveLabelTransform(-1, ...) in nnU-Net's transforms, found {found}")
+        transforms.transforms[found[0]] = RemoveLabelTransform(-1, int(ignore))
+        return transforms
+
+    def get_training_transforms(self, *args, **kwargs):
+        """nnU-Net's training transforms; with ``padding_as_ignore`` the padding past the sequence is ignored."""
+        return self._padding_as_ignore(super().get_training_transforms(*args, **kwargs))
+
+    def get_validation_transforms(self, *args, **kwargs):
+        """nnU-Net's validation transforms; with ``padding_as_ignore`` the padding past the sequence is ignored."""
+        return self._padding_as_ignore(super().get_validation_transforms(*args, **kwargs))
+
+    def _build_loss(self):
+        """nnU-Net's loss; with ``deep_supervision_full_time_only`` the outputs downsampled along time (axis 0 of a
+        3D patch) get weight 0 and the others keep nnU-Net's relative weights (renormalised to sum 1)."""
+        loss = super()._build_loss()
+        if self.echo.get("deep_supervision_full_time_only") and self.enable_deep_supervision \
+                and len(self.configuration_manager.patch_size) == 3:
+            loss.weight_factors = full_time_weights(loss.weight_factors, self._get_deep_supervision_scales())
+        return loss
 
     def run_training(self):
         """nnU-Net's loop (``nnUNetTrainer.run_training``) with a progress bar and the early stop."""
