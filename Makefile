@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: nnunetv2 2.8.1 needs torch 2.14.1 + torchvision 0.29.1 (see README, "Why torch 2.14.1").
 	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev,elastix]"
 	@touch $(STAMP)
 
 install: $(STAMP)
