@@ -37,6 +37,8 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "RegistrationConfig",
+    "ElastixConfig",
+    "OpticalFlowConfig",
     "PseudoLabelConfig",
     "NnUNetConfig",
     "EvaluationConfig",
@@ -112,10 +114,42 @@ class DataConfig(_Section):
         return self
 
 
-class RegistrationConfig(_Section):
-    """The DLIR B-spline network and its instance-optimised twin (paper Sec. 2.1, "Pseudo-labels generation"; the method chapter)."""
+class ElastixConfig(_Section):
+    """elastix's B-spline registration, a classical reference (``registration.elastix``; the method chapter).
 
-    method: Literal["dlir", "instance"] = Field("dlir", description="which registration notebook 03 uses")
+    The final grid spacing is the network's ``registration.grid_spacing``; the metric is normalised correlation
+    plus elastix's bending-energy penalty."""
+
+    bending_weight: float = Field(
+        1.0, ge=0, description="weight of TransformBendingEnergyPenalty against the NCC (elastix's own scale, not "
+        "alpha); chosen by benchmarks/bench_reference_tuning.py on the training patients")
+    iterations: int = Field(256, ge=1, description="ASGD iterations per resolution (elastix's default)")
+    resolutions: int = Field(3, ge=1, le=6, description="pyramid levels; the grid spacing doubles per coarser level")
+    samples: int = Field(2048, ge=16, description="random samples per iteration (elastix's default)")
+    mask: Literal["none", "sector"] = Field(
+        "none", description="'sector': the NCC counts only the fixed image's sector (as registration.loss_mask)")
+    seed: int = Field(121212, description="elastix's RandomSeed (sample positions): fixed for reproducibility")
+    threads: int = Field(1, ge=1, description="elastix's threads (1: reproducible, fair on a shared machine)")
+
+
+class OpticalFlowConfig(_Section):
+    """TV-L1 optical flow (scikit-image), a classical reference (``registration.optical_flow``; the method chapter)."""
+
+    attachment: float = Field(
+        15.0, gt=0, description="weight of the data term (skimage's default 15; smaller = smoother); chosen by "
+        "benchmarks/bench_reference_tuning.py on the training patients")
+    tightness: float = Field(0.3, gt=0, description="coupling of the TV-L1 sub-problems (skimage's default)")
+    num_warp: int = Field(5, ge=1, description="image warps per pyramid level")
+    num_iter: int = Field(10, ge=1, description="fixed-point iterations per warp")
+    sigma: float = Field(0.0, ge=0, description="Gaussian smoothing (px) of both images before the flow")
+
+
+class RegistrationConfig(_Section):
+    """The DLIR B-spline network and its instance-optimised twin (paper Sec. 2.1, "Pseudo-labels generation"; the
+    method chapter), and the classical references beside them (``elastix``, ``optical_flow``)."""
+
+    method: Literal["dlir", "instance", "elastix", "optical_flow"] = Field(
+        "dlir", description="which registration notebook 03 uses")
     grid_spacing: int = Field(32, ge=2, description="B-spline control-point spacing in pixels (paper: 32 at 512)")
     alpha: float = Field(1.0, ge=0, description="bending-energy weight (TorchIR's mean over the two components)")
     alpha_reference_size: int | None = Field(
@@ -149,6 +183,9 @@ class RegistrationConfig(_Section):
         "edge (the authors' optional loss mask); 'none' = every pixel (the authors' default)")
     seed: int = Field(2022, description="network initialisation and pair sampling; default: the profile's "
                       "top-level seed + 2022 (the authors' seed at seed 0)")
+    elastix: ElastixConfig = Field(default_factory=ElastixConfig, description="the elastix reference's settings")
+    optical_flow: OpticalFlowConfig = Field(default_factory=OpticalFlowConfig,
+                                            description="the TV-L1 optical-flow reference's settings")
 
     @field_validator("grid_spacing")
     @classmethod

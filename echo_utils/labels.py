@@ -109,10 +109,12 @@ MODEL_NAMES: dict[str, str] = {
 }
 DIRECTIONS: tuple[str, ...] = ("forward", "backward", "bidirectional")
 DIRECTION_NAMES: dict[str, str] = {"forward": "forward", "backward": "backward", "bidirectional": "bidirectional"}
-REGISTRATIONS: tuple[str, ...] = ("dlir", "instance", "identity")
+REGISTRATIONS: tuple[str, ...] = ("dlir", "instance", "elastix", "optical_flow", "identity")
 REGISTRATION_NAMES: dict[str, str] = {
     "dlir": "DLIR network",
     "instance": "InstanceBSpline",
+    "elastix": "elastix B-spline",
+    "optical_flow": "TV-L1 optical flow",
     "identity": "identity (no motion)",
 }
 
@@ -135,7 +137,8 @@ MODEL_COLORS: dict[str, str] = {
     REFERENCE: "#bcbd22",
 }
 DIRECTION_COLORS: dict[str, str] = {"forward": "#ff7f0e", "backward": "#c5b0d5", "bidirectional": "#17becf"}
-REGISTRATION_COLORS: dict[str, str] = {"dlir": "#3b4cc0", "instance": "#f4a261", "identity": "#7f7f7f"}
+REGISTRATION_COLORS: dict[str, str] = {"dlir": "#3b4cc0", "instance": "#f4a261", "elastix": "#2a9d8f",
+                                        "optical_flow": "#e76f51", "identity": "#7f7f7f"}
 
 #: Every key above -> its colour / display name (structures, models, directions and registrations share one
 #: namespace: no key is used twice).

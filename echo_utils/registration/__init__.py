@@ -11,6 +11,8 @@ One concept per module (as in TorchIR and deepali, which the paper's authors' co
 * :mod:`.losses` -- ``-NCC + alpha * bending energy``;
 * :mod:`.models` -- :class:`BSplineDIR` (DIRNet, de Vos et al. 2019), :class:`InstanceBSpline` (per-pair FFD,
   Rueckert et al. 1999), :class:`IdentityRegistration` and :func:`registration_from_config`;
+* :mod:`.elastix`, :mod:`.optical_flow` -- the classical references: elastix's B-spline registration
+  (:class:`ElastixBSpline`, optional ``itk-elastix``) and TV-L1 optical flow (:class:`OpticalFlowTVL1`);
 * :mod:`.train` -- frame pairs, cached resumable training, the loss log;
 * :mod:`.inference` -- the one batched inference path (batching, precision, gradient mode, memoisation);
 * :mod:`.quality` -- Jacobian determinant, folding, per-pair quality tables.
@@ -25,6 +27,8 @@ from .bspline import (
     cubic_bspline,
 )
 from .inference import MemoizedRegistration, inference_context, register, register_pairs, seconds_per_pair
+from .elastix import ElastixBSpline, elastix_available
+from .optical_flow import OpticalFlowTVL1
 from .losses import LossTerms, RegistrationLoss, bending_energy, gaussian_blur, ncc
 from .models import REGISTRATIONS, BSplineDIR, IdentityRegistration, InstanceBSpline, registration_from_config
 from .quality import (
@@ -58,6 +62,9 @@ __all__ = [
     "BSplineDIR",
     "InstanceBSpline",
     "IdentityRegistration",
+    "ElastixBSpline",
+    "OpticalFlowTVL1",
+    "elastix_available",
     "REGISTRATIONS",
     "registration_from_config",
     "jacobian_determinant",

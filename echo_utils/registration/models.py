@@ -288,7 +288,7 @@ class IdentityRegistration:
 
 
 #: the registrations :func:`registration_from_config` builds
-REGISTRATIONS = ("dlir", "instance", "identity")
+REGISTRATIONS = ("dlir", "instance", "identity", "elastix", "optical_flow")
 
 
 def registration_from_config(
@@ -309,7 +309,10 @@ def registration_from_config(
     name : ``'dlir'`` (the trained network; trained now or read from the cache, see
         :func:`~echo_utils.registration.train.train_registration`), ``'instance'`` (:class:`InstanceBSpline` with
         the network's grid spacing, bending weight and loss smoothing, and the ``instance_*`` optimiser settings) or
-        ``'identity'`` (:class:`IdentityRegistration`).
+        ``'identity'`` (:class:`IdentityRegistration`), ``'elastix'``
+        (:class:`~echo_utils.registration.elastix.ElastixBSpline` at the network's grid spacing with the
+        ``elastix`` settings; needs ``itk-elastix``) or ``'optical_flow'``
+        (:class:`~echo_utils.registration.optical_flow.OpticalFlowTVL1` with the ``optical_flow`` settings).
     config : a :class:`~echo_utils.config.RegistrationConfig` (``cfg.registration``).
     train, val, run_dir, device, progress : for ``'dlir'`` only: the training and validation sequences, the
         registration cache folder (``paths.registration``), the device and the progress bar.
@@ -332,6 +335,19 @@ def registration_from_config(
             alpha_reference_size=getattr(config, "alpha_reference_size", None),
             mask=getattr(config, "loss_mask", "none"),
         )
+    if name == "elastix":
+        from .elastix import ElastixBSpline
+
+        e = config.elastix
+        return ElastixBSpline(grid_spacing=int(config.grid_spacing), bending_weight=float(e.bending_weight),
+                              iterations=int(e.iterations), resolutions=int(e.resolutions), samples=int(e.samples),
+                              mask=e.mask, seed=int(e.seed), threads=int(e.threads))
+    if name == "optical_flow":
+        from .optical_flow import OpticalFlowTVL1
+
+        o = config.optical_flow
+        return OpticalFlowTVL1(attachment=float(o.attachment), tightness=float(o.tightness),
+                               num_warp=int(o.num_warp), num_iter=int(o.num_iter), sigma=float(o.sigma))
     if name == "dlir":
         if train is None or run_dir is None:
             raise ValueError("registration_from_config('dlir', ...) needs the training sequences and run_dir")
