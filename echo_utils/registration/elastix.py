@@ -25,6 +25,7 @@ and :data:`MISSING` is the one line the comparisons print when it is not.
 from __future__ import annotations
 
 import importlib.metadata
+import tempfile
 
 import numpy as np
 import torch
@@ -138,12 +139,15 @@ class ElastixBSpline:
             inside = sector_mask(torch.from_numpy(np.asarray(fixed, dtype=np.float32))[None, None])[0, 0].numpy()
             method.SetFixedMask(itk.image_from_array(inside.astype(np.uint8)))
         method.UpdateLargestPossibleRegion()
-        transformix = itk.TransformixFilter.New(m)
-        transformix.SetTransformParameterObject(method.GetTransformParameterObject())
-        transformix.SetComputeDeformationField(True)
-        transformix.SetLogToConsole(False)
-        transformix.UpdateLargestPossibleRegion()
-        field = itk.array_from_image(transformix.GetOutputDeformationField())  # (H, W, 2): x, y
+        with tempfile.TemporaryDirectory(prefix="echo-transformix-") as out:
+            # transformix writes deformationField.{mhd,raw} into its output directory (default: the working folder)
+            transformix = itk.TransformixFilter.New(m)
+            transformix.SetTransformParameterObject(method.GetTransformParameterObject())
+            transformix.SetComputeDeformationField(True)
+            transformix.SetOutputDirectory(out)
+            transformix.SetLogToConsole(False)
+            transformix.UpdateLargestPossibleRegion()
+            field = itk.array_from_image(transformix.GetOutputDeformationField())  # (H, W, 2): x, y
         return np.ascontiguousarray(np.moveaxis(field[..., ::-1], -1, 0), dtype=np.float32)
 
     def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:
