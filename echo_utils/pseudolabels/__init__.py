@@ -3,7 +3,9 @@
 * :mod:`.propagate` -- forward and backward label propagation with a registration, and :func:`pseudo_labels`
   (the three kinds of one sequence);
 * :mod:`.fuse` -- Eq. 1: the cos²/sin² weights, exact signed distances, assembly of one label map;
-* :mod:`.store` -- CAMUS-named NIfTI files per sequence, keyed by the registration's fingerprint.
+* :mod:`.store` -- CAMUS-named NIfTI files per sequence, keyed by the registration's fingerprint;
+* :mod:`.confidence` -- a per-pixel confidence of the fused labels from the two directions' disagreement, stored
+  beside them, and its scores against an exact truth (AUROC for the errors, reliability table).
 """
 
 from .fuse import fuse_bidirectional, fuse_directions, fused_signed_distance, fusion_weights, signed_distance

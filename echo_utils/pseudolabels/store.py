@@ -22,6 +22,7 @@ from ..config import display_path
 from ..labels import LABEL_NAMES
 from ..registration.inference import MemoizedRegistration
 from ..safe_load import DamagedFile
+from .confidence import sequence_confidence
 from .propagate import KINDS, PseudoLabels, Registration, _resolve_options, _seq_name, pseudo_labels
 
 __all__ = [
@@ -184,6 +185,8 @@ def generate_pseudo_labels(
     ``out_dir/params.json`` records the method, ``registration_id`` (default :func:`registration_fingerprint`) and
     the pseudo-label settings; a folder made with other values is a :class:`PseudoLabelCacheMismatch`. Sequences
     whose three files already exist are read back instead of recomputed. ``out_dir=None`` computes without writing.
+    Newly computed sequences also get their confidence map (:mod:`.confidence`) written beside the labels; a store
+    written before that gets it on first read (:func:`~echo_utils.pseudolabels.confidence.sequence_confidence`).
 
     Returns ``{sequence key: PseudoLabels}`` in input order.
     """
@@ -209,6 +212,7 @@ def generate_pseudo_labels(
         pl = pseudo_labels(seq, registration, warp=warp, batch_size=batch_size, **opts)
         if out_dir is not None:
             save_pseudo_labels(pl, out_dir, seq)
+            sequence_confidence(out_dir, seq, pl, weights=opts["weights"])  # beside the labels (.confidence)
         result[key] = pl
     if progress and n_cached:
         print(f"pseudo-labels ({method_name}): {n_cached}/{len(sequences)} sequences read from {display_path(out_dir)}")

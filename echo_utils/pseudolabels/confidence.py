@@ -1,0 +1,419 @@
+"""Pseudo-label confidence: how much the method itself doubts each pixel of a fused (Eq. 1) label map.
+
+The paper ends on the uncertain boundaries of the myocardium and the left atrium. The method already holds two
+opinions about every frame between ED and ES: the forward label (from ED) and the backward label (from ES). This
+module turns them into a per-pixel **confidence** in [0, 1], from quantities Eq. 1 computes anyway:
+
+* ``d_f``, ``d_b``: the exact signed distances (px, positive inside) of class C in the forward and backward label;
+* ``s = w_f d_f + w_b d_b``: the fused signed distance of Eq. 1 (its zero crossing is the fused boundary);
+* ``delta = |d_f - d_b|``: the *disagreement*, how far apart the two directions put the boundary of C near the
+  pixel (px).
+
+Per class C and pixel:
+
+* the two directions **disagree** on the pixel's membership of C (``d_f`` and ``d_b`` of opposite sign, the pixel
+  lies in the band between the two contours): ``conf_C = 0.5 |s| / delta``. It is 0 on the fused boundary and
+  grows across the band to at most ``0.5 max(w_f, w_b) < 0.5``;
+* they **agree**: ``conf_C = 0.5 + 0.5 min(1, |s| / (r0 + delta))``, in (0.5, 1]. It reaches 1 (the maximum) once
+  the pixel lies ``r0 + delta`` px from the fused boundary: a margin of ``r0`` px (the rounding of
+  nearest-neighbour warping) plus the local disagreement (where the directions already differ by ``delta``, an
+  agreeing pixel that close to the boundary may be wrong in both).
+
+The map is the minimum over the classes present (background included): the least certain class decision of the
+pixel. So ``conf < 0.5`` is *exactly* the set of pixels where the two directions disagree, ``conf = 1`` is
+"both agree and far from every boundary", and the values order the pixels in between. Frames whose Eq. 1 weight is
+exactly 1 on one side carry that side's manual reference (ED and ES with the authors' phase): confidence 1 (the
+method does not doubt the manual label; annotator uncertainty is not modelled). Frames outside [ED, ES] (full-cycle
+sequences) have one propagated direction only: forward and backward are equal there, so their confidence only
+measures the distance to the boundary.
+
+**What it is not.** It is not a calibrated probability of a correct label: 0.5 is a convention (the edge of the
+disagreement band), not an odds ratio. Whether the ordering predicts the errors, and how the error rate varies per
+confidence bin, is measured against the phantom's exact truth by :func:`score_confidence` and
+:func:`reliability_table` (notebook 03). The deformation's Jacobian is not part of it (see :data:`DEFINITION`).
+
+Storage (:func:`sequence_confidence`): float32 NIfTI files beside the labels,
+``<store>/confidence/<key>/patientXXXX/patientXXXX_<view>_half_sequence_confidence.nii.gz``, where ``<key>`` is a
+hash of :data:`DEFINITION` and the Eq. 1 weights: a changed definition writes a new folder and never reads the old
+one. Each file's NIfTI header records a digest of the forward and backward labels it was computed from; a file
+whose labels changed is recomputed. Old stores without confidence files get them on first read (the confidence is
+a function of the stored labels alone, so nothing needs to be registered again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import structure_mask
+from .fuse import Weights, _check_pair, fusion_weights, signed_distance
+
+__all__ = [
+    "DEFINITION",
+    "CONFIDENCE_METRICS",
+    "CONFIDENCE_RELIABILITY",
+    "class_confidence",
+    "frame_confidence",
+    "confidence_map",
+    "sequence_confidence_map",
+    "confidence_key",
+    "confidence_path",
+    "sequence_confidence",
+    "study_confidence",
+    "error_auroc",
+    "rank_auroc",
+    "score_confidence",
+    "reliability_table",
+    "write_confidence_metrics",
+]
+
+#: The confidence definition; every value enters the cache key (:func:`confidence_key`). Change ``version`` with
+#: any change of the formulas above.
+DEFINITION: dict = {"version": 1, "r0_px": 2.0, "units": "px", "jacobian": False}
+
+#: File names under the run's ``metrics/`` (notebook 03).
+CONFIDENCE_METRICS = "pseudo_label_confidence_auroc.csv"
+CONFIDENCE_RELIABILITY = "pseudo_label_confidence_reliability.csv"
+
+_FILE_TAG = "echo-confidence"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the definition
+
+
+def class_confidence(d_f: np.ndarray, d_b: np.ndarray, w_f: float, w_b: float, r0: float = DEFINITION["r0_px"]):
+    """Confidence of one class from its two signed distance maps (any shape, px, positive inside).
+
+    ``w_f + w_b = 1`` are the Eq. 1 weights of the frame. Returns float32 in [0, 1] of the same shape: < 0.5
+    exactly where ``d_f`` and ``d_b`` have opposite signs (module docstring for the formula).
+    """
+    d_f = np.asarray(d_f, np.float64)
+    d_b = np.asarray(d_b, np.float64)
+    s = np.abs(w_f * d_f + w_b * d_b)
+    delta = np.abs(d_f - d_b)
+    disagree = (d_f > 0) != (d_b > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        band = 0.5 * s / np.where(disagree, delta, 1.0)
+    agree = 0.5 + 0.5 * np.minimum(1.0, s / (r0 + delta))
+    return np.where(disagree, np.minimum(band, 0.5 * max(w_f, w_b)), agree).astype(np.float32)
+
+
+def frame_confidence(forward: np.ndarray, backward: np.ndarray, w_f: float, w_b: float,
+                     r0: float = DEFINITION["r0_px"], *, classes: Iterable[int] | None = None) -> np.ndarray:
+    """Confidence map of one frame: float32 ``(H, W)`` in [0, 1], the minimum over ``classes`` of
+    :func:`class_confidence` (default: every class present in either label, background included).
+
+    ``forward``, ``backward``: uint8 ``(H, W)`` label maps; ``w_f``, ``w_b``: the frame's Eq. 1 weights. A frame
+    whose weight is exactly 1 on one side is that side's label: confidence 1 everywhere.
+    """
+    forward = np.asarray(forward)
+    backward = np.asarray(backward)
+    if forward.shape != backward.shape or forward.ndim != 2:
+        raise ValueError(f"forward {forward.shape} and backward {backward.shape} must be one (H, W) shape")
+    out = np.ones(forward.shape, np.float32)
+    if w_f == 1.0 or w_b == 1.0:
+        return out
+    if classes is None:
+        classes = sorted(set(np.unique(forward)) | set(np.unique(backward)))
+    for c in classes:
+        mf, mb = forward == c, backward == c
+        conf = class_confidence(signed_distance(mf), signed_distance(mb), w_f, w_b, r0)
+        np.minimum(out, conf, out=out)
+    return out
+
+
+def confidence_map(forward: np.ndarray, backward: np.ndarray, *, weights: Weights = "authors",
+                   r0: float = DEFINITION["r0_px"]) -> np.ndarray:
+    """Confidence of Eq. 1 fused labels: float32 ``(T, H, W)`` in [0, 1] from uint8 ``(T, H, W)`` forward and
+    backward labels whose frame 0 is ED and frame T-1 is ES (the weights of :func:`fusion_weights`)."""
+    forward, backward = _check_pair(forward, backward)
+    wf, wb = fusion_weights(forward.shape[0], weights)
+    return np.stack([frame_confidence(forward[k], backward[k], float(wf[k]), float(wb[k]), r0)
+                     for k in range(forward.shape[0])])
+
+
+def sequence_confidence_map(seq, labels, *, weights: Weights = "authors", r0: float = DEFINITION["r0_px"]):
+    """Confidence of a whole sequence's pseudo-labels: float32 ``(T, H, W)``.
+
+    ``labels``: its :class:`~echo_utils.pseudolabels.propagate.PseudoLabels`. Frames ED..ES get
+    :func:`confidence_map` with the Eq. 1 weights; frames outside [ED, ES] (one direction only, shared by forward and
+    backward) get :func:`frame_confidence` with equal weights (distance to the boundary only).
+    """
+    forward, backward = _check_pair(labels.forward, labels.backward)
+    ed, es = int(seq.ed), int(seq.es)
+    step = 1 if es > ed else -1
+    frames = np.arange(ed, es + step, step)
+    out = np.empty(forward.shape, np.float32)
+    inside = np.zeros(forward.shape[0], bool)
+    inside[frames] = True
+    for k in np.flatnonzero(~inside):
+        out[k] = frame_confidence(forward[k], backward[k], 0.5, 0.5, r0)
+    out[frames] = confidence_map(forward[frames], backward[frames], weights=weights, r0=r0)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the store
+
+
+def confidence_key(weights: Weights = "authors", definition: Mapping | None = None) -> str:
+    """A 12-hex-digit hash of the definition and the Eq. 1 weights convention: the confidence folder's name."""
+    record = {"definition": dict(definition or DEFINITION), "weights": weights}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def confidence_path(root: str | Path, seq, key: str) -> Path:
+    """``root/confidence/<key>/patientXXXX/patientXXXX_<view>_half_sequence_confidence.nii.gz``."""
+    patient, view = (seq.rpartition("_")[0], seq.rpartition("_")[2]) if isinstance(seq, str) else (seq.patient,
+                                                                                                     seq.view)
+    return Path(root) / "confidence" / key / patient / f"{patient}_{view}_half_sequence_confidence.nii.gz"
+
+
+def _labels_digest(labels, seq) -> str:
+    h = hashlib.sha256(f"{int(seq.ed)},{int(seq.es)}".encode())
+    for arr in (labels.forward, labels.backward):
+        h.update(np.ascontiguousarray(arr, np.uint8).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _write_record(folder: Path, weights: str) -> None:
+    path = folder / "params.json"
+    if path.is_file():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"definition": DEFINITION, "weights": weights}, fh, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _save(path: Path, conf: np.ndarray, spacing, tag: str) -> None:
+    import nibabel as nib
+
+    sy, sx = (float(s) for s in spacing)
+    data = np.ascontiguousarray(np.transpose(conf.astype(np.float32), (2, 1, 0)))  # CAMUS axes (W, H, T)
+    img = nib.Nifti1Image(data, affine=np.diag([sx, sy, 1.0, 1.0]))
+    img.header.set_data_dtype(np.float32)
+    img.header.set_zooms((sx, sy, 1.0))
+    img.header["descrip"] = tag.encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name.replace(".nii.gz", ""), suffix=".tmp.nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load(path: Path, tag: str, shape) -> np.ndarray | None:
+    """The stored map, or None when it was made from other labels (header tag) or has another shape."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    stored = bytes(img.header["descrip"].tobytes()).split(b"\0")[0].decode(errors="replace")
+    if stored != tag:
+        return None
+    conf = np.ascontiguousarray(np.transpose(np.asarray(img.dataobj, np.float32), (2, 1, 0)))
+    return conf if conf.shape == tuple(shape) else None
+
+
+def sequence_confidence(root: str | Path | None, seq, labels, *, weights: Weights = "authors") -> np.ndarray:
+    """The confidence map of ``seq``'s pseudo-labels, float32 ``(T, H, W)``, cached under ``root`` (the
+    pseudo-label store of its labels, ``paths.pseudo_labels / <method>``; ``None``: compute, write nothing).
+
+    A stored file is read back when it was made with this definition (its folder, :func:`confidence_key`) from these
+    forward and backward labels (a digest in its header); otherwise the map is computed and written atomically.
+    """
+    if root is None:
+        return sequence_confidence_map(seq, labels, weights=weights)
+    key = confidence_key(weights)
+    path = confidence_path(root, seq, key)
+    tag = f"{_FILE_TAG} {key} {_labels_digest(labels, seq)}"
+    if path.is_file():
+        conf = _load(path, tag, labels.forward.shape)
+        if conf is not None:
+            return conf
+    conf = sequence_confidence_map(seq, labels, weights=weights)
+    _write_record(path.parents[1], weights)
+    _save(path, conf, seq.spacing, tag)
+    return conf
+
+
+def study_confidence(sequences: Iterable, labels: Mapping, root: str | Path | None = None, *,
+                     weights: Weights = "authors", stored: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """``{key: (T, H, W) confidence}`` for the ``sequences`` in ``labels`` (``{key: PseudoLabels}``); the keys in
+    ``stored`` are cached under ``root`` (:func:`sequence_confidence`), the others computed in memory."""
+    stored = set(stored)
+    return {s.key: sequence_confidence(root if s.key in stored else None, s, labels[s.key], weights=weights)
+            for s in sequences if s.key in labels}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# does it predict the errors?
+
+
+def rank_auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for the boolean ``positives`` (Mann-Whitney U / (n_pos n_neg)),
+    ties counted one half; NaN when either class is empty."""
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, np.float64).ravel()
+    positives = np.asarray(positives, bool).ravel()
+    n_pos = int(positives.sum())
+    n_neg = positives.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)  # average ranks for ties
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def error_auroc(confidence: np.ndarray, errors: np.ndarray) -> float:
+    """AUROC of *low* confidence for the error pixels: the probability that a random mislabelled pixel has lower
+    confidence than a random correct one (ties one half). scikit-learn's ``roc_auc_score``."""
+    from sklearn.metrics import roc_auc_score
+
+    errors = np.asarray(errors, bool).ravel()
+    if errors.all() or not errors.any():
+        return float("nan")
+    return float(roc_auc_score(errors, -np.asarray(confidence, np.float64).ravel()))
+
+
+def _between(seq) -> np.ndarray:
+    """Frame indices strictly between ED and ES (where both directions were propagated and neither is manual)."""
+    ed, es = int(seq.ed), int(seq.es)
+    lo, hi = min(ed, es), max(ed, es)
+    return np.arange(lo + 1, hi)
+
+
+def _population(pseudo_s: np.ndarray, truth_s: np.ndarray, margin: int) -> np.ndarray:
+    """Pixels within ``margin`` px (chessboard) of the structure in the pseudo-label or the truth, per frame."""
+    from scipy import ndimage as ndi
+
+    union = pseudo_s | truth_s
+    if margin <= 0:
+        return np.ones_like(union)
+    return ndi.binary_dilation(union, structure=np.ones((1, 3, 3), bool), iterations=int(margin))
+
+
+def _pixels(sequences, labels, confidences, structures, margin):
+    """Per structure: (confidence, error, distance-only baseline) of every evaluated pixel, concatenated."""
+    out = {s: ([], [], []) for s in structures}
+    for seq in sequences:
+        if seq.key not in labels or seq.dense is None:
+            continue
+        frames = _between(seq)
+        if not len(frames):
+            continue
+        pl = labels[seq.key]
+        fused = np.asarray(pl.bidirectional)[frames]
+        truth = np.asarray(seq.dense)[frames]
+        conf = np.asarray(confidences[seq.key])[frames]
+        for s in structures:
+            ps, ts = structure_mask(fused, s), structure_mask(truth, s)
+            pop = _population(ps, ts, margin)
+            dist = np.abs(signed_distance(ps))  # baseline: distance to the fused boundary of the structure alone
+            out[s][0].append(conf[pop])
+            out[s][1].append((ps != ts)[pop])
+            out[s][2].append(-dist[pop])  # negated: low = doubtful, like the confidence
+    return {s: tuple(np.concatenate(v) if v else np.empty(0) for v in vals) for s, vals in out.items()}
+
+
+def score_confidence(sequences: Iterable, labels: Mapping[str, Mapping], confidences: Mapping[str, Mapping], *,
+                     structures: Iterable[str] = ("LV", "MYO", "LA"), margin: int = 10) -> "pd.DataFrame":
+    """AUROC of low confidence for mislabelled pixels, per registration and structure, against the exact truth.
+
+    Parameters
+    ----------
+    sequences : the evaluated ``EchoSequence`` s (with ``dense`` truth; others are skipped).
+    labels : ``{registration: {key: PseudoLabels}}``; confidences: ``{registration: {key: (T, H, W)}}``.
+    structures : keys of :data:`echo_utils.labels.STRUCTURES`.
+    margin : the evaluated pixels of a structure are those within ``margin`` px of it in the fused pseudo-label or
+        the truth (all its errors lie there), so that the far background, trivially right, does not inflate the
+        score. Frames strictly between ED and ES only.
+
+    Returns
+    -------
+    One row per (registration, structure): ``n_pixels``, ``n_errors``, ``error_rate``, ``auroc`` (the confidence)
+    and ``auroc_distance`` (the control score: distance to the fused boundary of that structure alone, without the
+    two directions' disagreement), ``margin_px``.
+    """
+    import pandas as pd
+
+    sequences = list(sequences)
+    structures = list(structures)
+    rows = []
+    for name, lab in labels.items():
+        pix = _pixels(sequences, lab, confidences[name], structures, margin)
+        for s in structures:
+            conf, err, dist = pix[s]
+            rows.append({
+                "registration": name, "structure": s, "n_pixels": int(err.size), "n_errors": int(err.sum()),
+                "error_rate": float(err.mean()) if err.size else float("nan"),
+                "auroc": error_auroc(conf, err), "auroc_distance": error_auroc(dist, err), "margin_px": margin,
+            })
+    return pd.DataFrame(rows)
+
+
+def reliability_table(sequences: Iterable, labels: Mapping[str, Mapping], confidences: Mapping[str, Mapping], *,
+                      bins: int = 10) -> "pd.DataFrame":
+    """Error rate per confidence bin (any class wrong), per registration, on the frames strictly between ED and ES.
+
+    The evaluated pixels are those within 10 px of the heart (any foreground label in the fused pseudo-label or
+    the truth). Bins are ``bins`` equal intervals of [0, 1] (the last one closed); ``confidence = 1`` gets its own
+    row (``bin_lo = bin_hi = 1``) because most pixels sit there. Columns: ``registration``, ``bin_lo``, ``bin_hi``,
+    ``n_pixels``, ``n_errors``, ``error_rate``, ``mean_confidence``.
+    """
+    import pandas as pd
+
+    sequences = list(sequences)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows = []
+    for name, lab in labels.items():
+        confs, errs = [], []
+        for seq in sequences:
+            if seq.key not in lab or seq.dense is None or not len(_between(seq)):
+                continue
+            frames = _between(seq)
+            fused = np.asarray(lab[seq.key].bidirectional)[frames]
+            truth = np.asarray(seq.dense)[frames]
+            pop = _population(fused > 0, truth > 0, 10)
+            confs.append(np.asarray(confidences[name][seq.key])[frames][pop])
+            errs.append((fused != truth)[pop])
+        if not confs:
+            continue
+        conf, err = np.concatenate(confs), np.concatenate(errs)
+        one = conf >= 1.0
+        idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
+        for b in range(bins):
+            m = (idx == b) & ~one
+            rows.append(_bin_row(name, edges[b], edges[b + 1], conf[m], err[m]))
+        rows.append(_bin_row(name, 1.0, 1.0, conf[one], err[one]))
+    return pd.DataFrame(rows)
+
+
+def _bin_row(name, lo, hi, conf, err) -> dict:
+    n = int(err.size)
+    return {"registration": name, "bin_lo": float(lo), "bin_hi": float(hi), "n_pixels": n,
+            "n_errors": int(err.sum()), "error_rate": float(err.mean()) if n else float("nan"),
+            "mean_confidence": float(conf.mean()) if n else float("nan")}
+
+
+def write_confidence_metrics(metrics_dir: str | Path, auroc: "pd.DataFrame", reliability: "pd.DataFrame"):
+    """Write the two tables to ``metrics_dir`` as :data:`CONFIDENCE_METRICS` and :data:`CONFIDENCE_RELIABILITY`;
+    returns the two paths."""
+    metrics_dir = Path(metrics_dir)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    paths = metrics_dir / CONFIDENCE_METRICS, metrics_dir / CONFIDENCE_RELIABILITY
+    auroc.to_csv(paths[0], index=False)
+    reliability.to_csv(paths[1], index=False)
+    return paths
+
