@@ -24,44 +24,50 @@ def test_agreement_far_from_the_boundary_is_maximal():
     lab = np.zeros((64, 64), np.uint8)
     lab[_disk(lab.shape, (32, 32), 15)] = 1
     conf = C.frame_confidence(lab, lab, 0.5, 0.5)
-    assert conf.max() == 1.0 and conf.min() > 0.5  # the directions agree everywhere
+    assert conf.max() == 1.0
     assert conf[32, 32] == 1.0  # 15 px inside, both agree
     assert conf[2, 2] == 1.0  # far outside, both agree
-    # next to the boundary (1 px inside, |s| = 1 < r0) the confidence is not maximal
-    assert 0.5 < conf[32, 32 + 15] < 1.0
+    # next to an agreed boundary (1 px inside: |s| = 1, no band, floor r0 = 2): 1 / (2 r0)
+    assert conf[32, 32 + 15] == pytest.approx(0.25)
+
+
+def _planar(t, a, b, shape=(40, 60)):
+    """Forward: columns < a are LV; backward: columns < b (a straight band of disagreement a <= col < b)."""
+    fwd = np.zeros((t, *shape), np.uint8)
+    bwd = np.zeros((t, *shape), np.uint8)
+    fwd[:, :, :a] = 1
+    bwd[:, :, :b] = 1
+    return fwd, bwd
 
 
 def test_known_disagreement_band_is_exactly_the_low_confidence_region():
-    t, shape = 5, (64, 64)
-    fwd = np.zeros((t, *shape), np.uint8)
-    bwd = np.zeros((t, *shape), np.uint8)
-    fwd[:] = np.where(_disk(shape, (32, 32), 10), 1, 0)
-    bwd[:] = np.where(_disk(shape, (32, 32), 16), 1, 0)
-    # a myocardium ring around the cavity, displaced in the backward direction only: a second band
-    fwd[:, 40:46, 20:44][fwd[:, 40:46, 20:44] == 0] = 2
-    bwd[:, 50:56, 20:44] = 2
+    fwd, bwd = _planar(3, 20, 28)  # mid-sequence frame: half-widths 4 px >= r0 on both sides
     conf = C.confidence_map(fwd, bwd)
-    band = fwd != bwd
-    assert band[1:-1].any()
-    for k in range(1, t - 1):
-        np.testing.assert_array_equal(conf[k] < 0.5, band[k])
-    # ED and ES carry the manual references (weight 1): no doubt
-    assert (conf[0] == 1).all() and (conf[-1] == 1).all()
+    band = fwd[1] != bwd[1]
+    assert band[:, 20:28].all() and band.sum() == 40 * 8
+    np.testing.assert_array_equal(conf[1] < 0.5, band)
+    assert (conf[0] == 1).all() and (conf[-1] == 1).all()  # ED and ES carry the manual references
+    # a band narrower than r0 on one side (frames near ED/ES): still inside the low region, which widens to r0
+    fwd, bwd = _planar(7, 20, 28)
+    conf = C.confidence_map(fwd, bwd)
+    for k in range(1, 6):
+        assert (conf[k][fwd[k] != bwd[k]] < 0.5).all()
 
 
 def test_band_confidence_is_zero_on_the_fused_boundary_and_grows_across_the_band():
-    # 1D analytic case: concentric contours at r = 20 (forward) and r = 26 (backward), mid-sequence weights
+    # 1D analytic case: contours at x = 20 (forward) and x = 26 (backward), mid-sequence weights: fused boundary at
+    # 23, half-width h = 3 on both sides, r0 = 2 < h
     r = np.arange(0.0, 40.0)
     d_f, d_b = 20.0 - r, 26.0 - r
     conf = C.class_confidence(d_f, d_b, 0.5, 0.5, r0=2.0)
-    assert conf[23] == 0.0  # s = 0: the fused boundary
-    np.testing.assert_allclose(conf[21:26], 0.5 * np.abs(23.0 - r[21:26]) / 6.0, rtol=1e-6)
-    # agreement: 0.5 + 0.5 min(1, |s| / (r0 + delta)), delta = 6
-    np.testing.assert_allclose(conf[18], 0.5 + 0.5 * 5.0 / 8.0, rtol=1e-6)
+    assert conf[23] == 0.0
+    np.testing.assert_allclose(conf[17:30], np.minimum(1, np.abs(23.0 - r[17:30]) / 6.0), rtol=1e-6)
+    assert (conf[21:26] < 0.5).all() and (conf[[19, 27]] > 0.5).all()
     assert conf[0] == 1.0 and conf[39] == 1.0
-    # the weights move the fused boundary along the band
-    conf_w = C.class_confidence(d_f, d_b, 0.75, 0.25)
-    assert np.argmin(conf_w) == 21  # s = 0.75 (20 - r) + 0.25 (26 - r) = 21.5 - r: pixels 21 and 22 tie
+    # weights 0.75 / 0.25: fused boundary at 21.5; forward side h = 1.5 < r0, backward side h = 4.5
+    conf_w = C.class_confidence(d_f, d_b, 0.75, 0.25, r0=2.0)
+    np.testing.assert_allclose(conf_w[21], 0.5 / 4.0, rtol=1e-6)
+    np.testing.assert_allclose(conf_w[25], 3.5 / 9.0, rtol=1e-6)
     assert conf_w.max() == 1.0
 
 
@@ -109,7 +115,7 @@ def test_score_confidence_finds_errors_in_the_band():
     assert row.auroc > 0.9
     rel = C.reliability_table([seq], {"reg": {seq.key: pl}}, {"reg": {seq.key: conf}}, bins=4)
     assert rel.n_errors.sum() == errors.sum()
-    assert rel.loc[rel.bin_lo >= 0.5, "n_errors"].sum() == 0
+    assert rel.n_pixels.sum() > errors.sum()
 
 
 def test_store_reads_back_and_recomputes_when_labels_or_definition_change(tmp_path, monkeypatch):
@@ -131,7 +137,8 @@ def test_store_reads_back_and_recomputes_when_labels_or_definition_change(tmp_pa
     bwd2 = fwd.copy()
     pl2 = PseudoLabels(fwd, bwd2, fwd)
     c = C.sequence_confidence(tmp_path, seq, pl2)
-    assert (c > 0.5).all() and not np.array_equal(a, c)
+    assert not np.array_equal(a, c)
+    np.testing.assert_array_equal(c, C.sequence_confidence_map(seq, pl2))
     # another definition: another folder; the old file is left alone
     monkeypatch.setattr(C, "DEFINITION", {**C.DEFINITION, "version": 999})
     assert C.confidence_key() != path.parts[-3]
@@ -148,8 +155,9 @@ def test_frames_outside_ed_es_measure_distance_only():
     seq = _seq(fwd, bwd)
     seq.ed, seq.es = 1, 4
     conf = C.sequence_confidence_map(seq, PseudoLabels(fwd, bwd, fwd))
-    assert (conf[[0, 5]] > 0.5).all() and (conf[[1, 4]] == 1).all()
-    np.testing.assert_array_equal(conf[2] < 0.5, fwd[2] != bwd[2])
+    # outside [ED, ES] forward == backward: distance only (1 px from the boundary: 1 / (2 r0))
+    assert conf[0].min() == pytest.approx(0.25) and (conf[[1, 4]] == 1).all()
+    assert (conf[2][fwd[2] != bwd[2]] < 0.5).all()
 
 
 def test_generate_pseudo_labels_writes_the_confidence_beside_the_labels(tmp_path):
@@ -176,4 +184,33 @@ def test_generate_pseudo_labels_writes_the_confidence_beside_the_labels(tmp_path
     pl = load_pseudo_labels(tmp_path / "identity", seq)
     conf = C.sequence_confidence(tmp_path / "identity", seq, pl)
     np.testing.assert_array_equal(conf, C.sequence_confidence_map(seq, out[seq.key]))
-    np.testing.assert_array_equal(conf[1:-1] < 0.5, pl.forward[1:-1] != pl.backward[1:-1])
+    assert (conf[1:-1][pl.forward[1:-1] != pl.backward[1:-1]] < 0.5).all()
+
+
+def test_report_figures_and_statements():
+    from echo_utils.report import confidence as R
+
+    fwd, bwd = _planar(5, 20, 28)
+    from echo_utils.pseudolabels.fuse import fuse_bidirectional
+
+    fused = fuse_bidirectional(fwd, bwd)
+    truth = np.zeros_like(fused)
+    truth[:, :, :24] = 1
+    seq = _seq(fwd, bwd, dense=truth)
+    pl = PseudoLabels(fwd, bwd, fused)
+    confs = {r: {seq.key: C.sequence_confidence_map(seq, pl)} for r in ("dlir", "identity")}
+    labels = {r: {seq.key: pl} for r in ("dlir", "identity")}
+    scores = C.score_confidence([seq], labels, confs, structures=("LV",))
+    tab = R.auroc_table(scores)
+    assert ("dlir", "auroc") in tab.columns and ("identity", "auroc_distance") in tab.columns
+    lines = R.auroc_statements(scores, "dlir", structures=("LV",))
+    assert len(lines) == 1 and "identity control" in lines[0]
+    rel = C.reliability_table([seq], labels, confs, bins=5)
+    fig = R.reliability_figure(rel, title="t")
+    assert len(fig.data) == 2 and fig.layout.yaxis.type == "log"
+    frame = R.worst_frame(seq, fused)
+    assert frame in (1, 2, 3)
+    fig = R.confidence_overlay_figure(seq, fused, confs["dlir"][seq.key], frame, title="t")
+    assert any(tr.name == "mislabelled (exact truth)" for tr in fig.data)
+    fig = R.confidence_frames_figure(seq, confs["dlir"][seq.key], {"mid": 2}, title="t")
+    assert len(fig.data) == 1

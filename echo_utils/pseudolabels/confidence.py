@@ -9,28 +9,33 @@ module turns them into a per-pixel **confidence** in [0, 1], from quantities Eq.
 * ``delta = |d_f - d_b|``: the *disagreement*, how far apart the two directions put the boundary of C near the
   pixel (px).
 
-Per class C and pixel:
+Per class C and pixel, with ``h`` the half-width of the disagreement band on the pixel's side of the fused
+boundary (the fused boundary lies ``w_b delta`` from the forward contour and ``w_f delta`` from the backward one):
 
-* the two directions **disagree** on the pixel's membership of C (``d_f`` and ``d_b`` of opposite sign, the pixel
-  lies in the band between the two contours): ``conf_C = 0.5 |s| / delta``. It is 0 on the fused boundary and
-  grows across the band to at most ``0.5 max(w_f, w_b) < 0.5``;
-* they **agree**: ``conf_C = 0.5 + 0.5 min(1, |s| / (r0 + delta))``, in (0.5, 1]. It reaches 1 (the maximum) once
-  the pixel lies ``r0 + delta`` px from the fused boundary: a margin of ``r0`` px (the rounding of
-  nearest-neighbour warping) plus the local disagreement (where the directions already differ by ``delta``, an
-  agreeing pixel that close to the boundary may be wrong in both).
+    ``conf_C = min(1, |s| / (2 max(h, r0)))``
+
+i.e. the distance to the fused boundary in units of twice the local band half-width, with a floor ``r0`` (2 px:
+the rounding of nearest-neighbour warping; where the directions agree on the boundary, its neighbours are still
+doubtful). Inside the disagreement band ``|s| < h``, so ``conf < 0.5`` there (exactly the band for straight
+contours whose half-widths are both >= ``r0``; a band narrower than ``r0`` widens the low region to ``r0`` around
+the fused boundary). It is 0 on the fused boundary and 1 (the maximum) from twice the half-width on: where both
+directions agree far from the boundary. A first, two-tier version (band < 0.5, agreement > 0.5 whatever the
+distance) ordered the errors worse than the plain distance to the boundary on the demo's validation patients, and
+was dropped; ``r0`` = 2 was kept over 1 (worse) and 3 (within 0.01) on the validation patients.
 
 The map is the minimum over the classes present (background included): the least certain class decision of the
-pixel. So ``conf < 0.5`` is *exactly* the set of pixels where the two directions disagree, ``conf = 1`` is
-"both agree and far from every boundary", and the values order the pixels in between. Frames whose Eq. 1 weight is
-exactly 1 on one side carry that side's manual reference (ED and ES with the authors' phase): confidence 1 (the
-method does not doubt the manual label; annotator uncertainty is not modelled). Frames outside [ED, ES] (full-cycle
-sequences) have one propagated direction only: forward and backward are equal there, so their confidence only
-measures the distance to the boundary.
+pixel. Frames whose Eq. 1 weight is exactly 1 on one side carry that side's manual reference (ED and ES with the
+authors' phase): confidence 1 (the method does not doubt the manual label; annotator uncertainty is not modelled).
+Frames outside [ED, ES] (full-cycle sequences) have one propagated direction only: forward and backward are equal
+there, so their confidence only measures the distance to the boundary. :func:`structure_confidence_map` gives
+one structure's own confidence (its mask only), which scores a structure's errors better than the minimum.
 
 **What it is not.** It is not a calibrated probability of a correct label: 0.5 is a convention (the edge of the
 disagreement band), not an odds ratio. Whether the ordering predicts the errors, and how the error rate varies per
 confidence bin, is measured against the phantom's exact truth by :func:`score_confidence` and
-:func:`reliability_table` (notebook 03). The deformation's Jacobian is not part of it (see :data:`DEFINITION`).
+:func:`reliability_table`. The deformation's Jacobian is not part of it: on the demo (DLIR network of 2026-12-02)
+``|log det J|`` of the last step into a frame scored AUROC 0.44 alone, and adding it to the map changed the AUROC
+by < 0.001 (``DEFINITION['jacobian'] = False``).
 
 Storage (:func:`sequence_confidence`): float32 NIfTI files beside the labels,
 ``<store>/confidence/<key>/patientXXXX/patientXXXX_<view>_half_sequence_confidence.nii.gz``, where ``<key>`` is a
@@ -62,6 +67,7 @@ __all__ = [
     "frame_confidence",
     "confidence_map",
     "sequence_confidence_map",
+    "structure_confidence_map",
     "confidence_key",
     "confidence_path",
     "sequence_confidence",
@@ -75,7 +81,7 @@ __all__ = [
 
 #: The confidence definition; every value enters the cache key (:func:`confidence_key`). Change ``version`` with
 #: any change of the formulas above.
-DEFINITION: dict = {"version": 1, "r0_px": 2.0, "units": "px", "jacobian": False}
+DEFINITION: dict = {"version": 2, "r0_px": 2.0, "units": "px", "jacobian": False}
 
 #: File names under the run's ``metrics/`` (notebook 03).
 CONFIDENCE_METRICS = "pseudo_label_confidence_auroc.csv"
@@ -88,25 +94,28 @@ _FILE_TAG = "echo-confidence"
 # the definition
 
 
-def class_confidence(d_f: np.ndarray, d_b: np.ndarray, w_f: float, w_b: float, r0: float = DEFINITION["r0_px"]):
+def class_confidence(d_f: np.ndarray, d_b: np.ndarray, w_f: float, w_b: float, r0: float | None = None):
     """Confidence of one class from its two signed distance maps (any shape, px, positive inside).
 
-    ``w_f + w_b = 1`` are the Eq. 1 weights of the frame. Returns float32 in [0, 1] of the same shape: < 0.5
-    exactly where ``d_f`` and ``d_b`` have opposite signs (module docstring for the formula).
+    ``w_f + w_b = 1`` are the Eq. 1 weights of the frame. Returns float32 in [0, 1] of the same shape:
+    ``min(1, |s| / (2 max(h, r0)))`` with ``s`` the fused distance and ``h`` the half-width of the disagreement band
+    on the pixel's side of the fused boundary (module docstring).
     """
+    r0 = DEFINITION["r0_px"] if r0 is None else float(r0)
     d_f = np.asarray(d_f, np.float64)
     d_b = np.asarray(d_b, np.float64)
-    s = np.abs(w_f * d_f + w_b * d_b)
+    s = w_f * d_f + w_b * d_b
     delta = np.abs(d_f - d_b)
     disagree = (d_f > 0) != (d_b > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        band = 0.5 * s / np.where(disagree, delta, 1.0)
-    agree = 0.5 + 0.5 * np.minimum(1.0, s / (r0 + delta))
-    return np.where(disagree, np.minimum(band, 0.5 * max(w_f, w_b)), agree).astype(np.float32)
+    # the pixel's side of the fused boundary: the forward contour's side (band: s has the sign of d_b; outside
+    # the band: the forward contour is the nearer one), where the band edge lies w_b delta from the fused boundary
+    forward_side = np.where(disagree, (s > 0) == (d_b > 0), np.abs(d_f) <= np.abs(d_b))
+    h = np.where(forward_side, w_b, w_f) * delta
+    return np.minimum(1.0, np.abs(s) / (2.0 * np.maximum(h, r0))).astype(np.float32)
 
 
 def frame_confidence(forward: np.ndarray, backward: np.ndarray, w_f: float, w_b: float,
-                     r0: float = DEFINITION["r0_px"], *, classes: Iterable[int] | None = None) -> np.ndarray:
+                     r0: float | None = None, *, classes: Iterable[int] | None = None) -> np.ndarray:
     """Confidence map of one frame: float32 ``(H, W)`` in [0, 1], the minimum over ``classes`` of
     :func:`class_confidence` (default: every class present in either label, background included).
 
@@ -130,7 +139,7 @@ def frame_confidence(forward: np.ndarray, backward: np.ndarray, w_f: float, w_b:
 
 
 def confidence_map(forward: np.ndarray, backward: np.ndarray, *, weights: Weights = "authors",
-                   r0: float = DEFINITION["r0_px"]) -> np.ndarray:
+                   r0: float | None = None) -> np.ndarray:
     """Confidence of Eq. 1 fused labels: float32 ``(T, H, W)`` in [0, 1] from uint8 ``(T, H, W)`` forward and
     backward labels whose frame 0 is ED and frame T-1 is ES (the weights of :func:`fusion_weights`)."""
     forward, backward = _check_pair(forward, backward)
@@ -139,7 +148,7 @@ def confidence_map(forward: np.ndarray, backward: np.ndarray, *, weights: Weight
                      for k in range(forward.shape[0])])
 
 
-def sequence_confidence_map(seq, labels, *, weights: Weights = "authors", r0: float = DEFINITION["r0_px"]):
+def sequence_confidence_map(seq, labels, *, weights: Weights = "authors", r0: float | None = None):
     """Confidence of a whole sequence's pseudo-labels: float32 ``(T, H, W)``.
 
     ``labels``: its :class:`~echo_utils.pseudolabels.propagate.PseudoLabels`. Frames ED..ES get
@@ -156,6 +165,24 @@ def sequence_confidence_map(seq, labels, *, weights: Weights = "authors", r0: fl
     for k in np.flatnonzero(~inside):
         out[k] = frame_confidence(forward[k], backward[k], 0.5, 0.5, r0)
     out[frames] = confidence_map(forward[frames], backward[frames], weights=weights, r0=r0)
+    return out
+
+
+def structure_confidence_map(seq, labels, structure: str, *, weights: Weights = "authors",
+                             r0: float | None = None) -> np.ndarray:
+    """The confidence of one structure's membership alone (:func:`class_confidence` of its mask, e.g. ``EPI`` =
+    cavity + myocardium), float32 ``(T, H, W)``, on frames ED..ES (1 outside them and at the reference frames)."""
+    forward, backward = _check_pair(labels.forward, labels.backward)
+    ed, es = int(seq.ed), int(seq.es)
+    step = 1 if es > ed else -1
+    frames = np.arange(ed, es + step, step)
+    wf, wb = fusion_weights(len(frames), weights)
+    out = np.ones(forward.shape, np.float32)
+    for k, t in enumerate(frames):
+        if wf[k] in (0.0, 1.0):
+            continue
+        mf, mb = structure_mask(forward[t], structure), structure_mask(backward[t], structure)
+        out[t] = class_confidence(signed_distance(mf), signed_distance(mb), float(wf[k]), float(wb[k]), r0)
     return out
 
 
@@ -304,9 +331,10 @@ def _population(pseudo_s: np.ndarray, truth_s: np.ndarray, margin: int) -> np.nd
     return ndi.binary_dilation(union, structure=np.ones((1, 3, 3), bool), iterations=int(margin))
 
 
-def _pixels(sequences, labels, confidences, structures, margin):
-    """Per structure: (confidence, error, distance-only baseline) of every evaluated pixel, concatenated."""
-    out = {s: ([], [], []) for s in structures}
+def _pixels(sequences, labels, confidences, structures, margin, weights):
+    """Per structure: (map confidence, structure's own confidence, distance-only control, error) of every evaluated
+    pixel, concatenated."""
+    out = {s: ([], [], [], []) for s in structures}
     for seq in sequences:
         if seq.key not in labels or seq.dense is None:
             continue
@@ -320,15 +348,16 @@ def _pixels(sequences, labels, confidences, structures, margin):
         for s in structures:
             ps, ts = structure_mask(fused, s), structure_mask(truth, s)
             pop = _population(ps, ts, margin)
-            dist = np.abs(signed_distance(ps))  # baseline: distance to the fused boundary of the structure alone
-            out[s][0].append(conf[pop])
-            out[s][1].append((ps != ts)[pop])
-            out[s][2].append(-dist[pop])  # negated: low = doubtful, like the confidence
+            own = structure_confidence_map(seq, pl, s, weights=weights)[frames]
+            dist = np.abs(signed_distance(ps))  # control: distance to the fused boundary of the structure alone
+            for lst, v in zip(out[s], (conf, own, dist, ps != ts)):
+                lst.append(v[pop])
     return {s: tuple(np.concatenate(v) if v else np.empty(0) for v in vals) for s, vals in out.items()}
 
 
 def score_confidence(sequences: Iterable, labels: Mapping[str, Mapping], confidences: Mapping[str, Mapping], *,
-                     structures: Iterable[str] = ("LV", "MYO", "LA"), margin: int = 10) -> "pd.DataFrame":
+                     structures: Iterable[str] = ("LV", "MYO", "LA"), margin: int = 10,
+                     weights: Weights = "authors") -> "pd.DataFrame":
     """AUROC of low confidence for mislabelled pixels, per registration and structure, against the exact truth.
 
     Parameters
@@ -342,9 +371,10 @@ def score_confidence(sequences: Iterable, labels: Mapping[str, Mapping], confide
 
     Returns
     -------
-    One row per (registration, structure): ``n_pixels``, ``n_errors``, ``error_rate``, ``auroc`` (the confidence)
-    and ``auroc_distance`` (the control score: distance to the fused boundary of that structure alone, without the
-    two directions' disagreement), ``margin_px``.
+    One row per (registration, structure): ``n_pixels``, ``n_errors``, ``error_rate``, ``auroc`` (the stored map,
+    the minimum over the classes), ``auroc_structure`` (the structure's own confidence,
+    :func:`structure_confidence_map`), ``auroc_distance`` (the control: the distance to the fused boundary of the
+    structure alone, without the two directions' disagreement), ``margin_px``.
     """
     import pandas as pd
 
@@ -352,13 +382,14 @@ def score_confidence(sequences: Iterable, labels: Mapping[str, Mapping], confide
     structures = list(structures)
     rows = []
     for name, lab in labels.items():
-        pix = _pixels(sequences, lab, confidences[name], structures, margin)
+        pix = _pixels(sequences, lab, confidences[name], structures, margin, weights)
         for s in structures:
-            conf, err, dist = pix[s]
+            conf, own, dist, err = pix[s]
             rows.append({
                 "registration": name, "structure": s, "n_pixels": int(err.size), "n_errors": int(err.sum()),
-                "error_rate": float(err.mean()) if err.size else float("nan"),
-                "auroc": error_auroc(conf, err), "auroc_distance": error_auroc(dist, err), "margin_px": margin,
+                "error_rate": float(err.mean()) if err.size else float("nan"), "auroc": error_auroc(conf, err),
+                "auroc_structure": error_auroc(own, err), "auroc_distance": error_auroc(dist, err),
+                "margin_px": margin,
             })
     return pd.DataFrame(rows)
 
