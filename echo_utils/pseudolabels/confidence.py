@@ -72,6 +72,7 @@ __all__ = [
     "confidence_path",
     "sequence_confidence",
     "study_confidence",
+    "exact_truth",
     "error_auroc",
     "rank_auroc",
     "score_confidence",
@@ -286,6 +287,12 @@ def study_confidence(sequences: Iterable, labels: Mapping, root: str | Path | No
 
 # ----------------------------------------------------------------------------------------------------------------
 # does it predict the errors?
+
+
+def exact_truth(sequences: Iterable) -> list:
+    """The sequences whose dense reference is exact (the phantom): the only ones the confidence is scored on (a
+    manual or interpolated reference has its own boundary uncertainty)."""
+    return [s for s in sequences if getattr(s, "dense", None) is not None and getattr(s, "dense_kind", None) == "exact"]
 
 
 def rank_auroc(scores: np.ndarray, positives: np.ndarray) -> float:

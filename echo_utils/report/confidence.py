@@ -43,7 +43,7 @@ def auroc_statements(scores: pd.DataFrame, method: str, *, structures=("LV", "MY
         parts.append(f"distance to the fused boundary alone {row.auroc_distance:.3f}")
         verdict = "meets" if row.auroc >= target else "does NOT meet"
         lines.append(", ".join(parts) + f"; {verdict} the target >= {target:.2f} "
-                     f"({row.n_errors} errors among {row.n_pixels} pixels within {row.margin_px} px)")
+                     f"({int(row.n_errors)} errors among {int(row.n_pixels)} pixels within {int(row.margin_px)} px)")
     return lines
 
 
