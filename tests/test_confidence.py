@@ -214,3 +214,13 @@ def test_report_figures_and_statements():
     assert any(tr.name == "mislabelled (exact truth)" for tr in fig.data)
     fig = R.confidence_frames_figure(seq, confs["dlir"][seq.key], {"mid": 2}, title="t")
     assert len(fig.data) == 1
+
+
+def test_damaged_confidence_file_is_recomputed(tmp_path):
+    fwd, bwd = _planar(3, 20, 28)
+    seq = _seq(fwd, bwd)
+    pl = PseudoLabels(fwd, bwd, fwd)
+    a = C.sequence_confidence(tmp_path, seq, pl)
+    path = C.confidence_path(tmp_path, seq, C.confidence_key())
+    path.write_bytes(path.read_bytes()[:40])  # truncated
+    np.testing.assert_array_equal(C.sequence_confidence(tmp_path, seq, pl), a)

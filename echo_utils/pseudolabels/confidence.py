@@ -267,7 +267,10 @@ def sequence_confidence(root: str | Path | None, seq, labels, *, weights: Weight
     path = confidence_path(root, seq, key)
     tag = f"{_FILE_TAG} {key} {_labels_digest(labels, seq)}"
     if path.is_file():
-        conf = _load(path, tag, labels.forward.shape)
+        try:
+            conf = _load(path, tag, labels.forward.shape)
+        except Exception:  # noqa: BLE001 - a damaged cache file: the map is a function of the labels, recompute it
+            conf = None
         if conf is not None:
             return conf
     conf = sequence_confidence_map(seq, labels, weights=weights)
