@@ -160,7 +160,15 @@ class RegistrationConfig(_Section):
         None, ge=1, description="train on frame pairs at most this many frames apart; None = every ordered pair "
         "(the authors)")
     lr_schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="learning rate: constant (the authors) or 5 % warm-up then cosine decay")
+        "constant", description="learning rate: constant (the authors) or a linear warm-up then cosine decay")
+    lr_warmup: float = Field(0.05, ge=0, lt=1, description="cosine schedule: the fraction of the iterations "
+                             "spent warming the learning rate up linearly")
+    output_init_std: float = Field(
+        0.0, ge=0, description="standard deviation of the DIRNet output layer's initial weights; 0 = zeros (the "
+        "authors: the untrained network is the identity), VoxelMorph and CLAS use 1e-5")
+    threads: int | None = Field(
+        None, ge=1, description="torch threads while training the network on CPU (speed only, not in the cache "
+        "key); None = leave torch's setting; env ECHO_REGISTRATION_THREADS overrides")
     keep: Literal["best", "last"] = Field(
         "best", description="network weights kept: best validation loss (the authors' best_model_iter.pt) or last")
     iterations: int = Field(10_000, ge=1)
@@ -530,6 +538,7 @@ def parse_overrides(overrides: object) -> dict:
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "ECHO_NNUNET_THREADS": ("nnunet", "threads"),
     "ECHO_NNUNET_POOLS": ("nnunet", "pools"),
+    "ECHO_REGISTRATION_THREADS": ("registration", "threads"),
 }
 # Section seeds not set in a profile are the top-level seed plus these offsets (2022: the authors' registration
 # seed, kept for seed 0 so that the shipped profiles reproduce their earlier numbers).

@@ -67,7 +67,7 @@ LOCK_FILE = "run.lock"
 # The runner exports its lock token to the notebooks' kernels, which then know the lock is their own runner's.
 LOCK_ENV = "ECHO_RUN_LOCK_TOKEN"
 # Profile keys that change how fast a run goes, not what it computes: recorded, never compared.
-RUNTIME_KEYS = frozenset({"nnunet.threads", "nnunet.pools", "nnunet.n_proc"})
+RUNTIME_KEYS = frozenset({"nnunet.threads", "nnunet.pools", "nnunet.n_proc", "registration.threads"})
 # Whole sections that only say where the work runs (echo_utils.compute: backend, shards, Slurm): never compared.
 RUNTIME_SECTIONS = ("compute.",)
 

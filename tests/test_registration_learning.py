@@ -196,3 +196,170 @@ def test_epe_and_gain_statements():
     gain = pd.DataFrame([{"kind": "forward", "structure": "LV", "n_videos": 3, "dice_dlir": 0.9, "dice_identity": 0.8,
                           "gain": 0.1}])
     assert gain_statements(gain, "dlir") == ["forward LV: dlir median Dice 0.900 vs identity 0.800 (+0.100; 3 videos)"]
+
+
+def test_field_variation_is_zero_for_a_constant_field_and_large_for_opposite_motions():
+    from echo_utils.registration import field_variation
+
+    g = torch.Generator().manual_seed(0)
+    one = torch.randn(1, 2, 4, 4, generator=g)
+    const = field_variation(one.repeat(6, 1, 1, 1))
+    assert const["cp_spread_px"] == pytest.approx(0.0, abs=1e-12) and const["field_variation"] == pytest.approx(0.0)
+    assert const["cp_mean_px"] == pytest.approx(float(one.norm(dim=1).mean()), rel=1e-6)
+    assert field_variation(torch.zeros(5, 2, 4, 4))["field_variation"] == 0.0  # the untrained zero field
+    # +v and -v: the mean is 0, every pair is |v| away from it: spread = RMS length (>= the mean length)
+    both = torch.cat([one, -one])
+    rms = float(one.double().norm(dim=1).pow(2).mean().sqrt())
+    assert field_variation(both)["cp_spread_px"] == pytest.approx(rms, rel=1e-9)
+    uniform = torch.tensor([0.6, -0.8]).view(1, 2, 1, 1).repeat(1, 1, 4, 4)  # one length everywhere: exactly 1
+    assert field_variation(torch.cat([uniform, -uniform]))["field_variation"] == pytest.approx(1.0, rel=1e-9)
+    # analytic: constant c plus a per-pair offset of length d (pairs +-d along rows) -> spread d, |cp| = |c +- d|
+    c = torch.zeros(2, 2, 1, 1)
+    c[:, 1] = 3.0
+    c[0, 0], c[1, 0] = 0.4, -0.4
+    fv = field_variation(c)
+    assert fv["cp_spread_px"] == pytest.approx(0.4) and fv["cp_mean_px"] == pytest.approx(np.hypot(3.0, 0.4))
+    assert np.isnan(field_variation(one)["field_variation"])
+    with pytest.raises(ValueError):
+        field_variation(torch.zeros(3, 4, 4))
+
+
+def _shifted_pairs(n: int = 4, size: int = 32):
+    """Textured pairs whose moving image is the fixed one shifted by +-1.5 px along rows or columns."""
+    from test_registration import texture
+
+    fixed, moving = [], []
+    for i in range(n):
+        base = texture(size, seed=i)
+        shift = [(1.5, 0), (-1.5, 0), (0, 1.5), (0, -1.5)][i % 4]
+        from scipy.ndimage import shift as nd_shift
+
+        fixed.append(base)
+        moving.append(nd_shift(base, shift, order=1, mode="nearest"))
+    return np.stack(fixed).astype(np.float32), np.stack(moving).astype(np.float32)
+
+
+def test_dead_network_check_flags_a_constant_output_and_passes_a_live_one():
+    """A DIRNet whose output layer ignores its input (zero weights, non-zero bias: the same field for every pair)
+    fails; InstanceBSpline, which follows each pair's own shift, passes; an EPE not below the identity's fails."""
+    from echo_utils.registration import BSplineDIR, InstanceBSpline
+    from echo_utils.registration.evidence import control_point_variation, network_check
+
+    fixed, moving = _shifted_pairs()
+    dead = BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32))
+    with torch.no_grad():
+        dead.net[-1].bias.copy_(torch.tensor([0.3, -0.2]))  # weights stay zero: a constant 0.36 px field
+    dead.optimise_for_inference()
+    fv_dead = control_point_variation(dead, fixed, moving)
+    assert fv_dead["cp_mean_px"] == pytest.approx(np.hypot(0.3, 0.2), rel=1e-5)
+    assert fv_dead["field_variation"] < 1e-6
+    check = network_check(fv_dead["field_variation"])
+    assert not check and check.problems == ["constant field"] and "did NOT learn" in check.html()
+
+    live = InstanceBSpline(grid_spacing=8, alpha=0.0, iterations=30, lr=0.1, sigma=1.0)
+    fv_live = control_point_variation(live, fixed, moving)
+    assert fv_live["field_variation"] > 0.5  # four different directions: of the order of 1
+    assert network_check(fv_live["field_variation"], 0.2, 0.5)
+    assert "alive" in network_check(fv_live["field_variation"]).html()
+    slow = network_check(fv_live["field_variation"], 0.5, 0.5)
+    assert not slow and slow.problems == ["EPE not below identity"]
+    assert network_check(None).problems == ["field variation unknown"]
+
+
+def test_training_logs_the_field_variation_and_the_monitor(tmp_path):
+    """Every validation row carries the field variation (0 at iteration 0: the zero-initialised network is the
+    identity) and the monitor's columns; the model (trained or loaded) carries the variation of its kept weights."""
+    train = [make_sequence(f"patient{i:04d}", seed=i) for i in range(2)]
+    val = [make_sequence("patient0100", seed=100)]
+    calls = []
+
+    def monitor(model):
+        calls.append(model.training)
+        return {"probe": float(len(calls))}
+
+    cfg = tiny_config(iterations=8, validate_every=4, ncc="pair", lr=3e-2, threads=1)
+    model = train_registration(train, cfg, tmp_path, val_sequences=val, device="cpu", progress=False,
+                               monitor=monitor)
+    va = load_training_log(model).query("split == 'val'").set_index("iteration")
+    assert list(va.index) == [0, 4, 8] and list(va["probe"]) == [1.0, 2.0, 3.0] and calls == [False] * 3
+    assert va.loc[0, "field_variation"] == 0.0 and va.loc[0, "cp_mean_px"] == 0.0
+    assert (va.loc[[4, 8], "cp_mean_px"] > 0).all()
+    assert model.field_variation == pytest.approx(va.loc[model.kept_iteration, "field_variation"])
+    assert load_registration(model.run_dir).field_variation == pytest.approx(model.field_variation)
+    assert torch.get_num_threads() >= 1
+
+
+def test_output_init_and_warmup_settings():
+    from echo_utils.registration import BSplineDIR
+
+    torch.manual_seed(0)
+    m = BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32)).init_output(1e-5)
+    w = m.net[-1].weight.detach()
+    assert 0 < float(w.abs().max()) < 1e-4 and float(m.net[-1].bias.abs().max()) == 0.0
+    assert float(w.std()) == pytest.approx(1e-5, rel=0.3)
+    lrs = [learning_rate(i, 0.01, 100, "cosine", warmup=0.01) for i in range(3)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[2] < lrs[1] <= 0.01  # a one-iteration warm-up, then the decay
+    with pytest.raises(ValueError):
+        learning_rate(0, 0.01, 100, "cosine", warmup=1.0)
+
+
+def test_learning_curve_figure_with_and_without_the_phantom_monitor():
+    import pandas as pd
+
+    from echo_utils.report.registration import learning_curve_figure
+
+    rows = [{"iteration": i, "split": "val", "loss": -0.5, "field_variation": fv, "val_step_epe_px": e,
+             "val_step_identity_epe_px": 0.5} for i, fv, e in ((0, 0.0, 0.5), (100, 0.05, 0.45), (200, 0.8, 0.2))]
+    log = pd.DataFrame(rows + [{"iteration": 1, "split": "train", "loss": -0.4}])
+    fig = learning_curve_figure(log)
+    assert [t.name for t in fig.data] == ["network", "identity (no motion)", "half the identity's", "field variation"]
+    assert list(fig.data[0].y) == [0.5, 0.45, 0.2] and list(fig.data[3].x) == [0, 100, 200]
+    real = learning_curve_figure(log.drop(columns=["val_step_epe_px", "val_step_identity_epe_px"]))
+    assert [t.name for t in real.data] == ["field variation"]
+
+
+def test_learning_benchmark_fails_a_dead_network():
+    """bench_registration_learning.checks: a network that failed the dead-network check fails the benchmark even
+    when every Dice and EPE target is met."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_registration_learning.py"
+    spec = importlib.util.spec_from_file_location("bench_registration_learning", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def med(f, b):
+        return {"forward_LV": f, "forward_MYO": f, "bidirectional_LV": b, "bidirectional_MYO": b}
+
+    videos = [{"key": "a", **med(0.95, 0.97)}, {"key": "b", **med(0.93, 0.96)}]
+    r = {"mode": "composed", "train_seconds": 200.0, "network_check": {"ok": True},
+         "epe": {"step": {"dlir": 0.2, "identity": 0.5, "instance": 0.18}},
+         "dice": {"identity/sequential": {"median": med(0.85, 0.93), "videos": []},
+                  "dlir/composed": {"median": med(0.94, 0.965), "videos": videos},
+                  "instance/composed": {"median": med(0.95, 0.97), "videos": videos[:1]}}}
+    good = bench.checks(r)
+    assert good["pass"] and good["bidirectional_LV_minus_instance"] == pytest.approx(0.0)
+    dead = bench.checks({**r, "network_check": {"ok": False}})
+    assert not dead["pass"] and not dead["targets"]["network_alive"]
+    slow = bench.checks({**r, "train_seconds": 301.0})
+    assert not slow["pass"] and slow["targets"] == {**good["targets"], "training_le_300_s": False}
+
+
+def test_training_check_reads_the_kept_row(tmp_path):
+    from echo_utils.registration.evidence import training_check
+
+    train = [make_sequence(f"patient{i:04d}", seed=i) for i in range(2)]
+    val = [make_sequence("patient0100", seed=100)]
+    fake = {"n": 0}
+
+    def monitor(model):  # a stand-in for the phantom's EPE: worse than the identity at every validation
+        fake["n"] += 1
+        return {"val_step_epe_px": 0.6, "val_step_identity_epe_px": 0.5}
+
+    model = train_registration(train, tiny_config(iterations=4, validate_every=2, ncc="pair", lr=3e-2), tmp_path,
+                               val_sequences=val, device="cpu", progress=False, monitor=monitor)
+    check = training_check(model)
+    assert "EPE not below identity" in check.problems and not check
+    model.field_variation = None
+    assert "field variation unknown" in training_check(model).problems

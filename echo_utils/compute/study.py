@@ -117,6 +117,13 @@ def _load_keys(cfg, paths, keys) -> list:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _training_monitor(cfg, paths, val):
+    """The phantom's end-point error logged during training (``registration.evidence.training_monitor``)."""
+    from ..registration.evidence import training_monitor
+
+    return training_monitor(cfg, paths, val)
+
+
 def task_dir_training(config: dict, run_dir: str, device: str) -> dict:
     """Train (or read back) the DLIR network on the train split, validated on val, as notebooks 02 and 03 do."""
     from .. import registration
@@ -125,7 +132,8 @@ def task_dir_training(config: dict, run_dir: str, device: str) -> dict:
     train, val = _load(cfg, paths, ["train"]), _load(cfg, paths, ["val"])
     model = registration.registration_from_config("dlir", cfg.registration, train=train, val=val,
                                                   run_dir=paths.registration, device=_device(device),
-                                                  exclude_patients=_data().registration_exclusions(cfg, paths))
+                                                  exclude_patients=_data().registration_exclusions(cfg, paths),
+                                                  monitor=_training_monitor(cfg, paths, val))
     return {"outputs": [Path(model.run_dir) / "model.pt"]}
 
 
@@ -146,7 +154,8 @@ def _primary_registration(cfg, paths, device: str):
     train, val = _load(cfg, paths, ["train"]), _load(cfg, paths, ["val"])
     return registration.registration_from_config("dlir", cfg.registration, train=train, val=val,
                                                  run_dir=paths.registration, device=device,
-                                                 exclude_patients=_data().registration_exclusions(cfg, paths))
+                                                 exclude_patients=_data().registration_exclusions(cfg, paths),
+                                                 monitor=_training_monitor(cfg, paths, val))
 
 
 def task_pseudo_labels(config: dict, run_dir: str, device: str, keys: list) -> dict:

@@ -41,7 +41,7 @@ from .quality import (
     sharpness,
     warped_averages,
 )
-from .train import frame_pairs, load_registration, load_training_log, train_registration
+from .train import FIELD_VARIATION_MIN, field_variation, frame_pairs, load_registration, load_training_log, train_registration
 from .warp import deformation_grid, sampling_grid, warp
 
 __all__ = [
@@ -76,6 +76,8 @@ __all__ = [
     "jacobian_summary",
     "compare_registrations",
     "frame_pairs",
+    "field_variation",
+    "FIELD_VARIATION_MIN",
     "train_registration",
     "load_registration",
     "load_training_log",

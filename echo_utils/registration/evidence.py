@@ -18,7 +18,8 @@ import numpy as np
 from .inference import register
 
 __all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
-           "gain_over_identity", "gain_statements"]
+           "gain_over_identity", "gain_statements", "epe_monitor", "training_monitor", "control_point_variation",
+           "NetworkCheck", "network_check", "training_check"]
 
 #: ``'step'``: consecutive frames ``(t + 1, t)`` from ED to ES (what sequential propagation registers);
 #: ``'ed_es'``: ``(ES, ED)`` and ``(ED, ES)`` (the largest motion of the half sequence)
@@ -175,3 +176,127 @@ def gain_statements(gain: "pd.DataFrame", method: str) -> list[str]:  # noqa: F8
     """One sentence per (kind, structure) row of :func:`gain_over_identity`."""
     return [f"{r.kind} {r.structure}: {method} median Dice {getattr(r, f'dice_{method}'):.3f} vs identity "
             f"{r.dice_identity:.3f} ({r.gain:+.3f}; {r.n_videos} videos)" for r in gain.itertuples()]
+
+
+def _mean_epe(u: np.ndarray, pairs: dict) -> float:
+    err = np.hypot(u[:, 0] - pairs["truth"][:, 0], u[:, 1] - pairs["truth"][:, 1])
+    return float(np.mean([err[i][pairs["mask"][i]].mean() for i in range(len(err))]))
+
+
+def epe_monitor(root: str | Path, sequences: Sequence, kind: str = "step", *, prefix: str = "val") -> Callable:
+    """A ``monitor`` for :func:`~echo_utils.registration.train.train_registration`: at every validation, the mean
+    end-point error (px, myocardium) of the network on the :func:`phantom_pairs` of ``sequences`` (the validation
+    patients), logged as ``<prefix>_<kind>_epe_px``, next to the identity's (``<prefix>_<kind>_identity_epe_px``,
+    the same on every row): the learning curve against the exact motion.  It only reports: the kept weights are
+    still chosen by the validation loss, which real data also has."""
+    pairs = phantom_pairs(root, sequences, kind)
+    identity = _mean_epe(np.zeros_like(pairs["truth"]), pairs)
+
+    def monitor(model) -> dict:
+        u = register(model, pairs["fixed"], pairs["moving"], batch_size=64)
+        return {f"{prefix}_{kind}_epe_px": _mean_epe(u, pairs), f"{prefix}_{kind}_identity_epe_px": identity}
+
+    return monitor
+
+
+def training_monitor(cfg, paths, val: Sequence) -> Callable | None:
+    """The monitor the study trains with: :func:`epe_monitor` on the validation sequences for the synthetic cohort
+    (whose motion is known exactly), ``None`` for real data."""
+    if cfg.data.source != "synthetic" or not val:
+        return None
+    from ..data.study import study_root
+
+    return epe_monitor(study_root(cfg, paths, generate=False), val, "step")
+
+
+def control_point_variation(registration, fixed: np.ndarray, moving: np.ndarray, *, batch_size: int = 64) -> dict:
+    """:func:`~echo_utils.registration.train.field_variation` of ``registration``'s control points on the pairs
+    ``fixed``, ``moving`` (``(N, H, W)`` arrays, e.g. :func:`phantom_pairs`' test pairs)."""
+    import torch
+
+    from .train import field_variation
+
+    f = torch.from_numpy(np.asarray(fixed, dtype=np.float32))[:, None]
+    m = torch.from_numpy(np.asarray(moving, dtype=np.float32))[:, None]
+    cps = []
+    with torch.no_grad():
+        for i in range(0, len(f), batch_size):
+            cps.append(registration.control_points(f[i:i + batch_size], m[i:i + batch_size]).float())
+    return field_variation(torch.cat(cps))
+
+
+class NetworkCheck:
+    """Is the trained network alive?  :func:`network_check`'s verdict: ``ok``, the reasons (``problems``), and the
+    sentences (``lines``); ``html()`` is a visible box (a warning when not ``ok``) for a notebook."""
+
+    def __init__(self, ok: bool, lines: list[str], problems: list[str]):
+        self.ok, self.lines, self.problems = bool(ok), list(lines), list(problems)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return f"NetworkCheck(ok={self.ok}, problems={self.problems})"
+
+    def html(self) -> str:
+        import html
+
+        kind, title = ("tip", "The network is alive") if self.ok else ("warning", "The network did NOT learn")
+        body = "".join(f"<li>{html.escape(x)}</li>" for x in self.lines)
+        return (f'<div class="admonition {kind}"><p class="admonition-title">{title}</p><ul>{body}</ul></div>')
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+
+def network_check(field_variation: float | None, epe: float | None = None, identity_epe: float | None = None, *,
+                  where: str = "the validation pairs", minimum: float | None = None) -> NetworkCheck:
+    """The dead-network check: a network whose output field is (nearly) the same for every pair
+    (``field_variation`` below :data:`~echo_utils.registration.train.FIELD_VARIATION_MIN`, see
+    :func:`~echo_utils.registration.train.field_variation`), or whose end-point error ``epe`` is not below the
+    identity's ``identity_epe`` (when both are given: the synthetic cohort), fails.  A missing field variation (a
+    network not trained by :func:`~echo_utils.registration.train.train_registration`) fails too: it was not
+    checked."""
+    from .train import FIELD_VARIATION_MIN
+
+    minimum = FIELD_VARIATION_MIN if minimum is None else float(minimum)
+    lines, problems = [], []
+    if field_variation is None or not np.isfinite(field_variation):
+        problems.append("field variation unknown")
+        lines.append("The field variation of this network was not recorded: it cannot be shown to depend on the pair.")
+    elif field_variation < minimum:
+        problems.append("constant field")
+        lines.append(f"Field variation across {where}: {field_variation:.3f} (spread of the control points / their "
+                     f"mean length), below {minimum}: the network outputs nearly ONE field for every pair, whatever "
+                     "it is shown.")
+    else:
+        lines.append(f"Field variation across {where}: {field_variation:.2f} (spread of the control points / their "
+                     f"mean length; >= {minimum}): the field depends on the pair.")
+    if epe is not None and identity_epe is not None:
+        if not epe < identity_epe:
+            problems.append("EPE not below identity")
+            lines.append(f"End-point error {epe:.3f} px is NOT below the identity's {identity_epe:.3f} px: the field "
+                         "is no closer to the true motion than no registration at all.")
+        else:
+            lines.append(f"End-point error {epe:.3f} px = {epe / identity_epe:.0%} of the identity's "
+                         f"{identity_epe:.3f} px.")
+    return NetworkCheck(not problems, lines, problems)
+
+
+def training_check(model) -> NetworkCheck:
+    """:func:`network_check` of a trained network from its own record: the field variation of its kept weights
+    across the validation pairs (``model.field_variation``) and, when the log has the phantom monitor's columns
+    (:func:`training_monitor`), its validation end-point error at the kept iteration against the identity's."""
+    from .train import load_training_log
+
+    epe = ident = None
+    try:
+        va = load_training_log(model).query("split == 'val'")
+    except (FileNotFoundError, ValueError):
+        va = None
+    if va is not None and "val_step_epe_px" in va.columns and model.kept_iteration is not None:
+        row = va[va.iteration == int(model.kept_iteration)]
+        if len(row) and np.isfinite(row.val_step_epe_px.iloc[-1]):
+            epe, ident = float(row.val_step_epe_px.iloc[-1]), float(row.val_step_identity_epe_px.iloc[-1])
+    return network_check(getattr(model, "field_variation", None), epe, ident,
+                         where=f"the validation pairs (kept iteration {model.kept_iteration})")

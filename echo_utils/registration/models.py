@@ -123,6 +123,20 @@ class BSplineDIR(nn.Module):
         #: ``torch.bfloat16``: the convolutions run under autocast in training (float32 master weights, loss and
         #: B-spline upsampling in float32); ``None``: float32 throughout
         self.training_dtype: torch.dtype | None = None
+        #: :func:`~echo_utils.registration.train.field_variation` of the kept weights on the validation pairs (set by
+        #: train_registration / load_registration; ``None`` for a network that was not trained by them)
+        self.field_variation: float | None = None
+        self.kept_iteration: int | None = None
+
+    def init_output(self, std: float) -> "BSplineDIR":
+        """Draw the output layer's weights from N(0, ``std``) (bias zero) instead of zeros, as VoxelMorph and CLAS
+        initialise their flow heads (1e-5): the untrained field is then near, not exactly, the identity and every
+        layer receives a gradient from the first update.  Uses torch's global generator (seed it first)."""
+        out = self.net[-1]
+        with torch.no_grad():
+            out.weight.normal_(0.0, float(std))
+            out.bias.zero_()
+        return self
 
     def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
         """``(N, 2, H/s, W/s)`` control-point displacements in pixels."""
@@ -301,6 +315,7 @@ def registration_from_config(
     device: str | torch.device | None = None,
     progress: bool = False,
     exclude_patients: Sequence[str] = (),
+    monitor=None,
 ):
     """Build the registration ``name`` from a profile's ``registration`` section: the one way to make each of them.
 
@@ -318,6 +333,8 @@ def registration_from_config(
         registration cache folder (``paths.registration``), the device and the progress bar.
     exclude_patients : for ``'dlir'`` only: patients never trained or validated on
         (``echo_utils.data.study.registration_exclusions``: the TED patients on the paper profile).
+    monitor : for ``'dlir'`` only: extra columns logged at every validation
+        (:func:`echo_utils.registration.evidence.training_monitor`: the end-point error on the phantom).
 
     Returns
     -------
@@ -354,6 +371,6 @@ def registration_from_config(
         from .train import train_registration
 
         model = train_registration(train, config, run_dir, val_sequences=val, device=device, progress=progress,
-                                   exclude_patients=exclude_patients)
+                                   exclude_patients=exclude_patients, monitor=monitor)
         return model.optimise_for_inference()
     raise ValueError(f"unknown registration {name!r}; expected one of {REGISTRATIONS}")

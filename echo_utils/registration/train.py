@@ -25,10 +25,38 @@ from .inference import keep_freed_memory
 from .losses import RegistrationLoss, scaled_alpha
 from .models import BSplineDIR
 
-__all__ = ["frame_pairs", "train_registration", "load_registration", "load_training_log"]
+__all__ = ["frame_pairs", "train_registration", "load_registration", "load_training_log", "field_variation",
+           "FIELD_VARIATION_MIN", "learning_rate"]
 
 #: bump when the meaning of a saved checkpoint changes (part of the cache key)
-_FORMAT_VERSION = 2  # 2: bending energy averaged over the components (TorchIR), best-validation weights
+_FORMAT_VERSION = 3  # 2: bending energy averaged over the components (TorchIR), best-validation weights;
+#                    # 3: the log records the field variation across the validation pairs
+
+#: below this :func:`field_variation` the network outputs (nearly) one field for every pair: it has not learned to
+#: read the pair.  The demo network that learned nothing scored 0.025 (0.0068 px of spread against a mean of
+#: 0.27 px); a network that follows the motion of validation pairs in both directions scores about 1 or more.
+FIELD_VARIATION_MIN = 0.1
+
+
+def field_variation(control_points) -> dict:
+    """How much a registration's output depends on the pair: control points ``(N, 2, gh, gw)`` (px) of ``N`` pairs.
+
+    Returns ``cp_mean_px`` (mean length of a control-point displacement), ``cp_spread_px`` (root-mean-square
+    distance of a pair's control points from their mean over the pairs: 0 for a constant field) and
+    ``field_variation`` = spread / mean length (0 for a constant field, including the zero field; ``nan`` for
+    fewer than 2 pairs).  A network whose ``field_variation`` is below :data:`FIELD_VARIATION_MIN` outputs one
+    field for every pair, whatever it is shown.
+    """
+    cp = torch.as_tensor(control_points).detach().double()
+    if cp.ndim != 4 or cp.shape[1] != 2:
+        raise ValueError(f"control points must be (N, 2, gh, gw), got {tuple(cp.shape)}")
+    if cp.shape[0] < 2:
+        return {"cp_mean_px": float(cp.norm(dim=1).mean()) if cp.numel() else float("nan"),
+                "cp_spread_px": float("nan"), "field_variation": float("nan")}
+    mean_len = float(cp.norm(dim=1).mean())
+    spread = float((cp - cp.mean(0, keepdim=True)).norm(dim=1).pow(2).mean().sqrt())
+    return {"cp_mean_px": mean_len, "cp_spread_px": spread,
+            "field_variation": spread / mean_len if mean_len > 0 else 0.0}
 
 
 def frame_pairs(sequences: Sequence, *, exclude_patients: Sequence[str] = (), max_gap: int | None = None) -> np.ndarray:
@@ -85,7 +113,7 @@ def _fingerprint(sequences: Sequence) -> list:
 _TRAIN_KEYS = ("grid_spacing", "alpha", "ncc", "iterations", "batch_size", "lr", "kernels", "seed")
 #: options added later, in the cache key only when they differ from these defaults (the authors' choices)
 _OPTIONAL_KEYS = {"loss_sigma": 0.0, "loss_mask": "none", "alpha_reference_size": None, "pair_max_gap": None, "lr_schedule": "constant",
-                  "keep": "best"}
+                  "keep": "best", "lr_warmup": 0.05, "output_init_std": 0.0}
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "log.csv"
@@ -150,15 +178,18 @@ def _batch_indices(iteration: int, n_pairs: int, batch_size: int, seed: int) -> 
     return np.asarray(idx, dtype=np.int64)
 
 
-def learning_rate(iteration: int, lr: float, iterations: int, schedule: str = "constant") -> float:
-    """The learning rate of (0-based) ``iteration``: constant (the authors), or ``'cosine'``: a 5 % linear warm-up
-    then a cosine decay to 1 % of ``lr`` at the last iteration.  A pure function of the iteration, so a resumed run
-    follows the same schedule."""
+def learning_rate(iteration: int, lr: float, iterations: int, schedule: str = "constant",
+                  warmup: float = 0.05) -> float:
+    """The learning rate of (0-based) ``iteration``: constant (the authors), or ``'cosine'``: a linear warm-up over
+    the fraction ``warmup`` of the iterations (default 5 %; at least one iteration) then a cosine decay to 1 % of
+    ``lr`` at the last iteration.  A pure function of the iteration, so a resumed run follows the same schedule."""
     if schedule == "constant":
         return float(lr)
     if schedule != "cosine":
         raise ValueError(f"unknown lr_schedule {schedule!r}; use 'constant' or 'cosine'")
-    warm = max(1, int(round(0.05 * iterations)))
+    if not 0 <= warmup < 1:
+        raise ValueError(f"warmup must be a fraction in [0, 1), got {warmup}")
+    warm = max(1, int(round(warmup * iterations)))
     if iteration < warm:
         return float(lr) * (iteration + 1) / warm
     t = (iteration - warm) / max(1, iterations - 1 - warm)
@@ -179,19 +210,42 @@ def _cfg_get(config, key, default=None):
 
 @torch.no_grad()
 def _validate(model: BSplineDIR, loss_fn: RegistrationLoss, sequences, pairs, batch_size, device) -> dict:
+    """Mean loss, NCC and bending energy over the validation pairs, and :func:`field_variation` of the network's
+    control points across them."""
+    from .bspline import bspline_upsample
+
     model.eval()
     tot = {"loss": 0.0, "ncc": 0.0, "bending": 0.0}
     n = 0
+    cps = []
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i : i + batch_size]
         fixed, moving = _gather(sequences, chunk, device)
-        u = model(fixed, moving)
+        cp = model.control_points(fixed, moving).float()
+        u = bspline_upsample(cp, model.grid_spacing, fixed.shape[-2:])
+        cps.append(cp.cpu())
         terms = loss_fn.pair_loss(fixed, moving, u)
         for k in tot:
             tot[k] += float(getattr(terms, k)) * len(chunk)
         n += len(chunk)
     model.train()
-    return {k: v / max(n, 1) for k, v in tot.items()}
+    return {**{k: v / max(n, 1) for k, v in tot.items()}, **field_variation(torch.cat(cps))}
+
+
+class _Threads:
+    """``torch.set_num_threads(n)`` inside the block, the previous count restored after (``None``: unchanged)."""
+
+    def __init__(self, n: int | None):
+        self.n, self.old = n, None
+
+    def __enter__(self):
+        if self.n is not None:
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(int(self.n))
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            torch.set_num_threads(self.old)
 
 
 def train_registration(
@@ -205,6 +259,7 @@ def train_registration(
     max_val_pairs: int = 128,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
+    monitor: Callable[[BSplineDIR], dict] | None = None,
 ) -> BSplineDIR:
     """Train (or load from the cache) the DLIR B-spline network on intra-patient frame pairs.
 
@@ -221,6 +276,8 @@ def train_registration(
     max_val_pairs : at most this many validation pairs (a deterministic random subset).
     progress : show a tqdm bar with the loss and NCC.
     callback : ``callback(iteration, row)`` after every iteration (row: the logged values); may raise to stop.
+    monitor : ``monitor(model) -> {column: value}`` at every validation (the model in eval mode), logged with the
+        validation row (e.g. the end-point error against a phantom's exact motion); not part of the cache key.
 
     Every ordered pair ``(a, b)``, ``a != b``, of each sequence is a sample (fixed = frame a, moving = frame b);
     ``config.pair_max_gap`` keeps only pairs at most that many frames apart (training and validation pairs alike).
@@ -234,6 +291,14 @@ def train_registration(
     rerun with the same settings and data loads it without training.  The loss log is ``log.csv``
     (:func:`load_training_log`).  The returned model is in eval mode, ready for inference
     (:meth:`BSplineDIR.optimise_for_inference`), whether it was trained now or loaded.
+
+    Every validation row of the log also holds :func:`field_variation` of the network's control points across the
+    validation pairs (``cp_mean_px``, ``cp_spread_px``, ``field_variation``); ``model.field_variation`` is that of
+    the kept weights (0 at iteration 0: the untrained network is the zero field), so a network that outputs one
+    field for every pair is caught (:data:`FIELD_VARIATION_MIN`).  ``config.output_init_std`` > 0 draws the output
+    layer's weights from N(0, std) instead of zeros (VoxelMorph and CLAS use 1e-5); ``config.lr_warmup`` is the
+    warm-up fraction of the cosine schedule; ``config.threads`` sets the torch threads during training (speed only,
+    not in the cache key; ``None`` leaves them as they are).
     """
     from ..config import config_hash
 
@@ -303,10 +368,16 @@ def train_registration(
     seed = int(settings["seed"])
     torch.manual_seed(seed)
     keep_freed_memory()  # reuse the iteration's large activations instead of page-faulting them in again
-    model = BSplineDIR(**arch).to(device)
+    model = BSplineDIR(**arch)
+    init_std = float(settings.get("output_init_std", 0.0))
+    if init_std > 0:
+        model.init_output(init_std)
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]), amsgrad=True)
     loss_fn = RegistrationLoss(alpha=alpha, ncc=settings["ncc"], sigma=loss_sigma, mask=settings.get("loss_mask", "none"))
     iterations, batch = int(settings["iterations"]), int(settings["batch_size"])
+    warmup = float(settings.get("lr_warmup", 0.05))
+    threads = _cfg_get(config, "threads", None)
     validate_every = int(_cfg_get(config, "validate_every", 100))
     checkpoint_every = int(_cfg_get(config, "checkpoint_every", 250))
 
@@ -340,21 +411,31 @@ def train_registration(
         )
         save_log()
 
-    if start == 0 and len(val_pairs):
-        log.append({"iteration": 0, "split": "val", **_validate(model, loss_fn, val_seqs, val_pairs, batch, device), "seconds": 0.0})
-        consider(log[-1], 0)
+    def validation_row(iteration: int) -> dict:
+        vrow = {"iteration": iteration, "split": "val", **_validate(model, loss_fn, val_seqs, val_pairs, batch, device)}
+        if monitor is not None:
+            model.eval()
+            with torch.no_grad():
+                vrow.update(monitor(model))
+            model.train()
+        return vrow
 
     from tqdm.auto import tqdm
 
+    threads_ctx = _Threads(threads)
+    threads_ctx.__enter__()
     bar = tqdm(total=iterations, initial=start, desc=f"DLIR {digest}", disable=not progress, dynamic_ncols=True)
-    model.train()
-    t0 = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
     try:
+        if start == 0 and len(val_pairs):
+            log.append({**validation_row(0), "seconds": 0.0})
+            consider(log[-1], 0)
+        model.train()
+        t0 = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
         for it in range(start, iterations):
             idx = _batch_indices(it, len(train_pairs), batch, seed)
             fixed, moving = _gather(sequences, train_pairs[idx], device)
             for group in opt.param_groups:
-                group["lr"] = learning_rate(it, float(settings["lr"]), iterations, schedule)
+                group["lr"] = learning_rate(it, float(settings["lr"]), iterations, schedule, warmup)
             u = model(fixed, moving)
             terms = loss_fn.pair_loss(fixed, moving, u)
             opt.zero_grad(set_to_none=True)
@@ -370,7 +451,7 @@ def train_registration(
             }
             log.append(row)
             if len(val_pairs) and ((it + 1) % validate_every == 0 or it + 1 == iterations):
-                vrow = {"iteration": it + 1, "split": "val", **_validate(model, loss_fn, val_seqs, val_pairs, batch, device)}
+                vrow = validation_row(it + 1)
                 vrow["seconds"] = time.perf_counter() - t0
                 log.append(vrow)
                 consider(vrow, it + 1)
@@ -384,6 +465,7 @@ def train_registration(
                 callback(it + 1, row)
     finally:
         bar.close()
+        threads_ctx.__exit__()
 
     model.eval()
     save_log()
@@ -391,15 +473,23 @@ def train_registration(
     if keep == "best" and best["state_dict"] is not None:
         model.load_state_dict(best["state_dict"])
         kept = best["iteration"]
+    variation = _kept_variation(log, kept)
     _atomic_torch_save(
         {"config": model.config, "state_dict": model.state_dict(), "settings": settings, "iterations": iterations,
-         "kept_iteration": kept},
+         "kept_iteration": kept, "field_variation": variation},
         final,
     )
     ckpt_path.unlink(missing_ok=True)
     model.run_dir = out
     model.kept_iteration = kept
+    model.field_variation = variation
     return model.optimise_for_inference()
+
+
+def _kept_variation(log: list[dict], iteration: int) -> float | None:
+    """The field variation logged at the validation of ``iteration`` (``None`` without a validation there)."""
+    rows = [r for r in log if r.get("split") == "val" and int(r["iteration"]) == int(iteration)]
+    return float(rows[-1]["field_variation"]) if rows and "field_variation" in rows[-1] else None
 
 
 def load_registration(path: str | Path, device: str | torch.device | None = "cpu") -> BSplineDIR:
@@ -423,6 +513,8 @@ def load_registration(path: str | Path, device: str | torch.device | None = "cpu
     model.to(device).optimise_for_inference()
     model.run_dir = path.parent
     model.kept_iteration = int(ckpt.get("kept_iteration", ckpt.get("iterations", 0)))
+    fv = ckpt.get("field_variation")
+    model.field_variation = None if fv is None else float(fv)
     return model
 
 
@@ -430,7 +522,9 @@ def load_training_log(model_or_dir: BSplineDIR | str | Path):
     """The loss log of a training run as a DataFrame.
 
     Columns: ``iteration``, ``split`` (``'train'`` per iteration, ``'val'`` every ``validate_every`` and at
-    iteration 0 = the identity), ``loss``, ``ncc``, ``bending`` (px^-2), ``seconds`` (wall time since the start).
+    iteration 0 = the identity), ``loss``, ``ncc``, ``bending`` (px^-2), ``seconds`` (wall time since the start);
+    on validation rows also ``cp_mean_px``, ``cp_spread_px`` and ``field_variation`` (:func:`field_variation`) and
+    the columns of the ``monitor`` that training was given.
     """
     if isinstance(model_or_dir, BSplineDIR):
         if model_or_dir.run_dir is None:

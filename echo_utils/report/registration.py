@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["bspline_weights_figure", "training_curves_figure", "registered_pairs_figure", "averages_figure",
-           "jacobian_figure", "ncc_scatter_figure"]
+__all__ = ["bspline_weights_figure", "training_curves_figure", "learning_curve_figure", "registered_pairs_figure",
+           "averages_figure", "jacobian_figure", "ncc_scatter_figure"]
 
 
 def _gray(img: np.ndarray, max_size: int = 160) -> tuple[np.ndarray, int]:
@@ -63,6 +63,37 @@ def training_curves_figure(log):
     fig.update_xaxes(title_text="iteration")
     fig.update_yaxes(title_text="loss (dimensionless)", row=1, col=1)
     fig.update_yaxes(title_text="NCC (dimensionless)", row=1, col=2)
+    return fig
+
+
+def learning_curve_figure(log, minimum: float | None = None):
+    """What the network learned along its training, from the validation rows of the log: the end-point error
+    against the exact motion (px, when the log has the phantom monitor's ``val_step_epe_px``) next to the identity's,
+    and the field variation across the validation pairs (with the dead-network threshold ``minimum``)."""
+    from plotly.subplots import make_subplots
+
+    from ..registration.train import FIELD_VARIATION_MIN
+
+    va = log[log.split == "val"]
+    has_epe = "val_step_epe_px" in va.columns and va["val_step_epe_px"].notna().any()
+    titles = (("end-point error, validation consecutive frames",) if has_epe else ()) + (
+        "field variation across the validation pairs",)
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles)
+    if has_epe:
+        fig.add_scatter(x=va.iteration, y=va.val_step_epe_px, mode="lines+markers", name="network",
+                        line=dict(color="darkorange"), row=1, col=1)
+        fig.add_scatter(x=va.iteration, y=va.val_step_identity_epe_px, mode="lines", name="identity (no motion)",
+                        line=dict(color="gray", dash="dash"), row=1, col=1)
+        fig.add_scatter(x=va.iteration, y=0.5 * va.val_step_identity_epe_px, mode="lines", name="half the identity's",
+                        line=dict(color="lightgray", dash="dot"), row=1, col=1)
+        fig.update_yaxes(title_text="EPE (px)", rangemode="tozero", row=1, col=1)
+    col = len(titles)
+    fig.add_scatter(x=va.iteration, y=va.field_variation, mode="lines+markers", name="field variation",
+                    line=dict(color="steelblue"), row=1, col=col)
+    fig.add_hline(y=FIELD_VARIATION_MIN if minimum is None else minimum, line=dict(color="firebrick", dash="dash"),
+                  annotation_text="below: one field for every pair", row=1, col=col)
+    fig.update_yaxes(title_text="spread / mean length (dimensionless)", rangemode="tozero", row=1, col=col)
+    fig.update_xaxes(title_text="iteration")
     return fig
 
 
