@@ -67,7 +67,7 @@ def video_dice(seqs, reg, mode: str) -> list[dict]:
     return rows
 
 
-def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None) -> dict:
+def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None, sets=()) -> dict:
     from echo_utils.config import config_hash, load_config
     from echo_utils.data.study import load_study as load_split
     from echo_utils.data.study import study_root
@@ -76,7 +76,7 @@ def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None
                                                   network_check, phantom_pairs)
     from echo_utils.rundir import load_study
 
-    overrides = {"data": {"seed": seed}}
+    overrides = [f"data.seed={seed}", *sets]
     probe = load_config(params, overrides)  # the run folder is keyed by what matters here: data and registration
     key = config_hash(probe.data.model_dump(mode="json"), probe.registration.model_dump(mode="json",
                                                                                         exclude={"threads"}))
@@ -173,17 +173,19 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "echo-bench-registration")
     ap.add_argument("--instance-sequences", type=int, default=4, help="InstanceBSpline (slow) on the first N "
                     "test videos (0: all)")
+    ap.add_argument("--set", dest="sets", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="profile overrides, e.g. registration.iterations=3000 (recorded in the JSON)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads outside training (training: the "
                     "profile's registration.threads)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.instance_sequences = args.instance_sequences or None
-    results = [run_seed(s, args.params, args.work, args.instance_sequences) for s in args.seeds]
+    results = [run_seed(s, args.params, args.work, args.instance_sequences, args.sets) for s in args.seeds]
     RESULTS.mkdir(exist_ok=True)
     out = {"profile": str(args.params.relative_to(ROOT)) if args.params.is_relative_to(ROOT) else str(args.params),
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
                        "python": sys.version.split()[0], "torch": torch.__version__},
-           "seeds": results, "pass": all(r["checks"]["pass"] for r in results)}
+           "overrides": list(args.sets), "seeds": results, "pass": all(r["checks"]["pass"] for r in results)}
     out["targets_met"] = out["pass"]
     path = RESULTS / ("registration_learning.json" if args.seeds == [0, 1] else
                       f"registration_learning_seeds{'_'.join(map(str, args.seeds))}.json")

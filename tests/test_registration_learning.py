@@ -264,6 +264,10 @@ def test_dead_network_check_flags_a_constant_output_and_passes_a_live_one():
     slow = network_check(fv_live["field_variation"], 0.5, 0.5)
     assert not slow and slow.problems == ["EPE not below identity"]
     assert network_check(None).problems == ["field variation unknown"]
+    from echo_utils.registration.evidence import check_table
+
+    row = check_table(slow, dead).iloc[0]
+    assert not row.ok and row.problems == "EPE not below identity" and "NOT below" in row.statement
 
 
 def test_training_logs_the_field_variation_and_the_monitor(tmp_path):

@@ -19,7 +19,7 @@ from .inference import register
 
 __all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
            "gain_over_identity", "gain_statements", "epe_monitor", "training_monitor", "control_point_variation",
-           "NetworkCheck", "network_check", "training_check"]
+           "NetworkCheck", "network_check", "training_check", "check_table"]
 
 #: ``'step'``: consecutive frames ``(t + 1, t)`` from ED to ES (what sequential propagation registers);
 #: ``'ed_es'``: ``(ES, ED)`` and ``(ED, ES)`` (the largest motion of the half sequence)
@@ -300,3 +300,14 @@ def training_check(model) -> NetworkCheck:
             epe, ident = float(row.val_step_epe_px.iloc[-1]), float(row.val_step_identity_epe_px.iloc[-1])
     return network_check(getattr(model, "field_variation", None), epe, ident,
                          where=f"the validation pairs (kept iteration {model.kept_iteration})")
+
+
+def check_table(check: NetworkCheck, model=None) -> "pd.DataFrame":  # noqa: F821
+    """One row for the run's metrics: the verdict (``ok``, ``problems``) and the network's kept iteration and field
+    variation (``metrics/registration_check.csv``)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"ok": check.ok, "problems": "; ".join(check.problems),
+                          "kept_iteration": getattr(model, "kept_iteration", None),
+                          "field_variation": getattr(model, "field_variation", None),
+                          "statement": " ".join(check.lines)}])
