@@ -111,40 +111,128 @@ def render(results: Path = RESULTS) -> str:
         "",
     ]
     out += registration_learning(json.loads((results / "registration_learning.json").read_text()))
+    if (results / "registration_alpha.json").exists():
+        out += registration_alpha(json.loads((results / "registration_alpha.json").read_text()))
+    if (results / "registration_recipe.json").exists():
+        out += registration_recipe(json.loads((results / "registration_recipe.json").read_text()))
     return "\n".join(out)
 
 
 def registration_learning(rl: dict) -> list[str]:
-    """Does the demo's DLIR network beat the identity control? Median per-video Dice at each data seed."""
+    """Does the demo's DLIR network learn, and what does it add over the identity control? At each data seed:
+    the dead-network check, the learning curve, EPE and Dice of identity, DLIR and InstanceBSpline, the targets."""
+    sd0 = rl["seeds"][0]
+    rc = sd0.get("registration", {})
     out = [
         f"**Registration learning on the demo profile, at {len(rl['seeds'])} data seeds** "
-        f"(`benchmarks/bench_registration_learning.py`; median per-video Dice on unseen sequences, frames strictly "
-        "between ED and ES; `InstanceBSpline` on its first sequences only; EPE = mean end-point error in the "
-        "myocardium against the phantom's exact motion, consecutive frames).",
+        f"(`benchmarks/bench_registration_learning.py`, torch threads in training: {rc.get('threads')}; "
+        f"{rc.get('iterations')} iterations of batch {rc.get('batch_size')}, lr {rc.get('lr')}, alpha "
+        f"{rc.get('alpha')} at {rc.get('alpha_reference_size')} px; default propagation mode "
+        f"`{sd0.get('mode', 'sequential')}`). Median per-video Dice on the unseen test sequences, frames strictly "
+        "between ED and ES; `InstanceBSpline` (same grid, loss and bending weight, optimised per pair) on its first "
+        "sequences only; EPE = mean end-point error in the myocardium against the phantom's exact motion, "
+        "consecutive frames; field variation = spread of the network's control points across pairs / their mean "
+        "length (below 0.1: one field for every pair).",
         "",
-        "| seed | registration / mode | videos | forward LV | forward MYO | bidirectional LV | bidirectional MYO |",
-        "|---|---|---|---|---|---|---|",
+        "| seed | training (s) | load at start | kept iteration | field variation val / test | EPE identity (px) "
+        "| EPE DLIR (px) | DLIR / identity | EPE InstanceBSpline (px) | network alive | targets met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for sd in rl["seeds"]:
+        e, c = sd["epe"]["step"], sd["checks"]
+        out.append(f"| {sd['seed']} | {sd['train_seconds']:.0f} | {sd.get('loadavg_1min_at_start', float('nan')):.1f} "
+                   f"| {sd['kept_iteration']} | {sd['field_variation_val']:.2f} / {sd['field_variation_test']:.2f} "
+                   f"| {e['identity']:.3f} | {e['dlir']:.3f} | {c['epe_step_ratio_to_identity']:.0%} "
+                   f"| {e['instance']:.3f} | {'yes' if c['network_alive'] else '**no**'} "
+                   f"| {'yes' if c['pass'] else '**no**'} |")
+    out += ["", "Learning curve (test patients' consecutive-frame EPE in px, reported only; the kept weights are those "
+            "of the lowest validation loss), at about every fifth of the training:", "",
+            "| seed | " + " | ".join(f"iteration {r['iteration']}" for r in _fifths(sd0["curve"])) + " |",
+            "|---|" + "---|" * len(_fifths(sd0["curve"]))]
+    for sd in rl["seeds"]:
+        pts = _fifths(sd["curve"])
+        out.append(f"| {sd['seed']} | " + " | ".join(f"{r['test_step_epe_px']:.3f} (fv {r['field_variation']:.2f})"
+                                                     for r in pts) + " |")
+    out += ["", "| seed | registration / mode | videos | forward LV | forward MYO | bidirectional LV | bidirectional MYO |",
+            "|---|---|---|---|---|---|---|"]
     for sd in rl["seeds"]:
         for name, row in sd["dice"].items():
             m = row["median"]
             out.append(f"| {sd['seed']} | {name} | {row['n_videos']} | {m['forward_LV']:.3f} | {m['forward_MYO']:.3f} "
                        f"| {m['bidirectional_LV']:.3f} | {m['bidirectional_MYO']:.3f} |")
-    out += ["", "| seed | EPE identity (px) | EPE DLIR (px) | EPE InstanceBSpline (px) | DLIR / identity | "
-            "forward LV gain over identity | bidirectional LV gain | targets met |", "|---|---|---|---|---|---|---|---|"]
+    out += ["", "| seed | mode | forward gain LV / MYO | bidirectional gain LV / MYO | bidirectional minus "
+            "InstanceBSpline LV / MYO (paired) |", "|---|---|---|---|---|"]
     for sd in rl["seeds"]:
-        e, c = sd["epe"]["step"], sd["checks"]
-        out.append(f"| {sd['seed']} | {e['identity']:.3f} | {e['dlir']:.3f} | {e['instance']:.3f} | "
-                   f"{c['epe_step_ratio_to_identity']:.2f} | {c['forward_LV_gain_over_identity']:+.3f} | "
-                   f"{c['bidirectional_LV_gain_over_identity']:+.3f} | {'yes' if c['pass'] else '**no**'} |")
-    out += ["", "Targets (DLIR forward ≥ identity + 0.03 and bidirectional ≥ identity + 0.01 for LV and MYO, within "
-            "0.01 of `InstanceBSpline`, EPE below half of the identity's): "
-            f"{'met' if rl['pass'] else '**not met**'} at these seeds. `InstanceBSpline`, which optimises the same "
-            "loss per pair, differs from the identity by "
-            + ", ".join(f"{sd['dice']['instance/sequential']['median']['forward_LV'] - sd['dice']['identity/sequential']['median']['forward_LV']:+.3f}"
-                        for sd in rl["seeds"])
-            + " forward LV Dice (seeds in order; medians over different numbers of videos, so not a paired test).", ""]
+        c = sd["checks"]
+        out.append(f"| {sd['seed']} | {c['mode']} | {c['forward_LV_gain_over_identity']:+.3f} / "
+                   f"{c['forward_MYO_gain_over_identity']:+.3f} | {c['bidirectional_LV_gain_over_identity']:+.3f} / "
+                   f"{c['bidirectional_MYO_gain_over_identity']:+.3f} | {c['bidirectional_LV_minus_instance']:+.3f} / "
+                   f"{c['bidirectional_MYO_minus_instance']:+.3f} |")
+    failed = sorted({k for sd in rl["seeds"] for k, v in sd["checks"]["targets"].items() if not v})
+    out += ["", "Targets (network alive; EPE below half of the identity's; forward ≥ identity + 0.03 and bidirectional "
+            "≥ identity + 0.01 for LV and MYO, bidirectional within 0.01 of `InstanceBSpline`; training ≤ 300 s): "
+            + ("**met** at these seeds." if rl["pass"] else "**not met** at these seeds: " + ", ".join(failed) + "."),
+            ""]
     return out
+
+
+def _fifths(curve: list) -> list:
+    """About five points of a learning curve, the first (identity) and the last included."""
+    n = len(curve)
+    idx = sorted({round(i * (n - 1) / 5) for i in range(6)})
+    return [curve[i] for i in idx]
+
+
+def registration_alpha(ra: dict) -> list[str]:
+    """The bending-weight sweep (``bench_registration_alpha.py``): InstanceBSpline EPE on training patients."""
+    sd0 = ra["seeds"][0]
+    rows = sd0["epe"]["step"]["sweep"]
+    out = [f"**The demo's bending weight** (`benchmarks/bench_registration_alpha.py`, training patients only, "
+           f"{sd0['epe']['step']['n_pairs']} consecutive-frame and {sd0['epe']['ed_es']['n_pairs']} ED/ES pairs of "
+           f"{len(sd0['sequences'])} sequences at data seed(s) {', '.join(str(s['seed']) for s in ra['seeds'])}, "
+           f"{sd0['size']} px): `InstanceBSpline`'s mean end-point error in the myocardium as a fraction of the "
+           "identity's, for each effective weight (after the rescaling to the image size). Rule: "
+           f"{ra['rule']}.", "",
+           "| effective alpha | alpha at " + f"{sd0['alpha_reference_size']} px | " + " | ".join(
+               f"seed {s['seed']} {k}" for s in ra["seeds"] for k in ("step", "ED/ES")) + " |",
+           "|---|---|" + "---|" * (2 * len(ra["seeds"]))]
+    for j, r in enumerate(rows):
+        cells = []
+        for s in ra["seeds"]:
+            for k in ("step", "ed_es"):
+                cells.append(f"{s['epe'][k]['sweep'][j]['ratio_to_identity']:.0%}")
+        out.append(f"| {r['alpha_effective']:g} | {r['alpha']:g} | " + " | ".join(cells) + " |")
+    ch = ra["chosen"]
+    out += ["", f"Chosen: effective alpha {ch['alpha_effective']:g}, i.e. `registration.alpha: {ch['alpha']:g}` at "
+            f"`alpha_reference_size: {ch['alpha_reference_size']}` (the paper's 1.0 at 512 px would be 1/16 here).",
+            ""]
+    return out
+
+
+def registration_recipe(rr: dict) -> list[str]:
+    """The training variants tried for the demo (``bench_registration_recipe.py``), judged on validation patients."""
+    out = ["**Training variants tried for the demo network** (`benchmarks/bench_registration_recipe.py`; judged by "
+           "the end-point error on the *validation* patients' consecutive frames, never the test patients; 2 torch "
+           "threads):", "",
+           "| variant | seed | settings changed | iterations | batch | training (s) | s / iteration | load | kept "
+           "iteration | val EPE / identity | field variation |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rr["runs"]:
+        reg = r["registration"]
+        out.append(f"| {r['variant']} | {r['seed']} | {_changed(r)} | {reg.get('iterations')} | {reg.get('batch_size')} "
+                   f"| {r['train_seconds']:.0f} | {r['seconds_per_iteration']:.3f} | {r['loadavg_1min_at_start']:.1f} "
+                   f"| {r['kept_iteration']} | {r['kept_ratio_to_identity']:.0%} | {r['kept_field_variation']:.2f} |")
+    if "chosen" in rr:
+        ch = rr["chosen"]
+        out += ["", f"Kept: `{ch['variant']}` ({ch['rule']}).", ""]
+    return out
+
+
+def _changed(run: dict) -> str:
+    sys.path.insert(0, str(ROOT))
+    from bench_registration_recipe import VARIANTS
+
+    v = VARIANTS.get(run["variant"], {})
+    return ", ".join(f"{k} {val}" for k, val in v.items()) or "none (the base recipe)"
 
 
 def render_seeds(results: Path = RESULTS) -> str:
