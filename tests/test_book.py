@@ -111,9 +111,10 @@ def test_built_html_has_every_page_and_no_cdn(built_book):
             assert "plotly.min.js" in text, f"{page}: the page does not load the local plotly.js"
             plots = text.count("Plotly.newPlot(")
             assert plots >= 1, f"{page}: no interactive figure"
-            # every plotly figure carries a title (its caption) -- the layout object follows the data
+            # every plotly figure carries a title (its caption) -- the layout object follows the data, so a figure with
+            # many traces (Fig. 4's outlines: ~0.5 MB on ci) has its title far from the call
             for call in text.split("Plotly.newPlot(")[1:]:
-                assert '"title":{"text":' in call.split("Plotly.newPlot(")[0][:400_000], f"{page}: figure without title"
+                assert '"title":{"text":' in call, f"{page}: figure without title"
 
 
 @pytest.mark.slow
