@@ -58,6 +58,7 @@ import numpy as np
 
 from ..labels import structure_mask
 from .fuse import Weights, _check_pair, fusion_weights, signed_distance
+from .nifti import save_nifti
 
 __all__ = [
     "DEFINITION",
@@ -223,23 +224,8 @@ def _write_record(folder: Path, weights: str) -> None:
 
 
 def _save(path: Path, conf: np.ndarray, spacing, tag: str) -> None:
-    import nibabel as nib
-
-    sy, sx = (float(s) for s in spacing)
-    data = np.ascontiguousarray(np.transpose(conf.astype(np.float32), (2, 1, 0)))  # CAMUS axes (W, H, T)
-    img = nib.Nifti1Image(data, affine=np.diag([sx, sy, 1.0, 1.0]))
-    img.header.set_data_dtype(np.float32)
-    img.header.set_zooms((sx, sy, 1.0))
-    img.header["descrip"] = tag.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name.replace(".nii.gz", ""), suffix=".tmp.nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """One float32 confidence map, written atomically like the labels, ``tag`` (the labels digest) in its header."""
+    save_nifti(path, conf, spacing, dtype=np.float32, description=tag)
 
 
 def _load(path: Path, tag: str, shape) -> np.ndarray | None:

@@ -23,6 +23,7 @@ from ..labels import LABEL_NAMES
 from ..registration.inference import MemoizedRegistration
 from ..safe_load import DamagedFile
 from .confidence import sequence_confidence
+from .nifti import save_nifti
 from .propagate import KINDS, PseudoLabels, Registration, _resolve_options, _seq_name, pseudo_labels
 
 __all__ = [
@@ -59,26 +60,6 @@ def pseudo_label_path(root: str | Path, seq, kind: str) -> Path:
     return Path(root) / patient / f"{patient}_{view}_half_sequence_{kind}.nii.gz"
 
 
-def _save_nifti(path: Path, labels: np.ndarray, spacing: tuple[float, float]) -> None:
-    """Write uint8 ``(T,H,W)`` like CAMUS: nibabel axes (W, H, T), pixel spacing (sx, sy, 1) in the header."""
-    import nibabel as nib
-
-    sy, sx = (float(s) for s in spacing)
-    data = np.ascontiguousarray(np.transpose(labels.astype(np.uint8), (2, 1, 0)))
-    img = nib.Nifti1Image(data, affine=np.diag([sx, sy, 1.0, 1.0]))
-    img.header.set_data_dtype(np.uint8)
-    img.header.set_zooms((sx, sy, 1.0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name.replace(".nii.gz", ""), suffix=".tmp.nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_pseudo_labels(labels: PseudoLabels, root: str | Path, seq) -> dict[str, Path]:
     """Write the three kinds as NIfTI (atomically) under ``root`` (= ``paths.pseudo_labels / <method>``)."""
     shape = tuple(np.asarray(seq.images).shape)
@@ -87,7 +68,7 @@ def save_pseudo_labels(labels: PseudoLabels, root: str | Path, seq) -> dict[str,
     written = {}
     for kind, arr in labels.items():
         path = pseudo_label_path(root, seq, kind)
-        _save_nifti(path, arr, seq.spacing)
+        save_nifti(path, arr, seq.spacing)
         written[kind] = path
     return written
 
