@@ -49,6 +49,29 @@ def area_curves(labels: np.ndarray, spacing=None, structures: Iterable[str] = ("
     return {s: np.asarray(metrics.area_curve(labels, STRUCTURES[s], spacing), dtype=float) for s in structures}
 
 
+def _sources(predictions, sequences: list, units: str, include_reference: bool):
+    """The label maps a temporal table scores, ``{model: {seq.key: (T, H, W)}}`` with the dense references first
+    (as ``reference``) when asked and present, and those references alone (``{seq.key: dense}``)."""
+    if units not in ("px", "mm"):
+        raise ValueError(f"units must be 'px' or 'mm', got {units!r}")
+    dense = {s.key: s.dense for s in sequences if s.dense is not None}
+    sources = dict(predictions)
+    if include_reference and dense:
+        sources = {REFERENCE: dense, **sources}
+    return sources, dense
+
+
+def _curves(sources, sequences: list, units: str, structures: tuple):
+    """``(model, seq, structure, area curve)`` for every source's labels of ``sequences``, in that order: area in
+    px, or mm^2 with ``units='mm'``."""
+    for model, preds in sources.items():
+        for seq in sequences:
+            if seq.key in preds:
+                for st, curve in area_curves(preds[seq.key], seq.spacing if units == "mm" else None,
+                                             structures).items():
+                    yield model, seq, st, curve
+
+
 def smoothness_table(
     predictions: Mapping[str, Mapping[str, np.ndarray]],
     sequences: Iterable["EchoSequence"],
@@ -79,27 +102,13 @@ def smoothness_table(
     attribute bounds: the smallest and largest area of the structure over all dense references of ``sequences``
     (over all curves being scored when none has a dense reference). A noisy curve cannot hide behind its own range.
     """
-    if units not in ("px", "mm"):
-        raise ValueError(f"units must be 'px' or 'mm', got {units!r}")
     thresholds = {**INCONSISTENCY_THRESHOLDS, **(thresholds or {})}
     sequences = list(sequences)
     structures = tuple(structures)
-    sources: dict[str, Mapping[str, np.ndarray]] = dict(predictions)
-    dense = {s.key: s.dense for s in sequences if s.dense is not None}
-    if include_reference and dense:
-        sources = {REFERENCE: dense, **sources}
-
-    def curves_of(labels, seq):
-        return area_curves(labels, seq.spacing if units == "mm" else None, structures)
-
-    curves = []  # (model, seq, structure, curve)
-    for model, preds in sources.items():
-        for seq in sequences:
-            if seq.key in preds:
-                curves += [(model, seq, s, c) for s, c in curves_of(preds[seq.key], seq).items()]
+    sources, dense = _sources(predictions, sequences, units, include_reference)
+    curves = list(_curves(sources, sequences, units, structures))  # (model, seq, structure, curve)
     if dense:  # normalisation bounds from the dense references, whether or not they are reported
-        pool = [(REFERENCE, seq, s, c) for seq in sequences if seq.dense is not None
-                for s, c in curves_of(seq.dense, seq).items()]  # fmt: skip
+        pool = list(_curves({REFERENCE: dense}, sequences, units, structures))
     else:
         pool = curves
     bounds = {}
@@ -219,31 +228,20 @@ def even_odd_table(
     the curve's mean area, %) and ``smoothness_without_even_odd`` (Eq. 2 of ``a - c (-1)^t``). The dense reference
     is a ``reference`` row where the data have one.
     """
-    if units not in ("px", "mm"):
-        raise ValueError(f"units must be 'px' or 'mm', got {units!r}")
     sequences = list(sequences)
-    structures = tuple(structures)
-    sources: dict[str, Mapping[str, np.ndarray]] = dict(predictions)
-    dense = {s.key: s.dense for s in sequences if s.dense is not None}
-    if include_reference and dense:
-        sources = {REFERENCE: dense, **sources}
+    sources, _ = _sources(predictions, sequences, units, include_reference)
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # < 4 frames: NaN
-        for model, preds in sources.items():
-            for seq in sequences:
-                if seq.key not in preds:
-                    continue
-                for st, curve in area_curves(preds[seq.key], seq.spacing if units == "mm" else None,
-                                             structures).items():
-                    c, rest = even_odd_fit(curve, degree)
-                    mean = float(np.mean(curve)) if len(curve) else float("nan")
-                    rows.append({
-                        "model": model, "patient": seq.patient, "view": seq.view, "structure": st,
-                        "smoothness": float(metrics.smoothness(curve, normalize_time=units == "mm")),
-                        "even_odd": abs(c), "even_odd_percent": 100 * abs(c) / mean if mean > 0 else float("nan"),
-                        "smoothness_without_even_odd": float(metrics.smoothness(rest, normalize_time=units == "mm")),
-                    })  # fmt: skip
+        for model, seq, st, curve in _curves(sources, sequences, units, tuple(structures)):
+            c, rest = even_odd_fit(curve, degree)
+            mean = float(np.mean(curve)) if len(curve) else float("nan")
+            rows.append({
+                "model": model, "patient": seq.patient, "view": seq.view, "structure": st,
+                "smoothness": float(metrics.smoothness(curve, normalize_time=units == "mm")),
+                "even_odd": abs(c), "even_odd_percent": 100 * abs(c) / mean if mean > 0 else float("nan"),
+                "smoothness_without_even_odd": float(metrics.smoothness(rest, normalize_time=units == "mm")),
+            })  # fmt: skip
     out = pd.DataFrame(rows, columns=["model", "patient", "view", "structure", "smoothness", "even_odd",
                                       "even_odd_percent", "smoothness_without_even_odd"])
     out.attrs["unit"] = ("Eq. 2 in px^2/frame^3, even/odd amplitude in px of area" if units == "px"
