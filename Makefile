@@ -53,7 +53,9 @@ lab: install
 
 # Regenerate the exact pins from the current environment (after changing pyproject.toml).
 lock: install
-	$(PY) -m pip freeze --exclude-editable | grep -v '^-e ' | sort -f > requirements.lock
+	# pip never lists argparse (it counts it as stdlib), but batchgenerators' unittest2 installs it from PyPI: pin it too.
+	{ $(PY) -m pip freeze --exclude-editable | grep -v '^-e '; \
+	  $(PY) -m pip show argparse 2>/dev/null | sed -n 's/^Version: /argparse==/p'; } | sort -f > requirements.lock
 
 clean:
 	rm -rf _build book/notebooks book/_static/plotly.min.js book/_static/mathjax .pytest_cache
