@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from echo_utils import compute, segmentation  # noqa: E402
 from echo_utils.data import study  # noqa: E402
-from echo_utils.config import RunPaths, load_config  # noqa: E402
+from echo_utils.config import load_config # noqa: E402
+from echo_utils.rundir import RunPaths
 from echo_utils.report import smoothness, tables  # noqa: E402
 
 SHARED = ("data", "registration", "pseudo_labels")

@@ -631,15 +631,3 @@ def config_hash(*parts: object, length: int = 12) -> str:
 
     blob = json.dumps([norm(p) for p in parts], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
-
-
-# The run directory's helpers live in echo_utils.rundir; these names stay importable from here.
-_IN_RUNDIR = ("RunPaths", "resolve_run_dir", "load_study")
-
-
-def __getattr__(name: str):
-    if name in _IN_RUNDIR:
-        from . import rundir
-
-        return getattr(rundir, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

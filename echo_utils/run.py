@@ -24,7 +24,6 @@ import argparse
 import os
 import random
 import re
-import shlex
 import shutil
 import signal
 import sys
@@ -44,7 +43,7 @@ from .config import (
     resolve_params_path,
 )
 from .preflight import preflight
-from .rundir import RunLock, RunPaths, _run_dir_path, check_settings, load_study
+from .rundir import RunLock, RunPaths, _run_dir_path, _set_items, check_settings, load_study, resume_command
 
 __all__ = [
     "NotebookFailed",
@@ -148,37 +147,6 @@ def discover_notebooks(only: list[str] | None = None, notebook_dir: Path = NOTEB
 def _format_seconds(s: float) -> str:
     m, s = divmod(int(round(s)), 60)
     return f"{m}m{s:02d}s" if m else f"{s}s"
-
-
-def _set_items(tree: dict, prefix: str = "") -> list[str]:
-    import json
-
-    items = []
-    for k, v in tree.items():
-        if isinstance(v, dict) and v:
-            items += _set_items(v, f"{prefix}{k}.")
-        else:
-            items.append(f"{prefix}{k}={json.dumps(v) if not isinstance(v, str) else v}")
-    return items
-
-
-def resume_command(
-    params: str | Path,
-    overrides: dict | None,
-    run_dir: str | Path,
-    device: str | None = None,
-    only: list[str] | None = None,
-) -> str:
-    """The shell command that reruns (and so resumes) a run: finished notebooks' steps are cached."""
-    args = ["python", "-m", "echo_utils.run", "--params", display_path(params)]
-    for item in _set_items(overrides or {}):
-        args += ["--set", item]
-    args += ["--run-dir", display_path(run_dir)]
-    if device:
-        args += ["--device", device]
-    if only:
-        args += ["--only", *only]
-    return shlex.join(args)
 
 
 def run_notebooks(

@@ -23,6 +23,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import shlex
 import socket
 import sys
 import uuid
@@ -60,6 +61,7 @@ __all__ = [
     "RunPaths",
     "resolve_run_dir",
     "load_study",
+    "resume_command",
 ]
 
 SETTINGS_FILE = "run.json"
@@ -450,3 +452,32 @@ def load_study(
     check_settings(paths.root, cfg, record=True, params=resolve_params_path(params),
                    overrides=parse_overrides(overrides))
     return cfg, paths
+
+
+def _set_items(tree: dict, prefix: str = "") -> list[str]:
+    items = []
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            items += _set_items(v, f"{prefix}{k}.")
+        else:
+            items.append(f"{prefix}{k}={json.dumps(v) if not isinstance(v, str) else v}")
+    return items
+
+
+def resume_command(
+    params: str | Path,
+    overrides: dict | None,
+    run_dir: str | Path,
+    device: str | None = None,
+    only: list[str] | None = None,
+) -> str:
+    """The shell command that reruns (and so resumes) a run: finished notebooks' steps are cached."""
+    args = ["python", "-m", "echo_utils.run", "--params", display_path(params)]
+    for item in _set_items(overrides or {}):
+        args += ["--set", item]
+    args += ["--run-dir", display_path(run_dir)]
+    if device:
+        args += ["--device", device]
+    if only:
+        args += ["--only", *only]
+    return shlex.join(args)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Union
 import numpy as np
 
 from .config import display_path
+from .rundir import SETTINGS_FILE, resume_command
 
 __all__ = ["UnsafeFile", "DamagedFile", "NUMPY_ALLOWED", "load_torch", "read_nifti", "check_gzip", "read_json",
            "read_table", "rerun_hint"]
@@ -72,8 +73,6 @@ def rerun_hint(path: str | Path, notebook: str, *, delete: bool | str | Path = F
     """
     gone = "" if delete is False else "delete it and " if delete is True else f"delete {display_path(delete)} and "
     advice = f"{gone}rerun notebook {notebook}, which rebuilds it"
-    from .rundir import SETTINGS_FILE
-
     path = Path(path).resolve()
     for run_dir in path.parents:
         record = run_dir / SETTINGS_FILE
@@ -84,8 +83,6 @@ def rerun_hint(path: str | Path, notebook: str, *, delete: bool | str | Path = F
             except (OSError, ValueError, AttributeError):
                 params = None
             if params:
-                from .run import resume_command
-
                 cmd = resume_command(params, rec.get("overrides") or {}, run_dir, None, [notebook])
                 return f"{advice}: {cmd}"
             break

@@ -141,7 +141,8 @@ def test_deleted_model_retrains_to_identical_predictions(built_book, tmp_path):
     """Delete one trained model (3D sparse) from the finished ci run and rerun notebook 04: the predictions of every
     model come back byte for byte (the other models from the cache, the deleted one retrained from its own seed)."""
     from echo_utils import segmentation
-    from echo_utils.config import RunPaths, load_config
+    from echo_utils.config import load_config
+    from echo_utils.rundir import RunPaths
 
     root, executed, _ = built_book
     nb = nbformat.read(next(p for p in executed if p.name.startswith("04_")), as_version=4)

@@ -21,7 +21,8 @@ import yaml
 
 from echo_utils import compute
 from echo_utils.compute import Job, JobsFailed, is_done, run_jobs
-from echo_utils.config import ComputeConfig, ConfigError, RunPaths, load_config
+from echo_utils.config import ComputeConfig, ConfigError, load_config
+from echo_utils.rundir import RunPaths
 
 TESTS = Path(__file__).resolve().parent
 PARAMS = TESTS.parent / "notebooks" / "params"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from echo_utils.config import RunPaths
+from echo_utils.rundir import RunPaths
 from echo_utils.run import run_notebooks
 from test_book import build_ci_book
 

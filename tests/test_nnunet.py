@@ -11,7 +11,8 @@ import SimpleITK as sitk
 
 from echo_utils import segmentation as nnunet
 from echo_utils.camus import EchoSequence
-from echo_utils.config import RunPaths, load_config
+from echo_utils.config import load_config
+from echo_utils.rundir import RunPaths
 
 
 def toy_sequence(patient: str, view: str, n_frames: int = 6, size: int = 32, seed: int = 0) -> EchoSequence:
@@ -387,7 +388,8 @@ def test_plain_script_without_main_guard_runs_once(pools, tmp_path):
             fh.write("ran\\n")
         from test_nnunet import toy_cohort
         from echo_utils import segmentation
-        from echo_utils.config import RunPaths, load_config
+        from echo_utils.config import load_config
+        from echo_utils.rundir import RunPaths
         cfg = load_config("notebooks/params/ci.yaml", overrides={{"nnunet": {{"pools": {pools!r}}}}})
         paths = RunPaths({str(tmp_path / "run")!r})
         seqs = toy_cohort(3, size=32)

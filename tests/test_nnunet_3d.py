@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from echo_utils import segmentation as nnunet
-from echo_utils.config import ComputeConfig, RunPaths, load_config
+from echo_utils.config import ComputeConfig, load_config
+from echo_utils.rundir import RunPaths
 from echo_utils.report import smoothness, tables
 
 from test_nnunet import toy_cohort, toy_sequence

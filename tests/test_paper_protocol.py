@@ -20,7 +20,8 @@ from echo_fixtures import PAPER_SPLIT, PAPER_T, PAPER_TED, write_paper_study
 
 import echo_utils.registration.train as reg_train
 from echo_utils import fusion, registration
-from echo_utils.config import RunPaths, load_config
+from echo_utils.config import load_config
+from echo_utils.rundir import RunPaths
 from echo_utils.data import study
 
 TINY = {  # the paper's registration at a test's scale (64x64 images, 4x4 control cells, a few iterations)

@@ -207,7 +207,7 @@ def test_load_predictions_reports_missing(cohort, tmp_path):
     import SimpleITK as sitk
 
     from echo_utils import nnunet
-    from echo_utils.config import RunPaths
+    from echo_utils.rundir import RunPaths
 
     paths = RunPaths(tmp_path)
     seq = cohort[0]
@@ -338,7 +338,7 @@ def test_nnunet_fig2_scores_reads_saved_predictions(cohort, tmp_path):
     import SimpleITK as sitk
 
     from echo_utils import nnunet
-    from echo_utils.config import RunPaths
+    from echo_utils.rundir import RunPaths
 
     paths = RunPaths(tmp_path)
     for seq, folder in ((cohort[0], "2d_sparse_train"), (cohort[1], "2d_sparse_fig2")):
@@ -354,7 +354,7 @@ def test_nnunet_fig2_scores_reads_saved_predictions(cohort, tmp_path):
 def test_load_fig2_without_notebook_03(tmp_path):
     from types import SimpleNamespace
 
-    from echo_utils.config import RunPaths
+    from echo_utils.rundir import RunPaths
 
     videos, scores, notes = F2.load_fig2(SimpleNamespace(registration=SimpleNamespace(method="dlir")), RunPaths(tmp_path))
     assert videos is None and scores is None and "run notebook 03 first" in notes[0]

@@ -159,7 +159,8 @@ def test_rerun_hint_gives_the_runner_command_of_the_run(tmp_path):
 def test_damaged_metrics_table_is_named_with_the_command_that_rewrites_it(tmp_path):
     import pandas as pd
 
-    from echo_utils.config import RunPaths, load_config
+    from echo_utils.config import load_config
+    from echo_utils.rundir import RunPaths
     from echo_utils.report.fig2_summary import load_fig2
 
     paths = RunPaths(tmp_path)
@@ -201,7 +202,7 @@ def test_truncated_prediction_is_named_not_read_as_zeros(tmp_path):
 
     from echo_utils import segmentation as nnunet
     from echo_utils.camus import EchoSequence
-    from echo_utils.config import RunPaths
+    from echo_utils.rundir import RunPaths
     from echo_utils.safe_load import check_gzip
 
     paths = RunPaths(tmp_path)

@@ -21,7 +21,8 @@ from echo_fixtures import (
 
 from echo_utils import camus
 from echo_utils.camus import EchoDataError, EchoSequence
-from echo_utils.config import RunPaths, load_config
+from echo_utils.config import load_config
+from echo_utils.rundir import RunPaths
 from echo_utils.data import study
 
 # --- cohort and split ---------------------------------------------------------------------------------------------

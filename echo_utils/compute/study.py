@@ -62,7 +62,8 @@ def _key(fn: str, cfg, *extra) -> str:
 
 def _context(config: dict, run_dir: str):
     """``(cfg, paths)`` from a profile dump and the run directory (strict JSON validation, as ``load_config``)."""
-    from ..config import RunPaths, StudyConfig
+    from ..config import StudyConfig
+    from ..rundir import RunPaths
 
     cfg = StudyConfig.model_validate_json(json.dumps(config), strict=True)
     return cfg, RunPaths(run_dir)

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import RunPaths, StudyConfig
+from ..config import StudyConfig
+from ..rundir import RunPaths
 from ..labels import LABEL_VALUES as LABELS  # name -> label value, as nnU-Net's dataset.json wants
 from ..labels import MODELS
 

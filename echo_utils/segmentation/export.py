@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
-from ..config import RunPaths, StudyConfig
+from ..config import StudyConfig
+from ..rundir import RunPaths
 from .env import (FILE_ENDING, IGNORE_LABEL, LABELS, ModelSpec, NnUNetError, configure_nnunet, dataset_id,
                   dataset_name, nnunet_dirs, pools, quiet, read_json, write_json, write_nifti)
 from .env import spec as _spec

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ..config import NnUNetConfig, RunPaths, StudyConfig, config_hash
+from ..config import NnUNetConfig, StudyConfig, config_hash
+from ..rundir import RunPaths
 from .env import (LABELS, PLANS, NnUNetError, configure_nnunet, configuration_name, dataset_id, dataset_name,
                   jsonable, model_seed, nnunet_dirs, pools, quiet, read_json, spec, write_json)
 from .export import EXPORT_MARKER

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import RunPaths, StudyConfig
+from ..config import StudyConfig
+from ..rundir import RunPaths
 from .env import (FILE_ENDING, TRAINER, NnUNetError, configuration_name, configure_nnunet, cpu_threads,
                   dataset_name, file_digest, quiet, read_json, write_json, write_nifti)
 from .export import dataset_time_spacing

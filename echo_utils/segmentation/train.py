@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ..config import RunPaths, StudyConfig, config_hash
+from ..config import StudyConfig, config_hash
+from ..rundir import RunPaths
 from .env import (LABELS, PLANS, TRAINER, NnUNetError, configure_nnunet, configuration_name, cpu_threads,
                   dataset_name, nnunet_dirs, quiet, read_json, spec, write_json)
 from .plans import plans_file, training_settings
