@@ -10,16 +10,14 @@ import pytest
 from echo_utils.config import (
     SEED_OFFSETS,
     ConfigError,
-    RunPaths,
     StudyConfig,
     config_hash,
     display_path,
     load_config,
-    load_study,
     parse_overrides,
     resolve_params_path,
-    resolve_run_dir,
 )
+from echo_utils.rundir import RunPaths, load_study, resolve_run_dir
 
 PARAMS = Path(__file__).resolve().parent.parent / "notebooks" / "params"
 

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 
 from echo_utils.config import PROJECT_ROOT, ConfigError, display_path
-from echo_utils.rundir import LOCK_FILE, SETTINGS_FILE, RunLock, SettingsMismatch
-from echo_utils.run import NotebookFailed, discover_notebooks, main, resume_command, run_notebooks, setup_notebook
+from echo_utils.rundir import LOCK_FILE, SETTINGS_FILE, RunLock, SettingsMismatch, resume_command
+from echo_utils.run import NotebookFailed, discover_notebooks, main, run_notebooks, setup_notebook
 
 PARAMS_CELL = 'params = "notebooks/params/demo.yaml"\nrun_dir = None\ndevice = None\noverrides = None'
 QUIET = dict(log=lambda *a, **k: None)
