@@ -44,7 +44,8 @@ Temporal metrics
 ----------------
 ``smoothness`` implements Eq. 2 of the paper as the authors computed it (``trapz(diff(a, 2)**2)``, area in pixels,
 unit frame spacing); a unit-aware variant uses mm^2 and time normalised to [0, 1]. ``temporal_inconsistency`` is
-the threshold-based measure of Painchaud et al. (TMI 2022).
+the threshold-based per-frame test of Painchaud et al. (TMI 2022) as vitalab/vital implements it
+(``vital/metrics/evaluate/attribute.py``).
 
 Clinical indices
 ----------------
@@ -440,16 +441,23 @@ def smoothness(area, *, dt: float = 1.0, normalize_time: bool = False) -> float:
     return float(np.trapezoid(d2**2, dx=dt))
 
 
-def temporal_inconsistency(curve, *, threshold: float = 0.2, bounds: tuple[float, float] | None = None,
+def temporal_inconsistency(curve, *, threshold: float = 1.60e-2, bounds: tuple[float, float] | None = None,
                            return_frames: bool = False):
-    """Ratio of temporally inconsistent frames (Painchaud et al., IEEE TMI 2022).
+    """Ratio of temporally inconsistent frames (Painchaud et al., IEEE TMI 2022), as vitalab/vital computes it.
 
-    The curve (e.g. an area curve) is min-max normalised to [0, 1] (with ``bounds=(lo, hi)`` if given, else its own
-    min and max). For each interior frame ``d(t) = a(t) - (a(t-1) + a(t+1)) / 2``; the two end frames get
-    ``d = 0`` (they lack a neighbour, as in vital). A frame is inconsistent when ``|d(t)| > threshold``. The
-    default ``threshold=0.2`` is the value vital/castor use for the LV area attribute (``lv_area``; they use 0.3
-    for the myocardium area). Returns the ratio ``#inconsistent / T`` (and the boolean per-frame flags if
-    ``return_frames``). A constant curve is perfectly consistent (ratio 0).
+    ``curve`` ``(T,)``: one attribute per frame (e.g. a structure's area, px or mm^2). It is min-max scaled,
+    ``(a - lo) / (hi - lo)``, with ``bounds=(lo, hi)`` if given (vital passes fixed dataset-wide bounds per
+    attribute, ``vital/data/camus/statistics/image_attr_stats.yaml``), else the curve's own min and max (vital's
+    ``minmax_scaling`` without bounds). For each interior frame ``d(t) = a(t) - (a(t-1) + a(t+1)) / 2``: the frame
+    against the linear interpolation of its two neighbours; the two end frames get ``d = 0`` (they lack a
+    neighbour; vital pads them with 0, "temporally consistent by default"). A frame is inconsistent when
+    ``|d(t)| > threshold`` (strict, as vital's ``check_temporal_consistency_errors``). The default
+    ``threshold=1.60e-2`` is vital's ``lv_area`` value (``vital/data/camus/statistics/attr_thresholds.yaml``; its
+    ``myo_area`` is 3.21e-2); per-structure choices live in :data:`echo_utils.report.smoothness.INCONSISTENCY_THRESHOLDS`.
+
+    Returns the ratio ``#inconsistent / T`` in [0, 1] (and the boolean per-frame flags ``(T,)`` if
+    ``return_frames``). A constant curve (zero range) is perfectly consistent (ratio 0), where vital would divide
+    by zero.
     """
     a = np.asarray(curve, dtype=float).ravel()
     if a.size == 0:

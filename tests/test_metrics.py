@@ -314,19 +314,61 @@ def test_smoothness_orders_noisy_curves_and_short_sequences():
         assert np.isnan(M.smoothness([1.0, 2.0, 4.0]))
 
 
-def test_temporal_inconsistency():
-    t = np.linspace(0, np.pi, 20)
-    smooth = 1000 + 300 * np.cos(t)
-    assert M.temporal_inconsistency(smooth) == 0.0
-    spiky = smooth.copy()
-    spiky[7] += 200
-    ratio, flags = M.temporal_inconsistency(spiky, return_frames=True)
-    assert flags[7] and not flags[0] and not flags[-1]
-    assert ratio == pytest.approx(flags.sum() / 20) and ratio > 0
-    # a higher threshold flags fewer frames; bounds fix the normalisation
-    assert M.temporal_inconsistency(spiky, threshold=0.9) <= ratio
-    assert M.temporal_inconsistency(spiky, bounds=(0, 1e6)) == 0.0
-    assert M.temporal_inconsistency(np.full(5, 3.0)) == 0.0
+def _vital_d(a, lo, hi):
+    """vital's d(t) written independently: the frame minus the mean of its neighbours, as a convolution with
+    [-1/2, 1, -1/2] on the min-max scaled curve, end frames 0."""
+    x = (np.asarray(a, float) - lo) / (hi - lo)
+    return np.pad(np.convolve(x, [-0.5, 1.0, -0.5], mode="valid"), 1)
+
+
+def test_temporal_inconsistency_flags_exactly_the_spike_frames():
+    line = np.arange(11, dtype=float)  # linear: d = 0 everywhere
+    assert M.temporal_inconsistency(line, bounds=(0, 10)) == 0.0
+    # spike delta at frame 5, bounds (0, 10): d(5) = delta / 10, d(4) = d(6) = -delta / 20, others 0
+    small = line.copy()
+    small[5] += 0.25  # d(5) = 0.025 > 0.016, |d(4)| = |d(6)| = 0.0125 < 0.016
+    ratio, flags = M.temporal_inconsistency(small, threshold=1.60e-2, bounds=(0, 10), return_frames=True)
+    assert np.flatnonzero(flags).tolist() == [5] and ratio == pytest.approx(1 / 11)
+    big = line.copy()
+    big[5] += 0.5  # d(5) = 0.05, |d(4)| = |d(6)| = 0.025: the two neighbours fail too
+    ratio, flags = M.temporal_inconsistency(big, threshold=1.60e-2, bounds=(0, 10), return_frames=True)
+    assert np.flatnonzero(flags).tolist() == [4, 5, 6] and ratio == pytest.approx(3 / 11)
+    np.testing.assert_array_equal(flags, np.abs(_vital_d(big, 0, 10)) > 1.60e-2)
+    # strict inequality, as vital: |d| equal to the threshold passes
+    eight = np.arange(9, dtype=float)
+    eight[4] += 0.5  # d(4) = 0.5 / 8 = 0.0625 exactly in binary
+    assert not M.temporal_inconsistency(eight, threshold=0.0625, bounds=(0, 8), return_frames=True)[1][4]
+    assert M.temporal_inconsistency(eight, threshold=0.0624, bounds=(0, 8), return_frames=True)[1][4]
+    # the end frames lack a neighbour and are never flagged, however far they jump
+    ends = line.copy()
+    ends[0] -= 5
+    ends[-1] += 5
+    assert not M.temporal_inconsistency(ends, bounds=(0, 10), return_frames=True)[1][[0, -1]].any()
+    # without bounds the curve's own range scales it (vital's minmax_scaling without bounds)
+    own = M.temporal_inconsistency(big, return_frames=True)[1]
+    np.testing.assert_array_equal(own, np.abs(_vital_d(big, big.min(), big.max())) > 1.60e-2)
+    assert M.temporal_inconsistency(np.full(5, 3.0)) == 0.0  # constant: consistent (vital would divide by 0)
+    with pytest.raises(ValueError, match="non-empty"):
+        M.temporal_inconsistency([])
+
+
+@pytest.mark.parametrize("n, period", [(20, 38), (30, 29), (14, 26)])
+def test_temporal_inconsistency_of_a_sinusoid(n, period):
+    """a(t) = (1 + cos(w t)) / 2 scaled to [0, 1]: d(t) = (1 - cos w) / 2 * cos(w t) exactly. With at least 25
+    frames per period, (1 - cos w) / 2 < 1.60e-2 and no frame fails vital's LV (or MYO) area threshold; with
+    fewer, exactly the frames where the analytic |d| exceeds it fail."""
+    w = 2 * np.pi / period
+    t = np.arange(n)
+    a = 500 + 300 * np.cos(w * t)
+    for th in (1.60e-2, 3.21e-2):
+        assert M.temporal_inconsistency(a, threshold=th, bounds=(200, 800)) == 0.0
+    few = 500 + 300 * np.cos(2 * np.pi / 12 * t)  # 12 frames per period: (1 - cos w) / 2 = 0.067
+    d = (1 - np.cos(2 * np.pi / 12)) / 2 * np.cos(2 * np.pi / 12 * t)
+    expected = np.abs(d) > 1.60e-2
+    expected[[0, -1]] = False
+    _, flags = M.temporal_inconsistency(few, threshold=1.60e-2, bounds=(200, 800), return_frames=True)
+    np.testing.assert_array_equal(flags, expected)
+    assert flags.any()
 
 
 # ---------------------------------------------------------------------------------------------------------------

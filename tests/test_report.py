@@ -152,6 +152,76 @@ def test_smoothness_table_orders_smooth_and_jittery(cohort):
     assert not S.median_ordering(tab, ["2d_sparse", "3d_dense"]).loc["LV", "holds"]
 
 
+def _linear_sequence(patient: str, view: str, n: int = 7, dense: bool = True) -> EchoSequence:
+    """LV bottom edge rising exactly 2 rows per frame: LV and myocardium areas linear in t (d(t) = 0), LA
+    constant. LV area 16 x (22 - 2t) px: 352 at ED to 160 at ES; ring 132 + 6 x (22 - 2t): 264 to 192."""
+    frames = np.stack([_rect_labels(8, 30 - 2 * t, 12, 28) for t in range(n)])
+    return EchoSequence(patient=patient, view=view, images=np.zeros((n, H, W), np.float32), spacing=SPACING,
+                        ed=0, es=n - 1, labels={0: frames[0].copy(), n - 1: frames[-1].copy()},
+                        dense=frames if dense else None, dense_kind="exact" if dense else None)
+
+
+def _spike(labels: np.ndarray, t: int) -> np.ndarray:
+    """Frame ``t``'s LV grown by 2 rows into the ring: LV area +32 px, ring -32 px in that frame only."""
+    out = labels.copy()
+    bottom = np.where((labels[t] == 1).any(1))[0].max()
+    band = out[t, bottom + 1 : bottom + 3]
+    band[band == 2] = 1
+    return out
+
+
+def test_inconsistency_summary_counts_frames_and_sequences():
+    seqs = [_linear_sequence(f"patient000{i}", v) for i in (1, 2) for v in ("2CH", "4CH")]
+    spiked = seqs[1].key
+    preds = {"3d_dense": {s.key: s.dense for s in seqs},
+             "2d_sparse": {s.key: _spike(s.dense, 3) if s.key == spiked else s.dense for s in seqs}}
+    tab = S.smoothness_table(preds, seqs)
+    assert tab.attrs["bounds"]["LV"] == (160.0, 352.0) and "dense references" in tab.attrs["bounds_source"]
+    # LV: d(3) = 32/192 = 0.167, d(2) = d(4) = -0.083, all > 1.60e-2; ring: 32/72 and 16/72, all > 3.21e-2
+    row = tab[(tab["model"] == "2d_sparse") & (tab["patient"] == seqs[1].patient) & (tab["view"] == seqs[1].view)]
+    assert row.set_index("structure").loc[["LV", "MYO", "LA"], "inconsistent_frames"].tolist() == [3, 3, 0]
+    summ = S.inconsistency_summary(tab)
+    assert list(summ.index.get_level_values("model")[:3]) == ["reference", "2d_sparse", "3d_dense"]
+    for st, th in (("LV", 1.60e-2), ("MYO", 3.21e-2)):
+        r = summ.loc[(st, "2d_sparse")]
+        assert r["threshold"] == th
+        assert (r["frames"], r["inconsistent_frames"]) == (28, 3) and r["frame_fraction"] == pytest.approx(3 / 28)
+        assert (r["sequences"], r["inconsistent_sequences"]) == (4, 1) and r["sequence_fraction"] == 0.25
+        for clean in ("reference", "3d_dense"):  # linear areas: no violation at all
+            assert summ.loc[(st, clean), "inconsistent_frames"] == 0 and summ.loc[(st, clean), "sequence_fraction"] == 0
+    assert summ.loc[("LA", "2d_sparse"), "inconsistent_frames"] == 0
+    # a second spike in the same sequence adds frames but not sequences
+    preds["2d_sparse"][spiked] = _spike(_spike(seqs[1].dense, 3), 1)
+    r = S.inconsistency_summary(S.smoothness_table(preds, seqs)).loc[("LV", "2d_sparse")]
+    assert r["inconsistent_sequences"] == 1 and r["inconsistent_frames"] > 3
+    lines = S.inconsistency_statements(summ)
+    assert lines[0].startswith("LV") and "2D sparse 10.7% of frames, 25% of sequences (1/4)" in lines[0]
+    assert "Above the reference's frame fraction: 2D sparse" in lines[0] and "Not above it: 3D dense" in lines[0]
+    assert not any("itself violates" in ln for ln in lines)  # the control passes here
+    with pytest.raises(ValueError, match="inconsistent_frames"):
+        S.inconsistency_summary(tab.drop(columns="inconsistent_frames"))
+
+
+def test_inconsistency_bounds_without_dense_reference_use_the_manual_labels():
+    """Without a dense reference the bounds come from the manual ED/ES labels (the LV's extremes), not from the
+    predictions: a model with a wide spike cannot widen the range that scales it."""
+    seqs = [_linear_sequence(f"patient000{i}", "4CH", dense=False) for i in (1, 2)]
+    full = _linear_sequence("x", "4CH").dense
+    preds = {"2d_sparse": {seqs[0].key: _spike(full, 3), seqs[1].key: full}}
+    tab = S.smoothness_table(preds, seqs)
+    assert set(tab["model"]) == {"2d_sparse"} and "manual ED/ES labels" in tab.attrs["bounds_source"]
+    assert tab.attrs["bounds"]["LV"] == (160.0, 352.0)
+    assert S.inconsistency_summary(tab).loc[("LV", "2d_sparse"), "inconsistent_frames"] == 3
+
+
+def test_inconsistency_thresholds_are_vitals():
+    """vital/data/camus/statistics/attr_thresholds.yaml: lv_area 1.60e-2, myo_area 3.21e-2; vital has no LA or
+    epicardium area, for which we use lv_area's."""
+    assert S.VITAL_ATTR_THRESHOLDS["lv_area"] == 1.60e-2 and S.VITAL_ATTR_THRESHOLDS["myo_area"] == 3.21e-2
+    assert S.INCONSISTENCY_THRESHOLDS == {"LV": 1.60e-2, "MYO": 3.21e-2, "EPI": 1.60e-2, "LA": 1.60e-2}
+    assert S.INCONSISTENCY_METRICS.endswith(".csv")
+
+
 def test_smoothness_units_mm_is_rescaled_px(cohort):
     preds = {"2d_sparse": {s.key: _jitter(s.dense) for s in cohort}}
     px = S.smoothness_table(preds, cohort, include_reference=False).set_index(["patient", "view", "structure"])

@@ -27,7 +27,12 @@ def test_figures_have_titles_units_and_the_vocabulary_colours(cohort):
     assert {t.name: t.marker.color for t in fig.data} == {
         "2D sparse": L.MODEL_COLORS["2d_sparse"], "3D dense": L.MODEL_COLORS["3d_dense"],
         "reference": L.MODEL_COLORS["reference"]}
-    assert "fraction" in F.inconsistency_figure(tab, title="ratio").layout.yaxis.title.text
+    inc = F.inconsistency_figure(S.inconsistency_summary(tab), title="ratio")
+    assert "fraction" in inc.layout.yaxis.title.text and "sequences" in inc.layout.yaxis2.title.text
+    assert [t.name for t in inc.data if t.showlegend] == ["2D sparse", "3D dense", "reference"]  # labels.ordered
+    assert {t.marker.color for t in inc.data if t.name == "3D dense"} == {L.MODEL_COLORS["3d_dense"]}
+    with pytest.raises(ValueError, match="inconsistency_summary"):
+        F.inconsistency_figure(tab, title="ratio")
     ref = TB.lv_indices(cohort, lambda s: s.labels)
     ba = F.bland_altman_figure({"2d_sparse": ref["EF"] + 1.0}, ref["EF"], title="EF", unit="%")
     assert "%" in ba.layout.yaxis.title.text and len(ba.data) == 1 and ba.data[0].marker.color == L.color("2d_sparse")

@@ -149,20 +149,35 @@ def smoothness_figure(table: pd.DataFrame, *, value: str = "smoothness", log: bo
     return fig
 
 
-def inconsistency_figure(table: pd.DataFrame, *, title: str):
-    """Mean temporal-inconsistency ratio (fraction of frames) per structure and model, as grouped bars with the
-    sd over sequences as error bars."""
+def inconsistency_figure(summary: pd.DataFrame, *, title: str):
+    """Painchaud et al.'s per-frame consistency test, from
+    :func:`echo_utils.report.smoothness.inconsistency_summary`: grouped bars per structure (x) and model (colour),
+    left the fraction of frames that violate the threshold, right the fraction of sequences with at least one
+    violating frame (both 0-1; hover: the counts)."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    g = table.groupby(["model", "structure"])["inconsistency"].agg(["mean", "std"]).reset_index()
-    fig = go.Figure()
+    need = {"frame_fraction", "sequence_fraction", "inconsistent_frames", "frames", "inconsistent_sequences",
+            "sequences"}
+    if not need <= set(summary.columns):
+        raise ValueError("inconsistency_figure needs smoothness.inconsistency_summary output; missing columns "
+                         f"{sorted(need - set(summary.columns))}")
+    g = summary.reset_index()
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("frames violating the threshold",
+                                                        "sequences with at least one violating frame"))
     for model in ordered(g["model"].unique()):
         sub = g[g["model"] == model]
-        fig.add_trace(go.Bar(x=sub["structure"].map(lambda s: STRUCTURE_NAMES.get(s, s)), y=sub["mean"],
-                             error_y=dict(type="data", array=sub["std"].fillna(0)), name=name(model),
-                             marker_color=color(model)))  # fmt: skip
-    fig.update_layout(barmode="group", title=title, xaxis_title="structure",
-                      yaxis_title="inconsistent frames (fraction, 0-1)", height=420)
+        x = sub["structure"].map(lambda s: STRUCTURE_NAMES.get(s, s))
+        for col, (value, num, den) in enumerate((("frame_fraction", "inconsistent_frames", "frames"),
+                                                 ("sequence_fraction", "inconsistent_sequences", "sequences")), 1):
+            fig.add_trace(go.Bar(x=x, y=sub[value], name=name(model), marker_color=color(model),
+                                 legendgroup=model, showlegend=col == 1,
+                                 hovertext=[f"{int(a)}/{int(b)}" for a, b in zip(sub[num], sub[den])]),
+                          row=1, col=col)  # fmt: skip
+    fig.update_layout(barmode="group", title=title, height=420)
+    fig.update_xaxes(title_text="structure")
+    fig.update_yaxes(title_text="inconsistent frames (fraction, 0-1)", row=1, col=1)
+    fig.update_yaxes(title_text="inconsistent sequences (fraction, 0-1)", row=1, col=2)
     return fig
 
 

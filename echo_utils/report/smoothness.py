@@ -1,10 +1,12 @@
 """Fig. 3 of the paper: temporal smoothness (Eq. 2) and inconsistency of every model, and the ordering claim.
 
 Eq. 2 (:func:`echo_utils.metrics.smoothness`) integrates the squared second derivative of a structure's area
-curve; the inconsistency ratio (:func:`echo_utils.metrics.temporal_inconsistency`, Painchaud et al., IEEE TMI 2022)
-counts frames whose normalised area bends past a threshold. Here they are computed for every model, test sequence
-and structure, with the dense reference as a control where the data have one (the smoothness of the true motion),
-and compared along the paper's ordering 3D dense < 2D dense < 2D sparse.
+curve; the inconsistency test (:func:`echo_utils.metrics.temporal_inconsistency`, Painchaud et al., IEEE TMI 2022,
+as vitalab/vital implements it) flags the frames whose min-max scaled area departs from the mean of its two
+neighbours by more than vital's per-attribute threshold. Here they are computed for every model, test sequence and
+structure, with the dense reference as a control where the data have one (the smoothness of the true motion), and
+compared along the paper's ordering 3D dense < 2D dense < 2D sparse. :func:`inconsistency_summary` counts, per
+model and structure, the fraction of frames and of sequences that violate the threshold.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..data.camus import EchoSequence
 
 __all__ = [
+    "VITAL_ATTR_THRESHOLDS",
     "INCONSISTENCY_THRESHOLDS",
+    "INCONSISTENCY_METRICS",
     "area_curves",
     "smoothness_table",
+    "inconsistency_summary",
+    "inconsistency_statements",
     "median_ordering",
     "ordering_statements",
     "ratio_statements",
@@ -36,10 +42,41 @@ __all__ = [
     "even_odd_statements",
 ]
 
-INCONSISTENCY_THRESHOLDS = {"LV": 0.2, "MYO": 0.3, "EPI": 0.2, "LA": 0.2}
-"""Thresholds on the normalised second difference (see :func:`echo_utils.metrics.temporal_inconsistency`): 0.2 for
-the LV area and 0.3 for the myocardium area are the values of vitalab/vital and castor (Painchaud et al.); they
-publish none for the LA area, for which we reuse the LV's 0.2 (our choice)."""
+VITAL_ATTR_THRESHOLDS = {
+    "lv_area": 1.60e-2,
+    "lv_base_width": 9.69e-2,
+    "lv_length": 2.62e-2,
+    "lv_orientation": 2.29e-2,
+    "myo_area": 3.21e-2,
+    "epi_center_x": 4.56e-3,
+    "epi_center_y": 1.10e-2,
+}
+"""vitalab/vital's thresholds on ``|d(t)|`` (``vital/data/camus/statistics/attr_thresholds.yaml``, added with
+``vital/metrics/evaluate/attribute.py`` in commit 2e51ab6 "CAMUS temporal metrics"; "maximum tolerated difference
+between values for a frame and values interpolated from its previous/next neighbors", determined on CAMUS by
+Painchaud et al.). They apply to attributes min-max scaled with vital's dataset-wide bounds
+(``image_attr_stats.yaml``), so they are fractions of the attribute's range over the dataset."""
+
+INCONSISTENCY_THRESHOLDS = {
+    "LV": VITAL_ATTR_THRESHOLDS["lv_area"],
+    "MYO": VITAL_ATTR_THRESHOLDS["myo_area"],
+    "EPI": VITAL_ATTR_THRESHOLDS["lv_area"],
+    "LA": VITAL_ATTR_THRESHOLDS["lv_area"],
+}
+"""Per-structure thresholds on the scaled second difference (:func:`echo_utils.metrics.temporal_inconsistency`).
+``LV`` and ``MYO`` are vital's ``lv_area`` (1.60e-2) and ``myo_area`` (3.21e-2). vital has no left-atrium or
+epicardium (cavity + myocardium) area attribute: for ``LA`` and ``EPI`` we use ``lv_area``'s 1.60e-2 (our
+choice). The LA, like the LV cavity, is a blood pool whose area follows one smooth fill/empty motion from ED to
+ES, and 1.60e-2 is the stricter of vital's two area thresholds, so a model is not let off more lightly on the one
+structure without a published value."""
+
+INCONSISTENCY_METRICS = "temporal_inconsistency.csv"
+"""File name, under the run's ``metrics/`` folder, of the :func:`inconsistency_summary` table (notebook 05)."""
+
+
+_MODEL_RANK = {m: i for i, m in enumerate(dict.fromkeys([REFERENCE, *MODEL_NAMES]))}
+"""Row order of the summaries: the reference (the control) first, then the models in book order. (``MODEL_NAMES``
+also names the reference, last: enumerating ``[REFERENCE, *MODEL_NAMES]`` directly would rank it last.)"""
 
 
 def area_curves(labels: np.ndarray, spacing=None, structures: Iterable[str] = ("LV", "MYO", "LA")) -> dict[str, np.ndarray]:
@@ -94,41 +131,126 @@ def smoothness_table(
 
     Returns
     -------
-    Long table with columns ``model, patient, view, structure, smoothness, inconsistency``; ``attrs['unit']``.
+    Long table with columns ``model, patient, view, structure, smoothness, inconsistency`` (the fraction of the
+    sequence's frames that violate the threshold, 0-1), ``frames`` (T), ``inconsistent_frames`` (their number)
+    and ``threshold``; ``attrs['unit']``, ``attrs['bounds']`` (``{structure: (lo, hi)}``, area units) and
+    ``attrs['bounds_source']`` (a phrase naming where the bounds come from).
 
     Notes
     -----
-    The inconsistency ratio normalises every curve with dataset-wide bounds, like Painchaud et al.'s fixed
-    attribute bounds: the smallest and largest area of the structure over all dense references of ``sequences``
-    (over all curves being scored when none has a dense reference). A noisy curve cannot hide behind its own range.
+    vital scales each attribute with fixed dataset-wide bounds (``image_attr_stats.yaml``: the smallest and largest
+    value of the attribute over the reference segmentations of CAMUS), not with each curve's own range, so a noisy
+    curve cannot hide behind its own range. We transpose this to the run's data: the bounds are the smallest and
+    largest area of the structure over the dense references of ``sequences``; without any dense reference, over
+    their manual (ED/ES) labels; without those, over all the curves being scored. The thresholds are fractions of
+    that range, so the unit of the area (px or mm^2) does not matter.
     """
     thresholds = {**INCONSISTENCY_THRESHOLDS, **(thresholds or {})}
     sequences = list(sequences)
     structures = tuple(structures)
     sources, dense = _sources(predictions, sequences, units, include_reference)
     curves = list(_curves(sources, sequences, units, structures))  # (model, seq, structure, curve)
-    if dense:  # normalisation bounds from the dense references, whether or not they are reported
-        pool = list(_curves({REFERENCE: dense}, sequences, units, structures))
-    else:
-        pool = curves
-    bounds = {}
-    for s in structures:
-        vals = [c[3] for c in pool if c[2] == s]
-        if vals:
-            bounds[s] = (min(v.min() for v in vals), max(v.max() for v in vals))
+    bounds, bounds_source = _inconsistency_bounds(sequences, dense, curves, units, structures)
 
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # < 4 frames: smoothness is NaN, counted by the caller
         for model, seq, s, curve in curves:
+            ratio, flags = metrics.temporal_inconsistency(curve, threshold=thresholds[s], bounds=bounds[s],
+                                                          return_frames=True)
             rows.append({
                 "model": model, "patient": seq.patient, "view": seq.view, "structure": s,
                 "smoothness": float(metrics.smoothness(curve, normalize_time=units == "mm")),
-                "inconsistency": float(metrics.temporal_inconsistency(curve, threshold=thresholds[s], bounds=bounds[s])),
+                "inconsistency": float(ratio), "frames": int(flags.size), "inconsistent_frames": int(flags.sum()),
+                "threshold": float(thresholds[s]),
             })  # fmt: skip
-    out = pd.DataFrame(rows, columns=["model", "patient", "view", "structure", "smoothness", "inconsistency"])
+    out = pd.DataFrame(rows, columns=["model", "patient", "view", "structure", "smoothness", "inconsistency",
+                                      "frames", "inconsistent_frames", "threshold"])
     out.attrs["unit"] = ("px^2/frame^3 (area in pixels, unit frame spacing)" if units == "px"
                          else "mm^4 (area in mm^2, time in [0, 1])")  # fmt: skip
+    out.attrs["bounds"] = bounds
+    out.attrs["bounds_source"] = bounds_source
+    return out
+
+
+def _inconsistency_bounds(sequences: list, dense: dict, curves: list, units: str, structures: tuple):
+    """Dataset-wide min-max bounds ``{structure: (lo, hi)}`` for the inconsistency test, and where they come from
+    (see :func:`smoothness_table`, Notes)."""
+    if dense:
+        pool, source = list(_curves({REFERENCE: dense}, sequences, units, structures)), "the dense references"
+    else:
+        manual = {s.key: np.stack([s.labels[k] for k in sorted(s.labels)]) for s in sequences if s.labels}
+        if manual:
+            pool, source = list(_curves({"manual": manual}, sequences, units, structures)), "the manual ED/ES labels"
+        else:
+            pool, source = curves, "the scored curves (no reference labels)"
+    bounds = {}
+    for s in structures:
+        vals = [c[3] for c in pool if c[2] == s and len(c[3])]
+        if not vals:
+            vals = [c[3] for c in curves if c[2] == s and len(c[3])]
+        if vals:
+            bounds[s] = (float(min(v.min() for v in vals)), float(max(v.max() for v in vals)))
+    return bounds, f"the smallest and largest area over {source} of the scored sequences"
+
+
+def inconsistency_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per structure and model, how often the inconsistency test fails, from :func:`smoothness_table` output.
+
+    Returns one row per ``(structure, model)`` (book order: structures as in :mod:`echo_utils.labels`, the
+    reference first) with columns ``threshold``; ``sequences`` and ``inconsistent_sequences`` (those with at least
+    one violating frame) and their ratio ``sequence_fraction``; ``frames`` (all frames of those sequences, end frames
+    included, as vital counts them), ``inconsistent_frames`` and their ratio ``frame_fraction`` (pooled over the
+    sequences, not a mean of per-sequence ratios). Fractions are in [0, 1].
+    """
+    need = {"model", "structure", "frames", "inconsistent_frames", "threshold"}
+    if not need <= set(table.columns):
+        raise ValueError(f"inconsistency_summary needs smoothness_table output with columns {sorted(need)}; "
+                         f"missing {sorted(need - set(table.columns))}")
+    t = table.assign(violates=table["inconsistent_frames"] > 0)
+    g = t.groupby(["structure", "model"], sort=False)
+    out = pd.DataFrame({
+        "threshold": g["threshold"].first(),
+        "sequences": g.size(),
+        "inconsistent_sequences": g["violates"].sum().astype(int),
+        "frames": g["frames"].sum().astype(int),
+        "inconsistent_frames": g["inconsistent_frames"].sum().astype(int),
+    })  # fmt: skip
+    out["sequence_fraction"] = out["inconsistent_sequences"] / out["sequences"]
+    out["frame_fraction"] = out["inconsistent_frames"] / out["frames"].where(out["frames"] > 0)
+    out = out[["threshold", "frames", "inconsistent_frames", "frame_fraction", "sequences", "inconsistent_sequences",
+               "sequence_fraction"]]
+    rank = {s: i for i, s in enumerate(STRUCTURES)}
+    order = _MODEL_RANK
+    keys = sorted(out.index, key=lambda k: (rank.get(k[0], 99), order.get(k[1], 99)))
+    return out.reindex(pd.MultiIndex.from_tuples(keys, names=out.index.names))
+
+
+def inconsistency_statements(summary: pd.DataFrame, *, control: str = REFERENCE) -> list[str]:
+    """Sentences from :func:`inconsistency_summary`: per structure, each model's fraction of violating frames and
+    of sequences with at least one, beside the ``control`` (the dense reference: the true motion scored by the same
+    test). When the control itself violates the threshold, a sentence says so: on those data the threshold flags
+    true motion, and only a model's excess over the control is its own inconsistency."""
+    out = []
+    for st in [s for s in STRUCTURES if s in summary.index.get_level_values(0)]:
+        m = summary.loc[st]
+        parts = [f"{MODEL_NAMES.get(k, k)} {r.frame_fraction:.1%} of frames, {r.sequence_fraction:.0%} of sequences "
+                 f"({int(r.inconsistent_sequences)}/{int(r.sequences)})" for k, r in m.iterrows()]
+        line = f"{STRUCTURE_NAMES.get(st, st)} (threshold {m['threshold'].iloc[0]:.3g}): " + "; ".join(parts)
+        if control in m.index:
+            c = m.loc[control]
+            above = [MODEL_NAMES.get(k, k) for k, r in m.iterrows() if k != control
+                     and r.frame_fraction > c.frame_fraction]
+            below = [MODEL_NAMES.get(k, k) for k, r in m.iterrows() if k != control
+                     and not r.frame_fraction > c.frame_fraction]
+            if above:
+                line += f". Above the {control}'s frame fraction: {', '.join(above)}"
+            if below:
+                line += f". Not above it: {', '.join(below)}"
+            if c.inconsistent_frames > 0:
+                line += (f". The {control} itself violates the threshold in {c.frame_fraction:.1%} of frames: on these "
+                         "data the threshold flags true motion, so only the excess over it is a model's inconsistency")
+        out.append(line)
     return out
 
 
@@ -255,7 +377,7 @@ def even_odd_summary(table: pd.DataFrame) -> pd.DataFrame:
     cols = ["smoothness", "smoothness_without_even_odd", "even_odd", "even_odd_percent"]
     med = table.groupby(["structure", "model"], sort=False)[cols].median()
     rank = {s: i for i, s in enumerate(STRUCTURES)}
-    order = {m: i for i, m in enumerate([REFERENCE, *MODEL_NAMES])}
+    order = _MODEL_RANK
     return med.loc[sorted(med.index, key=lambda k: (rank.get(k[0], 99), order.get(k[1], 99)))]
 
 
