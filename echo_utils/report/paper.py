@@ -20,6 +20,8 @@ __all__ = [
     "METRICS",
     "PAPER_TABLE1",
     "PAPER_TABLE2",
+    "PAPER_TABLE2_STATISTIC",
+    "CLAS_README_TABLE2",
     "PAPER_FIG2_MEDIANS",
     "PAPER_FIG3_MEDIANS",
     "FIG2_KINDS",
@@ -68,7 +70,34 @@ LV cavity: they are NaN."""
 
 PAPER_TABLE2 = _paper_table2()
 """The paper's Table 2: agreement (Pearson correlation, bias, mean absolute error) of EDV (mL), ESV (mL) and EF (%)
-with the reference on the CAMUS test set, columns ``(index, stat)``."""
+with the reference on the CAMUS test set, columns ``(index, stat)``. The third statistic is printed under "MAE"
+for every row, but not every source reports an MAE: :data:`PAPER_TABLE2_STATISTIC` says, per row, what the
+``mae`` columns hold."""
+
+CLAS_README_TABLE2 = pd.DataFrame(
+    {"EDV": [None, None, 15.1], "ESV": [None, None, 8.4], "EF": [0.926, -0.1, 6.7]},
+    index=pd.Index(["corr", "bias", "sd"], name="stat"),
+    dtype=float,
+)
+"""CLAS's own README (Wei et al., MICCAI 2020; ``tumuzhuantoujun/CLAS-Pytorch``), CAMUS test set: EF correlation
+0.926, bias -0.1 and standard deviation 6.7 points; EDV and ESV standard deviations 15.1 and 8.4 mL (their
+correlation and bias are not taken from the README here: NaN). The paper's Table 2 lists 7.7 / 4.4 / 4.0 for CLAS
+under "MAE" instead."""
+
+PAPER_TABLE2_STATISTIC = pd.Series(
+    {
+        "intra-observer": "MAE",
+        "CLAS": "MAE as printed in the paper; CLAS's README reports sd 15.1 / 8.4 / 6.7 (EDV / ESV / EF) instead",
+        "2d_sparse": "MAE",
+        "2d_dense": "MAE",
+        "3d_dense": "MAE",
+    },
+    name="statistic",
+).rename_axis("model")
+"""What the ``mae`` columns of :data:`PAPER_TABLE2` report, per row: the paper's mean absolute error for its own
+models and the intra-observer variability; for CLAS, the values the paper prints as MAE, while CLAS's own README
+reports standard deviations (:data:`CLAS_README_TABLE2`), so a reader does not compare a spread with an error
+without knowing it."""
 
 FIG2_KINDS = ("2d_sparse", "bidirectional", "forward", "backward")
 """The four competitors of Fig. 2: the 2D sparse nnU-Net and the three pseudo-label directions."""

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .. import clinical, metrics
 from ..labels import MODEL_NAMES, STRUCTURE_NAMES, STRUCTURE_SHORT_NAMES, ordered
-from .paper import METRICS, PAPER_TABLE1, PAPER_TABLE2
+from .paper import METRICS, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_STATISTIC
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.camus import EchoSequence
@@ -44,6 +44,7 @@ __all__ = [
     "clinical_indices",
     "recorded_ef_check",
     "table2",
+    "TABLE2_STATISTIC_COLUMN",
     "table2_side_by_side",
     "table2_statements",
     "volume_errors",
@@ -408,13 +409,28 @@ def table2(auto: Mapping[str, pd.DataFrame], reference: pd.DataFrame) -> pd.Data
     return out
 
 
+TABLE2_STATISTIC_COLUMN = ("statistic", "MAE columns")
+"""The column of :func:`table2_side_by_side` that says, per row, what its ``MAE`` columns report."""
+
+
+def _with_statistic(formatted: tuple[pd.DataFrame, pd.DataFrame], statistic: pd.Series):
+    text, best = formatted[0].copy(), formatted[1].copy()
+    text[TABLE2_STATISTIC_COLUMN] = [statistic.get(m, "MAE") for m in text.index]
+    best[TABLE2_STATISTIC_COLUMN] = False
+    return text, best
+
+
 def table2_side_by_side(ours: pd.DataFrame, caption: str):
     """Table 2: this run's correlation, bias and MAE above the paper's, best of each source in bold (bias: closest
-    to 0). ``ours`` is :func:`table2` output; its counts (``n``, ``missing``) are left to :func:`table2_statements`."""
+    to 0). ``ours`` is :func:`table2` output; its counts (``n``, ``missing``) are left to :func:`table2_statements`.
+    A last column (:data:`TABLE2_STATISTIC_COLUMN`) states the statistic of each row's ``MAE`` columns: MAE for this
+    run, :data:`echo_utils.report.paper.PAPER_TABLE2_STATISTIC` for the paper's rows (CLAS's are printed as MAE by
+    the paper but reported as standard deviations by CLAS's README)."""
     values = ours.drop(columns="missing", level=0)
     values = values.loc[:, [c for c in values.columns if c[1] != "n"]]
     values.columns = pd.MultiIndex.from_tuples(list(values.columns), names=ours.columns.names)
-    text, best = _side_by_side(format_mean_sd(values), format_mean_sd(PAPER_TABLE2))
+    text, best = _side_by_side(_with_statistic(format_mean_sd(values), pd.Series(dtype=object)),
+                               _with_statistic(format_mean_sd(PAPER_TABLE2), PAPER_TABLE2_STATISTIC))
     return style_best(*_display_frame(text, best), caption=caption)
 
 
