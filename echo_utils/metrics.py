@@ -453,7 +453,8 @@ def temporal_inconsistency(curve, *, threshold: float = 1.60e-2, bounds: tuple[f
     neighbour; vital pads them with 0, "temporally consistent by default"). A frame is inconsistent when
     ``|d(t)| > threshold`` (strict, as vital's ``check_temporal_consistency_errors``). The default
     ``threshold=1.60e-2`` is vital's ``lv_area`` value (``vital/data/camus/statistics/attr_thresholds.yaml``; its
-    ``myo_area`` is 3.21e-2); per-structure choices live in :data:`echo_utils.report.smoothness.INCONSISTENCY_THRESHOLDS`.
+    ``myo_area`` is 3.21e-2); the per-structure choices are
+    :data:`echo_utils.report.smoothness.INCONSISTENCY_THRESHOLDS`.
 
     Returns the ratio ``#inconsistent / T`` in [0, 1] (and the boolean per-frame flags ``(T,)`` if
     ``return_frames``). A constant curve (zero range) is perfectly consistent (ratio 0), where vital would divide
