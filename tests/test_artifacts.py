@@ -187,3 +187,73 @@ def test_the_file_names_are_unique_and_plain():
     names = [getattr(files, n) for n in files.__all__ if n != "METRICS_TABLES"]
     assert len(names) == len(set(names)) and all("/" not in n for n in names)
     assert set(files.METRICS_TABLES) <= set(names) and files.TABLE1_SCORES in files.METRICS_TABLES
+
+
+# -- records written before the artifact store (bytes captured from the code of commit 0d28187) --------------------
+
+OLD_COHORT_JSON = ('{\n "version": 2,\n "n_patients": 4,\n "size": 40,\n "frames": [\n  4,\n  5\n ],\n "seed": 0,\n'
+                   ' "full_cycle": false,\n "test_fraction": 0.34,\n "val_fraction": 0.25\n}')
+OLD_STORE_PARAMS = ('{\n  "format": 1,\n  "method": "t",\n  "pseudo_labels": {\n    "assemble": "sdf",\n'
+                    '    "closing": 0,\n    "mode": "sequential",\n    "weights": "authors"\n  },\n'
+                    '  "registration": "r1"\n}')
+OLD_CONFIDENCE_PARAMS = ('{\n  "definition": {\n    "jacobian": false,\n    "r0_px": 2.0,\n    "units": "px",\n'
+                         '    "version": 2\n  },\n  "weights": "authors"\n}')
+
+
+def test_an_old_cohort_record_is_reused_and_the_new_one_has_its_bytes(tmp_path):
+    from echo_utils import phantom
+
+    root = tmp_path / "cohort"
+    phantom.make_cohort(root, 4, size=40, frames=(4, 5), seed=0, test_fraction=0.34, val_fraction=0.25,
+                        progress=False)
+    assert (root / files.COHORT_FILE).read_text() == OLD_COHORT_JSON  # the new writer, the old bytes
+    (root / files.COHORT_FILE).write_text(OLD_COHORT_JSON)
+    mtime = (root / files.COHORT_FILE).stat().st_mtime_ns
+    phantom.make_cohort(root, 4, size=40, frames=(4, 5), seed=0, test_fraction=0.34, val_fraction=0.25,
+                        progress=False)
+    assert (root / files.COHORT_FILE).stat().st_mtime_ns == mtime  # reused, not regenerated
+    with pytest.raises(phantom.CohortMismatch, match=r"n_patients: 4 there, 5 now") as err:
+        phantom.make_cohort(root, 5, size=40, frames=(4, 5), seed=0, test_fraction=0.34, val_fraction=0.25)
+    assert isinstance(err.value, RecordMismatch) and err.value.path == root / files.COHORT_FILE
+
+
+def test_an_old_pseudo_label_store_is_read_back_and_its_records_keep_their_bytes(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_fusion import CentroidTranslation, grid_warp, moving_sequence
+
+    from echo_utils import fusion
+    from echo_utils.pseudolabels.confidence import confidence_key
+
+    assert confidence_key("authors") == "941404a41a1d"  # the folder name the old code gave
+    seqs = [moving_sequence(t=5, patient="patient0001")]
+    reg = CentroidTranslation()
+    fusion.generate_pseudo_labels(seqs, reg, tmp_path, method_name="t", registration_id="r1", warp=grid_warp,
+                                  progress=False)
+    conf = tmp_path / "confidence" / "941404a41a1d" / files.PARAMS_FILE
+    assert (tmp_path / files.PARAMS_FILE).read_text() == OLD_STORE_PARAMS and conf.read_text() == OLD_CONFIDENCE_PARAMS
+    (tmp_path / files.PARAMS_FILE).write_text(OLD_STORE_PARAMS)
+    conf.write_text(OLD_CONFIDENCE_PARAMS)
+    fusion.generate_pseudo_labels(seqs, reg, tmp_path, method_name="t", registration_id="r1", warp=grid_warp,
+                                  progress=False)
+    assert reg.calls == 1, "the old store was read back, not recomputed"
+    with pytest.raises(fusion.PseudoLabelCacheMismatch, match=r"method: 't' there, 'u' now"):
+        fusion.generate_pseudo_labels(seqs, reg, tmp_path, method_name="u", registration_id="r1",
+                                      warp=grid_warp, progress=False)
+
+
+def test_an_old_run_record_is_accepted_and_the_new_one_has_its_layout(tmp_path):
+    from echo_utils.config import load_config
+    from echo_utils.rundir import SettingsMismatch, check_settings, settings_record
+
+    cfg = load_config(ROOT / "notebooks/params/ci.yaml")
+    old = settings_record(cfg)
+    (tmp_path / files.SETTINGS_FILE).write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")  # the old writer
+    assert check_settings(tmp_path, cfg, record=True) == old
+    new = tmp_path / "new"
+    new.mkdir()
+    rec = check_settings(new, cfg, record=True)
+    assert (new / files.SETTINGS_FILE).read_text() == json.dumps(rec, indent=2, sort_keys=True) + "\n"
+    other = load_config(ROOT / "notebooks/params/ci.yaml", {"registration": {"alpha": 0.25}})
+    with pytest.raises(SettingsMismatch) as err:
+        check_settings(tmp_path, other)
+    assert isinstance(err.value, RecordMismatch) and "registration.alpha" in str(err.value)

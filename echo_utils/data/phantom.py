@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..artifacts.files import COHORT_FILE
+from ..artifacts.record import RecordMismatch
 from .phantom_motion import (
     diastole_phase,
     frame_motion,
@@ -71,7 +73,6 @@ __all__ = [
 ]
 
 QUALITIES = ("Good", "Medium", "Poor")
-COHORT_FILE = "cohort.json"
 COHORT_VERSION = 2  # 2: own time course per patient, regional wall motion, rigid drift
 
 # appearance per image quality: speckle weight, blood echogenicity (contrast), dropout depth, clutter level,
@@ -83,8 +84,9 @@ _QUALITY = {
 }
 
 
-class CohortMismatch(RuntimeError):
-    """An existing cohort folder was generated with other parameters (it is never silently overwritten)."""
+class CohortMismatch(RecordMismatch, RuntimeError):
+    """An existing cohort folder was generated with other parameters (it is never silently overwritten): the
+    artifact store's :class:`~echo_utils.artifacts.record.RecordMismatch` of ``cohort.json``."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
