@@ -18,13 +18,23 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts.atomic import write_json
-from ..artifacts.files import COHORT_SUMMARY_FILE, COHORT_TIMING_FILE
+from ..artifacts.files import COHORT_FILE, COHORT_SUMMARY_FILE, COHORT_TIMING_FILE
 from ..artifacts.read import read_json
-from ..artifacts.record import KeyedRecord
-from .phantom import COHORT_FILE, COHORT_VERSION, CohortMismatch, PatientParams, lv_volume, render_patient, sample_patient
+from ..artifacts.record import KeyedRecord, RecordMismatch
+from .phantom import render_patient
+from .phantom_patient import PatientParams, lv_volume, sample_patient
 from .split import split_patients  # the one seeded patient split (also used for real data sets)
 
-__all__ = ["make_cohort", "cohort_params", "patient_params", "ted_root", "cohort_summary"]
+__all__ = ["make_cohort", "cohort_params", "cohort_record", "CohortMismatch", "patient_params", "ted_root",
+           "cohort_summary"]
+
+COHORT_VERSION = 2  # 2: own time course per patient, regional wall motion, rigid drift
+
+
+class CohortMismatch(RecordMismatch, RuntimeError):
+    """An existing cohort folder was generated with other parameters (it is never silently overwritten): the
+    artifact store's :class:`~echo_utils.artifacts.record.RecordMismatch` of ``cohort.json``."""
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Writing the CAMUS 2023 layout (and the TED-like full cycle)
