@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from echo_utils import metrics as M
+from echo_utils.artifacts.atomic import write_json
 
 RESULTS = Path(__file__).parent / "results" / "bench_metrics.json"
 
@@ -167,9 +168,7 @@ def main():
         "simpson_max_abs_err_pct": float(errs.max()),
         "monai_check": monai_check,
     }
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res, indent=2))
-    os.replace(tmp, RESULTS)
+    write_json(RESULTS, res, indent=2, sort_keys=False)
     print(f"\nwrote {RESULTS}")
 
 

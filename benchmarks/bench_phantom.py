@@ -19,7 +19,6 @@ Prints a table and writes ``benchmarks/results/bench_phantom.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from echo_utils.artifacts.atomic import write_json
 
 
 def _cpu_seconds() -> float:
@@ -104,11 +105,7 @@ def main(argv=None) -> dict:
     print(f"{'measure':45s} value")
     for k, v in result.items():
         print(f"{k:45s} {v}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1))
-    os.replace(tmp_out, out)
+    write_json(Path(args.out), result, indent=1, sort_keys=False)
     return result
 
 

@@ -37,6 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine  # noqa: E402
 
+from echo_utils.artifacts.atomic import write_json  # noqa: E402
+
 
 def make_sequence(size: int = 512, frames: int = 20, seed: int = 0):
     """A ``frames``-frame phantom sequence (ED -> ES) at ``size`` x ``size``: the 4CH view of a one-patient cohort
@@ -193,11 +195,7 @@ def main(argv=None) -> dict:
     frac_cpu = throughput["total"]["fraction_of_fp32_matmul_cpu"]
     print(f"target: total at >= 35 % of the fp32 matmul -> {frac:.0%} by wall time, {frac_cpu:.0%} by CPU time "
           f"({'met' if frac >= 0.35 else 'NOT met'} / {'met' if frac_cpu >= 0.35 else 'NOT met'})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(Path(args.out), result, indent=2, sort_keys=False, newline=True)
     return result
 
 

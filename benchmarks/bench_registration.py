@@ -36,6 +36,7 @@ import machine  # noqa: E402
 
 from echo_utils.registration import BSplineDIR, InstanceBSpline, RegistrationLoss, register_pairs  # noqa: E402
 from echo_utils.registration.inference import keep_freed_memory  # noqa: E402
+from echo_utils.artifacts.atomic import write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -157,9 +158,7 @@ def main(argv=None) -> int:
         result["training"] = _training_section(train, curves, args, gflop_iter)
         result["training"].update(meta={**meta, "load_average_1min_end": os.getloadavg()[0]},
                                   matmul_reference={"n": machine.MATMUL_N, "start": peak0, "end": peak1, "best": ref})
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, out)
+        write_json(out, result, indent=2, sort_keys=False, newline=True)
         for name, row in train.items():
             print(f"  {name:<10} {row['wall_s']:.3f} s ({row['cpu_s']:.3f} CPU s)  {row['pairs_per_s']:.1f} pairs/s  "
                   f"{row['fraction_of_fp32_matmul']:.2f} of fp32 matmul ({row['fraction_of_fp32_matmul_cpu']:.2f} by CPU)")
@@ -215,10 +214,7 @@ def main(argv=None) -> int:
         print(f"  {name:<10} {row['ms_per_pair']:.1f} ms/pair"
               + (f"  {row['gflops']:.1f} GFLOP/s = {row['fraction_of_fp32_matmul']:.2f} of fp32 matmul"
                  if "gflops" in row else ""))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(out, result, indent=2, sort_keys=False, newline=True)
     print(f"written {out}")
     return 0
 

@@ -21,6 +21,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from .artifacts.atomic import write_text
 from .config import PROJECT_ROOT
 
 __all__ = ["prepare_static", "clean_executed_notebooks", "build_book", "main"]
@@ -133,9 +134,7 @@ def clean_executed_notebooks(notebook_dir: Path, root: Path = PROJECT_ROOT) -> l
                 cell["outputs"] = _merge_streams(cell["outputs"])
         new = json.dumps(nb, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False) + "\n"  # nbformat
         if new != raw:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(new)
-            tmp.replace(path)
+            write_text(path, new)
             changed.append(path)
     return changed
 

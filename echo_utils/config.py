@@ -16,9 +16,9 @@ way. Types are strict (``true`` is not an int, ``"1.0"`` is not a float). A few 
 >>> load_config("notebooks/params/ci.yaml", overrides=["registration.alpha=0"]).registration.alpha  # doctest: +SKIP
 0.0
 
-The run directory (``runs/<profile>/`` by default) holds everything a run writes; :func:`resolve_run_dir`
-decides it, :class:`RunPaths` names the sub-folders that the notebooks exchange, and :func:`load_study` is the
-one call a notebook makes (profile + overrides + run directory, checked against the run's recorded settings).
+The run directory (``runs/<profile>/`` by default) holds everything a run writes; it is
+:mod:`echo_utils.rundir`'s (``resolve_run_dir``, ``RunPaths``, and ``load_study``, the one call a notebook makes:
+profile + overrides + run directory, checked against the run's recorded settings).
 """
 
 from __future__ import annotations
@@ -45,14 +45,11 @@ __all__ = [
     "ComputeConfig",
     "StudyConfig",
     "load_config",
-    "resolve_run_dir",
-    "RunPaths",
     "config_hash",
     "PROJECT_ROOT",
     "parse_overrides",
     "resolve_params_path",
     "display_path",
-    "load_study",
     "ENV_OVERRIDES",
     "SEED_OFFSETS",
 ]

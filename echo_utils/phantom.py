@@ -1,5 +1,6 @@
 """The synthetic cohort generator, kept importable as ``echo_utils.phantom``: the phantom
-(:mod:`echo_utils.data.phantom`) and its cohort writer (:mod:`echo_utils.data.phantom_cohort`)."""
+(:mod:`echo_utils.data.phantom`, its patients in :mod:`echo_utils.data.phantom_patient`) and its cohort writer
+(:mod:`echo_utils.data.phantom_cohort`)."""
 
 from .data import phantom as _impl
 from .data import phantom_cohort as _cohort

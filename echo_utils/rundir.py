@@ -29,6 +29,9 @@ import sys
 import uuid
 from pathlib import Path
 
+from .artifacts.files import LOCK_FILE, SETTINGS_FILE
+from .artifacts.read import DamagedFile
+from .artifacts.record import KeyedRecord, RecordMismatch, flatten_settings
 from .config import (
     PROJECT_ROOT,
     ConfigError,
@@ -49,7 +52,6 @@ __all__ = [
     "RunLocked",
     "RunDirNotWritable",
     "writable_problem",
-    "flatten",
     "settings_record",
     "settings_diff",
     "check_settings",
@@ -64,8 +66,7 @@ __all__ = [
     "resume_command",
 ]
 
-SETTINGS_FILE = "run.json"
-LOCK_FILE = "run.lock"
+# SETTINGS_FILE ("run.json") and LOCK_FILE ("run.lock") are named with every other file in echo_utils.artifacts.files.
 # The runner exports its lock token to the notebooks' kernels, which then know the lock is their own runner's.
 LOCK_ENV = "ECHO_RUN_LOCK_TOKEN"
 # Profile keys that change how fast a run goes, not what it computes: recorded, never compared.
@@ -74,8 +75,9 @@ RUNTIME_KEYS = frozenset({"nnunet.threads", "nnunet.pools", "nnunet.n_proc", "re
 RUNTIME_SECTIONS = ("compute.",)
 
 
-class SettingsMismatch(ConfigError):
-    """The run directory was made with other settings: names the differing keys."""
+class SettingsMismatch(ConfigError, RecordMismatch):
+    """The run directory was made with other settings: names the differing keys (the artifact store's
+    :class:`~echo_utils.artifacts.record.RecordMismatch` of ``run.json``, and a :class:`ConfigError`)."""
 
 
 class RunLocked(ConfigError):
@@ -128,20 +130,9 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and tuples are leaves)."""
-    out: dict[str, object] = {}
-    for k, v in tree.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
 def _compared(profile: dict) -> dict[str, object]:
-    return {k: v for k, v in flatten(profile).items() if k not in RUNTIME_KEYS and not k.startswith(RUNTIME_SECTIONS)}
+    return {k: v for k, v in flatten_settings(profile).items()
+            if k not in RUNTIME_KEYS and not k.startswith(RUNTIME_SECTIONS)}
 
 
 def settings_record(cfg: StudyConfig, *, params: str | Path | None = None, overrides: dict | None = None) -> dict:
@@ -176,17 +167,30 @@ def settings_diff(recorded: dict, current: dict) -> list[tuple[str, object, obje
     return rows
 
 
+def settings_file(run_dir: str | Path) -> KeyedRecord:
+    """``run_dir/run.json`` as the artifact store's keyed record: the resolved profile under ``"profile"``, compared
+    by :func:`settings_diff`, written as ``json.dumps(indent=2, sort_keys=True)`` and a line break."""
+    run_dir = Path(run_dir)
+    return KeyedRecord(
+        run_dir / SETTINGS_FILE,
+        what=f"run directory {display_path(run_dir)}",
+        field="profile",
+        advice=(f"Nothing was changed. Use another run directory for these settings (--run-dir runs/<new name>), "
+                f"or rerun with the recorded ones ({display_path(run_dir / SETTINGS_FILE)})."),
+        error=SettingsMismatch,
+        diff=settings_diff,
+        rebuild="move it away or use another --run-dir",
+        indent=2, sort_keys=True, newline=True,
+    )
+
+
 def read_settings(run_dir: str | Path) -> dict | None:
-    """The recorded ``run.json`` of ``run_dir``, or ``None`` when there is none yet."""
-    path = Path(run_dir) / SETTINGS_FILE
-    if not path.is_file():
-        return None
+    """The recorded ``run.json`` of ``run_dir``, or ``None`` when there is none yet; a damaged one (or one without
+    a profile) is a :class:`ConfigError` naming it."""
     try:
-        record = json.loads(path.read_text())
-        record["profile"]  # noqa: B018 - the one key we need
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{display_path(path)} is not a run record ({exc}); move it away or use another --run-dir")
-    return record
+        return settings_file(run_dir).read()
+    except DamagedFile as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def check_settings(
@@ -213,28 +217,20 @@ def check_settings(
     SettingsMismatch naming every differing key with both values, and suggesting ``--run-dir``.
     """
     run_dir = Path(run_dir)
-    recorded = read_settings(run_dir) if run_dir.is_dir() else None
-    if recorded is not None:
-        diff = settings_diff(recorded["profile"], cfg.model_dump(mode="json"))
-        if diff:
-            keys = ", ".join(k for k, _, _ in diff)
-            lines = [f"run directory {display_path(run_dir)} was made with other settings ({keys}):"]
-            lines += [f"  {k}: {old!r} there, {new!r} now" for k, old, new in diff]
-            lines.append(
-                f"Nothing was changed. Use another run directory for these settings (--run-dir runs/<new name>), "
-                f"or rerun with the recorded ones ({display_path(run_dir / SETTINGS_FILE)})."
-            )
-            raise SettingsMismatch("\n".join(lines))
-        return recorded
+    store = settings_file(run_dir)
+    if run_dir.is_dir():
+        try:
+            recorded = store.check(cfg.model_dump(mode="json"))
+        except DamagedFile as exc:
+            raise ConfigError(str(exc)) from None
+        if recorded is not None:
+            return recorded
     if not record:
         return None
-    new = settings_record(cfg, params=params, overrides=overrides)
-    path = run_dir / SETTINGS_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {display_path(run_dir)} does not exist; its settings cannot be recorded")
     with _writes(run_dir):
-        tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    return new
+        return store.write(settings_record(cfg, params=params, overrides=overrides))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -300,7 +296,7 @@ class RunLock:
         tmp = self.path.with_name(f".{LOCK_FILE}.{self.token}.tmp")
         with _writes(self.run_dir):  # a read-only or foreign run directory: one line, not a traceback
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(info, indent=2) + "\n")
+            tmp.write_text(json.dumps(info, indent=2) + "\n")  # not atomic on purpose: published by os.link below
         try:
             for _ in range(3):
                 try:

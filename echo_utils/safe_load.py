@@ -10,7 +10,8 @@ stranger had written it:
   training (``EchoTrainer.load_checkpoint``; nnU-Net's own uses ``weights_only=False``).
 * :func:`read_nifti`, :func:`check_gzip`, :func:`read_json`, :func:`read_table` read the other cached artifacts
   whole, so that a truncated file fails here, as a :class:`DamagedFile` naming it and what rebuilds it, instead of
-  a bare ``EOFError`` later (or, with SimpleITK, silently zero voxels).
+  a bare ``EOFError`` later (or, with SimpleITK, silently zero voxels).  :class:`DamagedFile` and :func:`read_json`
+  are the artifact store's (:mod:`echo_utils.artifacts.read`), re-exported here.
 
 What else a run reads with ``pickle`` (nnU-Net's preprocessed case properties, submitit's job files) is listed,
 with the trust it assumes, in the reproducibility chapter.
@@ -18,22 +19,19 @@ with the trust it assumes, in the reproducibility chapter.
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Iterable
 
 import numpy as np
 
+from .artifacts.files import SETTINGS_FILE
+from .artifacts.read import DamagedFile, Rebuild, damaged as _damaged, first_line as _first_line, read_json
 from .config import display_path
-from .rundir import SETTINGS_FILE, resume_command
+from .rundir import resume_command
 
 __all__ = ["UnsafeFile", "DamagedFile", "NUMPY_ALLOWED", "load_torch", "read_nifti", "check_gzip", "read_json",
            "read_table", "rerun_hint"]
-
-
-#: What rebuilds a damaged file, for its message: a sentence, or a function giving it (called only on failure).
-Rebuild = Union[str, Callable[[], str], None]
 
 
 class UnsafeFile(pickle.UnpicklingError, ValueError):
@@ -44,24 +42,10 @@ class UnsafeFile(pickle.UnpicklingError, ValueError):
         self.path = None if path is None else Path(path)
 
 
-class DamagedFile(ValueError):
-    """A file of the run directory that cannot be read (truncated, corrupt): names it and what rebuilds it."""
-
-    def __init__(self, message: str, path: str | Path | None = None):
-        super().__init__(message)
-        self.path = None if path is None else Path(path)
-
-
 #: The non-torch globals a checkpoint may name: NumPy scalars (``np.float64`` values in nnU-Net's logged curves)
 #: and the dtypes they carry. Nothing callable beyond these constructors of plain data.
 NUMPY_ALLOWED = [np._core.multiarray.scalar, np.dtype,
                  *(type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool"))]
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first sentence of an exception's message (torch's zip errors go on for four more)."""
-    text = str(exc).strip().splitlines()
-    return text[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
 
 
 def rerun_hint(path: str | Path, notebook: str, *, delete: bool | str | Path = False) -> str:
@@ -78,21 +62,15 @@ def rerun_hint(path: str | Path, notebook: str, *, delete: bool | str | Path = F
         record = run_dir / SETTINGS_FILE
         if record.is_file():
             try:
-                rec = json.loads(record.read_text())
+                rec = read_json(record)
                 params = rec.get("params")
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError):  # a damaged record (DamagedFile is a ValueError): no command
                 params = None
             if params:
                 cmd = resume_command(params, rec.get("overrides") or {}, run_dir, None, [notebook])
                 return f"{advice}: {cmd}"
             break
     return advice
-
-
-def _damaged(path: Path, reason: str, rebuild: Rebuild) -> DamagedFile:
-    advice = rebuild() if callable(rebuild) else rebuild
-    return DamagedFile(f"{display_path(path)} is damaged ({reason}); "
-                       + (advice or "delete it and rerun the step that wrote it"), path)
 
 
 def load_torch(path: str | Path, *, map_location: Any = "cpu", rebuild: Rebuild = None) -> Any:
@@ -163,17 +141,6 @@ def check_gzip(path: str | Path, *, rebuild: Rebuild = None) -> Path:
     except (EOFError, OSError, zlib.error) as exc:
         raise _damaged(path, f"{type(exc).__name__}: {_first_line(exc)}", rebuild) from None
     return path
-
-
-def read_json(path: str | Path, *, rebuild: Rebuild = None) -> Any:
-    """A JSON file; a truncated or corrupt one is a :class:`DamagedFile` naming it."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{display_path(path)} does not exist") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _damaged(path, f"not valid JSON: {_first_line(exc)}", rebuild) from None
 
 
 def read_table(path: str | Path, *, columns: Iterable[str] = (), rebuild: Rebuild = None):

@@ -55,7 +55,7 @@ def test_load_study_synthetic(tmp_path):
     assert seqs2[0].spacing == pytest.approx((ref.spacing[0] * 48 / 64, ref.spacing[1] * 48 / 64))
     # another cohort size in the same run directory is refused, not silently overwritten
     cfg3 = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 5, "frames": [4, 5], "size": 48}})
-    with pytest.raises(RuntimeError, match="other parameters"):
+    with pytest.raises(RuntimeError, match="made with other settings"):
         study.load_study(cfg3, paths, "all")
 
 

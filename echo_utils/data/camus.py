@@ -9,7 +9,8 @@ Axis conventions on disk (CAMUS: Leclerc et al., IEEE TMI 2019; TED: Painchaud e
 * CAMUS 2023 NIfTI: nibabel returns ``(W, H[, T])`` with zooms ``(sx, sy[, 1])``: transposed to ``(T, H, W)``.
 * CAMUS legacy and TED MHD/RAW: SimpleITK returns ``(T, H, W)`` with ElementSpacing ``(sx, sy[, st])``.
 
-Single files: :func:`load_sequence` (layout detected from the files present), :func:`load_ted_sequence`.
+The sequence itself, :class:`EchoSequence`, and :func:`resize_sequence` are in :mod:`echo_utils.data.sequence`
+(re-exported here).  Single files: :func:`load_sequence` (layout detected from the files present), :func:`load_ted_sequence`.
 Whole data sets: :func:`list_patients`, :func:`iter_sequences`, :func:`read_split`.  The TED -> CAMUS patient
 mapping: :func:`read_ted_map` (the authors' ``data/ted2camus.csv``, shipped with the package).  The study's cohort,
 splits and selections from a profile are in :mod:`echo_utils.data.study`.
@@ -25,57 +26,12 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from ..labels import LABEL_NAMES as LABELS  # label value -> name (the one vocabulary)
-DenseKind = Literal["exact", "manual", "interpolated"]
-
-
-@dataclass
-class EchoSequence:
-    """One echocardiographic sequence of one view of one patient.
-
-    Attributes
-    ----------
-    patient : e.g. ``"patient0001"``.
-    view : ``"2CH"`` or ``"4CH"``.
-    images : float32 ``(T, H, W)`` in [0, 1], apex at the top.
-    spacing : ``(sy, sx)`` in mm per pixel.
-    ed, es : 0-based frame indices of end-diastole and end-systole.
-    labels : the sparse manual labels, ``{frame index: (H, W) uint8}`` (ED and ES).
-    dense : uint8 ``(T, H, W)`` reference for every frame, or ``None``.
-    dense_kind : ``"exact"`` (synthetic), ``"manual"`` (TED) or ``"interpolated"`` (CAMUS half_sequence_gt).
-    info : the ``Info_*.cfg`` values, as read.
-    """
-
-    patient: str
-    view: str
-    images: np.ndarray
-    spacing: tuple[float, float]
-    ed: int
-    es: int
-    labels: dict[int, np.ndarray] = field(default_factory=dict)
-    dense: np.ndarray | None = None
-    dense_kind: DenseKind | None = None
-    info: dict = field(default_factory=dict)
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def key(self) -> str:
-        """``patientXXXX_2CH``: the stem used by every file the study writes for this sequence."""
-        return f"{self.patient}_{self.view}"
-
+from .sequence import DenseKind, EchoSequence, resize_sequence  # what every reader returns (re-exported here)
 
 # ================================================================================================================
 # Readers
@@ -467,33 +423,6 @@ def iter_sequences(root: str | Path, split=None, views: Iterable[str] = VIEWS) -
             continue
         for view in views:
             yield load_sequence(folder, view)
-
-
-def resize_sequence(seq: EchoSequence, size: int | tuple[int, int] = (512, 512)) -> EchoSequence:
-    """Resample to ``size`` = (H, W): cubic B-spline for images (clipped to [0, 1]), nearest for labels.
-
-    The pixel spacing is scaled by the same factor (``sy' = sy * H / H'``), so physical distances are preserved.
-    """
-    from scipy import ndimage
-
-    if isinstance(size, int):
-        size = (size, size)
-    H, W = seq.shape
-    fy, fx = size[0] / H, size[1] / W
-    if (H, W) == tuple(size):
-        return seq
-
-    def zoom(a: np.ndarray, order: int) -> np.ndarray:
-        factors = (1.0,) * (a.ndim - 2) + (fy, fx)
-        out = ndimage.zoom(a, factors, order=order, mode="nearest", grid_mode=True, prefilter=order > 1)
-        return out
-
-    images = np.clip(zoom(seq.images, 3), 0.0, 1.0).astype(np.float32)
-    labels = {k: zoom(v, 0).astype(np.uint8) for k, v in seq.labels.items()}
-    dense = None if seq.dense is None else zoom(seq.dense, 0).astype(np.uint8)
-    spacing = (seq.spacing[0] / fy, seq.spacing[1] / fx)
-    return EchoSequence(patient=seq.patient, view=seq.view, images=images, spacing=spacing, ed=seq.ed, es=seq.es,
-                        labels=labels, dense=dense, dense_kind=seq.dense_kind, info=dict(seq.info))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ parameters, the completion marker), and with ``full_cycle=True`` a TED-like
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -18,10 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .phantom import COHORT_FILE, COHORT_VERSION, CohortMismatch, PatientParams, lv_volume, render_patient, sample_patient
+from ..artifacts.atomic import write_json
+from ..artifacts.files import COHORT_FILE, COHORT_SUMMARY_FILE, COHORT_TIMING_FILE
+from ..artifacts.read import read_json
+from ..artifacts.record import KeyedRecord, RecordMismatch
+from .phantom import render_patient
+from .phantom_patient import PatientParams, lv_volume, sample_patient
 from .split import split_patients  # the one seeded patient split (also used for real data sets)
 
-__all__ = ["make_cohort", "cohort_params", "patient_params", "ted_root", "cohort_summary"]
+__all__ = ["make_cohort", "cohort_params", "cohort_record", "CohortMismatch", "patient_params", "ted_root",
+           "cohort_summary"]
+
+COHORT_VERSION = 2  # 2: own time course per patient, regional wall motion, rigid drift
+
+
+class CohortMismatch(RecordMismatch, RuntimeError):
+    """An existing cohort folder was generated with other parameters (it is never silently overwritten): the
+    artifact store's :class:`~echo_utils.artifacts.record.RecordMismatch` of ``cohort.json``."""
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Writing the CAMUS 2023 layout (and the TED-like full cycle)
@@ -69,16 +82,24 @@ def cohort_params(
     }
 
 
-def _read_cohort_record(path: Path) -> dict:
-    """``cohort.json``; a damaged one is a :class:`~echo_utils.safe_load.DamagedFile` saying how to regenerate."""
-    from ..safe_load import read_json, rerun_hint
+def cohort_record(root: str | Path) -> KeyedRecord:
+    """``root/cohort.json``: the cohort's generation parameters, its key and its done marker (written last, as
+    ``json.dumps(indent=1)``); another cohort there is a :class:`CohortMismatch`, a damaged record a
+    :class:`~echo_utils.artifacts.read.DamagedFile` saying how to regenerate it."""
+    from ..safe_load import rerun_hint
 
-    return read_json(path, rebuild=lambda: rerun_hint(path, "01", delete=path.parent))
+    root = Path(root)
+    path = root / COHORT_FILE
+    return KeyedRecord(path, what="the synthetic cohort there", error=CohortMismatch,
+                       advice=f"Delete {root} or use another run directory.",
+                       rebuild=lambda: rerun_hint(path, "01", delete=root), indent=1, sort_keys=False)
 
 
 def patient_params(root: str | Path, patient: str) -> PatientParams:
     """The parameters of one patient of a generated cohort (recomputed from ``cohort.json``: seed and ranges)."""
-    params = _read_cohort_record(Path(root) / COHORT_FILE)
+    params = cohort_record(root).read()
+    if params is None:
+        raise FileNotFoundError(f"{Path(root) / COHORT_FILE} does not exist: {root} is not a generated cohort")
     index = int(patient.replace("patient", "")) - 1
     if not 0 <= index < params["n_patients"]:
         raise ValueError(f"{root}: no patient {patient!r} in a cohort of {params['n_patients']}")
@@ -198,15 +219,9 @@ def make_cohort(
     if size < 32:
         raise ValueError(f"size must be >= 32 pixels, got {size}")
     params = cohort_params(n_patients, size, frames, seed, full_cycle, test_fraction, val_fraction)
-    marker = root / COHORT_FILE
-    if marker.exists():
-        old = _read_cohort_record(marker)
-        if old != params:
-            diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
-            raise CohortMismatch(
-                f"{marker}: the synthetic cohort there was generated with other parameters "
-                f"(existing, requested): {diff}. Delete {root} or use another run directory."
-            )
+    record = cohort_record(root)
+    marker = record.path
+    if record.check(params) is not None:  # the same cohort is there: reused
         return root
     for name in ("database_nifti", "database_split", "ted"):
         if (root / name).exists():
@@ -241,12 +256,11 @@ def make_cohort(
             if (tmp / name).exists():
                 os.replace(tmp / name, root / name)
         # per-patient summary (deterministic) and the generation time (not: it varies from run to run)
-        (root / "cohort_summary.json").write_text(json.dumps(dict(params, patients=summaries), indent=1))
+        write_json(root / COHORT_SUMMARY_FILE, dict(params, patients=summaries), indent=1, sort_keys=False)
         seconds = time.perf_counter() - t0
-        (root / "cohort_timing.json").write_text(json.dumps({"seconds": round(seconds, 2), "workers": workers}))
-        # the marker, written last, holds the parameters only (compared on reuse)
-        (tmp / COHORT_FILE).write_text(json.dumps(params, indent=1))
-        os.replace(tmp / COHORT_FILE, marker)
+        write_json(root / COHORT_TIMING_FILE, {"seconds": round(seconds, 2), "workers": workers}, indent=None,
+                   sort_keys=False)
+        record.write(params)  # the done marker, written last, holds the parameters only (compared on reuse)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
@@ -256,7 +270,7 @@ def cohort_summary(root: str | Path) -> dict:
     """The generation summary: parameters, ``seconds`` (generation time) and ``patients`` (one dict per patient:
     quality, requested EF, frame count)."""
     root = Path(root)
-    out = json.loads((root / "cohort_summary.json").read_text())
-    timing = root / "cohort_timing.json"
-    out.update(json.loads(timing.read_text()) if timing.exists() else {"seconds": None})
+    out = read_json(root / COHORT_SUMMARY_FILE)
+    timing = root / COHORT_TIMING_FILE
+    out.update(read_json(timing) if timing.exists() else {"seconds": None})
     return out

@@ -18,7 +18,6 @@ Readers are in :mod:`echo_utils.data.camus`; the generator in :mod:`echo_utils.d
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts.files import SPLIT_FILE
+from ..artifacts.record import KeyedRecord, RecordMismatch
 from .camus import (
     EchoDataError,
     EchoSequence,
@@ -45,6 +46,8 @@ __all__ = [
     "iter_sequences",
     "study_root",
     "study_split",
+    "split_record",
+    "SplitMismatch",
     "split_patients",
     "study_sequences",
     "iter_study",
@@ -112,6 +115,22 @@ def _limit_split(split: dict[str, list[str]], n: int) -> dict[str, list[str]]:
     return {k: sorted(v)[: counts[k]] for k, v in split.items()}
 
 
+class SplitMismatch(EchoDataError, RecordMismatch):
+    """``split.json`` was written for another data set root, seed or fractions: names them, both values and the file."""
+
+
+def split_record(paths) -> KeyedRecord:
+    """``paths.data/split.json``: the seeded split (``"split"``) of a data set without split files and the settings
+    it was made for (``"params"``: root, seed, fractions; a difference is a :class:`SplitMismatch`), written as
+    ``json.dumps(indent=1)``."""
+    from ..safe_load import rerun_hint
+
+    path = Path(paths.data) / SPLIT_FILE
+    return KeyedRecord(path, what="the seeded split", field="params", error=SplitMismatch,
+                       advice="Delete it or use another run directory.",
+                       rebuild=lambda: rerun_hint(path, "01", delete=True), indent=1, sort_keys=False)
+
+
 def study_split(cfg, paths, *, write: bool = True) -> dict[str, list[str]]:
     """Patient ids per split, ``{'train', 'val', 'test'}`` (sorted), without loading any image.
 
@@ -132,26 +151,18 @@ def study_split(cfg, paths, *, write: bool = True) -> dict[str, list[str]]:
         pick = set(train[i] for i in rng.permutation(len(train))[:n_val])
         official = {"train": sorted(set(train) - pick), "val": sorted(pick), "test": official["test"]}
     if official is None:
-        split_file = Path(paths.data) / "split.json"
+        record = split_record(paths)
         params = {"root": str(root), "seed": d.seed, "test_fraction": d.test_fraction,
                   "val_fraction": d.val_fraction}
-        if split_file.exists():
-            from ..safe_load import read_json, rerun_hint
-
-            stored = read_json(split_file, rebuild=lambda: rerun_hint(split_file, "01", delete=True))
-            if stored.get("params") != params:
-                raise EchoDataError(f"{split_file}: written for {stored.get('params')}, but this profile asks for "
-                                    f"{params}; delete it or use another run directory")
+        stored = record.check(params)
+        if stored is not None:
             official = stored["split"]
         else:
             pats = list(list_patients(root))
             s = split_patients(pats, d.seed, d.test_fraction, d.val_fraction)
             official = {"train": s["training"], "val": s["validation"], "test": s["testing"]}
             if write:
-                split_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = split_file.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps({"params": params, "split": official}, indent=1))
-                os.replace(tmp, split_file)
+                record.write({"params": params, "split": official})
     if d.max_patients is not None and d.source != "synthetic":
         total = sum(len(v) for v in official.values())
         if d.max_patients < total:

@@ -48,14 +48,13 @@ a function of the stored labels alone, so nothing needs to be registered again).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import files
+from ..artifacts.record import KeyedRecord, settings_key
 from ..labels import structure_mask
 from .fuse import Weights, _check_pair, fusion_weights, signed_distance
 from .nifti import save_nifti
@@ -86,8 +85,8 @@ __all__ = [
 DEFINITION: dict = {"version": 2, "r0_px": 2.0, "units": "px", "jacobian": False}
 
 #: File names under the run's ``metrics/`` (notebook 03).
-CONFIDENCE_METRICS = "pseudo_label_confidence_auroc.csv"
-CONFIDENCE_RELIABILITY = "pseudo_label_confidence_reliability.csv"
+CONFIDENCE_METRICS = files.CONFIDENCE_AUROC
+CONFIDENCE_RELIABILITY = files.CONFIDENCE_RELIABILITY
 
 _FILE_TAG = "echo-confidence"
 
@@ -194,8 +193,12 @@ def structure_confidence_map(seq, labels, structure: str, *, weights: Weights = 
 
 def confidence_key(weights: Weights = "authors", definition: Mapping | None = None) -> str:
     """A 12-hex-digit hash of the definition and the Eq. 1 weights convention: the confidence folder's name."""
-    record = {"definition": dict(definition or DEFINITION), "weights": weights}
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+    return settings_key(_definition_record(weights, definition), 12)
+
+
+def _definition_record(weights: Weights = "authors", definition: Mapping | None = None) -> dict:
+    """What a confidence folder is keyed by, and its ``params.json``: the definition and the Eq. 1 weights."""
+    return {"definition": dict(definition or DEFINITION), "weights": weights}
 
 
 def confidence_path(root: str | Path, seq, key: str) -> Path:
@@ -213,14 +216,9 @@ def _labels_digest(labels, seq) -> str:
 
 
 def _write_record(folder: Path, weights: str) -> None:
-    path = folder / "params.json"
-    if path.is_file():
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"definition": DEFINITION, "weights": weights}, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    """The folder's ``params.json`` (what its key, the folder's name, hashes); one that says otherwise is refused."""
+    KeyedRecord(folder / files.PARAMS_FILE, what="the confidence store", indent=2, sort_keys=True).claim(
+        _definition_record(weights))
 
 
 def _save(path: Path, conf: np.ndarray, spacing, tag: str) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..artifacts.atomic import atomic_path
 
 __all__ = ["save_nifti"]
 
@@ -24,12 +24,5 @@ def save_nifti(path: Path, array: np.ndarray, spacing: tuple[float, float], *, d
     img.header.set_zooms((sx, sy, 1.0))
     if description is not None:
         img.header["descrip"] = description.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name.replace(".nii.gz", ""), suffix=".tmp.nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # the temporary name keeps ".nii.gz": nibabel writes it gzip-compressed
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
+from ..artifacts.files import PARAMS_FILE
+from ..artifacts.record import KeyedRecord, RecordMismatch
 from ..config import display_path
 from ..labels import LABEL_NAMES
 from ..registration.inference import MemoizedRegistration
@@ -32,15 +32,16 @@ __all__ = [
     "save_pseudo_labels",
     "load_pseudo_labels",
     "registration_fingerprint",
+    "params_record",
     "generate_pseudo_labels",
 ]
 
 _FORMAT_VERSION = 1
 
 
-class PseudoLabelCacheMismatch(ValueError):
-    """A pseudo-label folder already holds labels made with other parameters (or another registration)."""
-
+class PseudoLabelCacheMismatch(RecordMismatch):
+    """A pseudo-label folder already holds labels made with other parameters (or another registration): the artifact
+    store's :class:`~echo_utils.artifacts.record.RecordMismatch` of its ``params.json``."""
 
 
 def _split_key(seq) -> tuple[str, str]:
@@ -130,23 +131,21 @@ def _params_record(method: str, registration_id: str, opts: dict) -> dict:
     return {"format": _FORMAT_VERSION, "method": method, "registration": registration_id, "pseudo_labels": opts}
 
 
+def params_record(out_dir: str | Path) -> KeyedRecord:
+    """``out_dir/params.json``: the settings a pseudo-label store was made with (method, registration fingerprint,
+    pseudo-label options), written as ``json.dumps(indent=2, sort_keys=True)`` before the first label; labels made
+    with other settings are a :class:`PseudoLabelCacheMismatch`, never mixed in."""
+    from ..safe_load import rerun_hint
+
+    path = Path(out_dir) / PARAMS_FILE
+    return KeyedRecord(path, what="the pseudo-label store", error=PseudoLabelCacheMismatch,
+                       advice=f"Refusing to mix them: use another method name or run directory, or delete "
+                              f"{display_path(out_dir)}.",
+                       rebuild=lambda: rerun_hint(path, "03", delete=Path(out_dir)), indent=2, sort_keys=True)
+
+
 def _check_params(out_dir: Path, record: dict) -> None:
-    path = out_dir / "params.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != record:
-            diff = {k: (old.get(k), record.get(k)) for k in set(old) | set(record) if old.get(k) != record.get(k)}
-            raise PseudoLabelCacheMismatch(
-                f"{out_dir} already holds pseudo-labels made with other parameters: "
-                + "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
-                + ". Refusing to mix them: use another method name or run directory, or delete the folder."
-            )
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    params_record(out_dir).claim(record)
 
 
 def generate_pseudo_labels(
