@@ -32,10 +32,11 @@ train); importing this package is cheap.
 
 from .env import (FILE_ENDING, IGNORE_LABEL, LABELS, MODELS, PLANS, SPECS, TRAINER, ModelSpec, NnUNetError,
                   configuration_name, configure_nnunet, dataset_id, dataset_name, model_seed)
-from .export import (dataset_time_spacing, datasets_table, dense_pseudo_labels, export_dataset, frame_roles,
+from .export import (dataset_masking, dataset_time_spacing, datasets_table, dense_pseudo_labels, export_dataset, frame_roles,
                      make_splits, verify_dataset, volume_time_spacing)
 from .plans import (REFERENCE_VOLUMES, plan_and_preprocess, plan_stages, plans_table, reference_plan,
                     small_configuration, stage_table, training_settings)
+from . import masking
 from .predict import load_prediction, load_predictor, predict_all, predict_sequence, prediction_path
 from .train import convergence, train_model, training_log
 
@@ -43,7 +44,7 @@ __all__ = [
     "MODELS", "LABELS", "IGNORE_LABEL", "PLANS", "TRAINER", "FILE_ENDING", "SPECS", "ModelSpec", "NnUNetError",
     "configure_nnunet", "dataset_id", "dataset_name", "configuration_name", "model_seed",
     "export_dataset", "datasets_table", "dense_pseudo_labels", "frame_roles", "make_splits", "verify_dataset",
-    "volume_time_spacing", "dataset_time_spacing",
+    "volume_time_spacing", "dataset_time_spacing", "dataset_masking", "masking",
     "plan_and_preprocess", "plans_table", "small_configuration", "training_settings",
     "reference_plan", "stage_table", "plan_stages", "REFERENCE_VOLUMES",
     "train_model", "training_log", "convergence",
