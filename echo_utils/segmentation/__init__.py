@@ -1,16 +1,18 @@
-"""Segmentation with nnU-Net v2: four models trained on four arrangements of the same sequences.
+"""Segmentation with nnU-Net v2: four models (and an optional fifth) trained on arrangements of the same sequences.
 
 The paper's claim is about *training data*, not architecture: the same self-configuring nnU-Net
 {cite}`isensee2021nnunet` is trained on ED/ES frames only (``2d_sparse``), on every frame with pseudo-labels
 (``2d_dense``), on whole sequences as (T, H, W) volumes with pseudo-labels (``3d_dense``, the method) and on whole
 sequences labelled at ED/ES only, with nnU-Net's ignore label elsewhere (``3d_sparse``, a baseline the paper did
-not run). Everything goes through nnU-Net's own Python API; this package arranges the data and the run directory:
+not run); the optional ``3d_dense_masked`` is 3D dense with its low-confidence pseudo-labelled pixels ignored.
+Everything goes through nnU-Net's own Python API; this package arranges the data and the run directory:
 
 ==================  ===================================================================================
 module              concept
 ==================  ===================================================================================
 ``env``             model names, dataset ids, the run's nnU-Net folders, pools, threads, per-model seeds
 ``export``          the raw datasets (``export_dataset``), patient-wise splits, frame roles
+``masking``         the optional ``3d_dense_masked`` set: confidence threshold, ignored pixels
 ``plans``           fingerprint, plans, the narrow CPU configuration, preprocessing, training settings
 ``trainer``         ``EchoTrainer``, the ``nnUNetTrainer`` subclass nnU-Net's command line finds by name
 ``train``           cached, resumable, seeded training; training curves and convergence verdicts
