@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 from echo_utils import compute, segmentation  # noqa: E402
 from echo_utils.config import load_config  # noqa: E402
 from echo_utils.data import study  # noqa: E402
-from echo_utils.labels import OPTIONAL_MODELS  # noqa: E402
+from echo_utils.labels import MODELS, OPTIONAL_MODELS  # noqa: E402
 from echo_utils.report import smoothness, tables  # noqa: E402
 from echo_utils.rundir import RunPaths  # noqa: E402
 
@@ -158,20 +158,35 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
                                                    for st in med.index},
             "median_even_odd": {st: round(float(eo.loc[(st, model), "even_odd"]), 3) for st in med.index},
         })
-    m = out["models"]
-    has = set(done).__contains__
     if {"3d_dense", "2d_dense", "2d_sparse"} <= set(done):
         order = smoothness.median_ordering(sm)
         out["fig3_ordering_holds"] = {st: bool(order.loc[st, "holds"]) for st in order.index}
-        out["2d_dense_between"] = {
-            st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_dense"] < med.loc[st, "2d_sparse"]) for st in med.index}
+    conclusions(out)
+    out.update(load_1min_end=os.getloadavg()[0], wall_s=round(time.perf_counter() - t_seed, 1))
+    return out
+
+
+def conclusions(out: dict) -> dict:
+    """Set the conclusions of one seed's result ``out`` from its per-model numbers alone (``out["models"]``), so
+    that they can be recomputed from the JSON (``--recompute-conclusions``): ``targets`` (issue 22, over the default
+    models ``labels.MODELS``; the optional models do not count in "every model converged"), ``comparisons`` and
+    ``<masked>_minus_3d_dense`` (issue 25), ``3d_dense_smoother_than_2d_sparse`` and ``2d_dense_between``."""
+    m = out["models"]
+    done = [k for k, v in m.items() if v.get("finished") and "dice" in v]
+    has = set(done).__contains__
+    med = {k: m[k]["median_smoothness"] for k in done}
+    structures = list(next(iter(med.values()), {}))
+    if {"3d_dense", "2d_dense", "2d_sparse"} <= set(done):
+        out["2d_dense_between"] = {st: bool(med["3d_dense"][st] < med["2d_dense"][st] < med["2d_sparse"][st])
+                                   for st in structures}
     if has("3d_dense") and has("2d_sparse"):
-        out["3d_dense_smoother_than_2d_sparse"] = {st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_sparse"])
-                                                   for st in med.index}
+        out["3d_dense_smoother_than_2d_sparse"] = {st: bool(med["3d_dense"][st] < med["2d_sparse"][st])
+                                                   for st in structures}
+    defaults = [k for k in m if k in MODELS]
     lv_models = ("2d_sparse", "2d_dense", "3d_dense")
     out["targets"] = {
-        "all_converged": all(m.get(k, {}).get("verdict") == "converged" for k in nn.models)
-        if len(done) == len(nn.models) else None,
+        "all_converged": all(m[k].get("verdict") == "converged" for k in defaults)
+        if defaults and all(map(has, defaults)) else None,
         "lv_dice_ge_0.90": all(m[k]["dice"][f"{ph} LV"] >= 0.90 for k in lv_models for ph in ("ED", "ES"))
         if all(map(has, lv_models)) else None,
         "dense_minus_sparse_le_0.02": all(abs(m["2d_dense"]["dice"][f"{ph} LV"] - m["2d_sparse"]["dice"][f"{ph} LV"])
@@ -187,7 +202,7 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
         if has("3d_dense") and has("2d_sparse") else None,
     }
     out["comparisons"] = {}
-    for mk in masked:  # issue 25: does ignoring the doubtful pseudo-labels help the 3D model?
+    for mk in [k for k in m if k in OPTIONAL_MODELS]:  # issue 25: does ignoring the doubtful pseudo-labels help?
         if not (has(mk) and has("3d_dense")):
             continue
         a, b = m[mk], m["3d_dense"]
@@ -207,7 +222,6 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
                                                       for st in ("LV", "MYO")),
             f"{mk}_converged": a["verdict"] == "converged",
         })
-    out.update(load_1min_end=os.getloadavg()[0], wall_s=round(time.perf_counter() - t_seed, 1))
     return out
 
 
@@ -219,6 +233,13 @@ def held(results: list[dict], section: str) -> dict:
                 if all(r.get(section, {}).get(k) is not None for r in results) else None) for k in keys}
 
 
+def _write(report: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="notebooks/params/demo.yaml")
@@ -228,7 +249,18 @@ def main(argv=None) -> dict:
                     help="models to train (default: the profile's nnunet.models and the optional 3d_dense_masked)")
     ap.add_argument("--score-only", action="store_true", help="train nothing: score the models that are finished")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_segmentation_seeds.json"))
+    ap.add_argument("--recompute-conclusions", action="store_true",
+                    help="train and score nothing: recompute the conclusions of --out from its per-model numbers")
     args = ap.parse_args(argv)
+    if args.recompute_conclusions:
+        report = json.loads(Path(args.out).read_text())
+        for r in report["results"]:
+            conclusions(r)
+        report["held_at_every_seed"] = held(report["results"], "targets")
+        report["comparisons_held_at_every_seed"] = held(report["results"], "comparisons")
+        _write(report, Path(args.out))
+        print(f"held at every seed: {report['held_at_every_seed']}, {report['comparisons_held_at_every_seed']}")
+        return report
     params = (ROOT / args.params) if not Path(args.params).is_absolute() else Path(args.params)
     cfg = load_config(params)
     base = Path(args.base_run).resolve() if args.base_run else ROOT / "runs" / cfg.name
@@ -253,10 +285,7 @@ def main(argv=None) -> dict:
                         if cfg.compute.backend == "local" or "nnunet_training" in cfg.compute.local_kinds else 1,
                         "load_1min_start": load0, "load_1min_end": os.getloadavg()[0]},
         }
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(args.out).with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, args.out)
+        _write(report, Path(args.out))
     for r in results:
         print(f"seed {r['seed']}:")
         for model, v in r["models"].items():
