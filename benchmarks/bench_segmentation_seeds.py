@@ -1,7 +1,9 @@
-"""Do the segmentation conclusions survive a second seed? The demo's four nnU-Nets trained at two seeds.
+"""Do the segmentation conclusions survive a second seed? The demo's four nnU-Nets and 3d_dense_masked at two seeds.
 
-What is measured, per nnU-Net seed (``nnunet.seed``; the cohort, the registration and the pseudo-labels are those
-of one run of notebooks 01-03 and the same for every seed):
+What is measured, per nnU-Net seed (``nnunet.seed``; the cohort, the registration, the pseudo-labels and their
+confidence maps are those of one run of notebooks 01-03, computed once and shared by every seed). The models are the
+profile's ``nnunet.models`` plus the optional ones (``labels.OPTIONAL_MODELS``: ``3d_dense_masked``, 3D dense with
+its low-confidence pseudo-labelled pixels ignored; ``--models`` to choose):
 
 * the training of each model: epochs, early stop, EMA validation pseudo Dice (mean and per class), convergence
   verdict (the rule of :func:`echo_utils.segmentation.trainer.plateaued`, every class learned), training time (the
@@ -13,7 +15,12 @@ of one run of notebooks 01-03 and the same for every seed):
   whether 3D dense < 2D sparse (the paper's main temporal claim);
 * the targets of issue 22: every model converged; LV Dice at ED and ES >= 0.90 for 2D sparse, 2D dense and 3D
   dense; |2D dense - 2D sparse| <= 0.02; 3D sparse LV, MYO and LA Dice >= 0.80; 3D dense smoother than 2D sparse
-  for LV and MYO, with a lower even/odd amplitude; 3D dense EF MAE <= 2D sparse's + 2 points.
+  for LV and MYO, with a lower even/odd amplitude; 3D dense EF MAE <= 2D sparse's + 2 points;
+* issue 25: the confidence-masked 3D dense against plain 3D dense (Dice, EF MAE, median Eq. 2, even/odd, verdict),
+  its threshold (chosen on the validation patients) and the share of pseudo-labelled pixels it ignores;
+* the 1-minute load average at the start and the end of each seed (timings on a shared machine).
+
+The JSON is rewritten after every seed, so a seed that could not finish leaves the earlier ones.
 
 The models of a seed train through the study's jobs (:func:`echo_utils.compute.nnunet_training_jobs`) on the
 profile's backend: with the demo's ``compute.local_kinds`` two at once, one torch thread each.
@@ -47,10 +54,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from echo_utils import compute, segmentation  # noqa: E402
+from echo_utils.config import load_config  # noqa: E402
 from echo_utils.data import study  # noqa: E402
-from echo_utils.config import load_config # noqa: E402
-from echo_utils.rundir import RunPaths
+from echo_utils.labels import MODELS, OPTIONAL_MODELS  # noqa: E402
 from echo_utils.report import smoothness, tables  # noqa: E402
+from echo_utils.rundir import RunPaths  # noqa: E402
 
 SHARED = ("data", "registration", "pseudo_labels")
 
@@ -75,13 +83,21 @@ def _seed_run(base: Path, seed: int, profile_seed: int) -> Path:
     return run
 
 
-def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train: bool = True) -> dict:
-    """Train and predict the four models with ``nnunet.seed = seed``; the scores and verdicts as a dict.
+def default_models(params: Path) -> list[str]:
+    """The profile's ``nnunet.models`` and the optional models (``3d_dense_masked``)."""
+    return [*load_config(params).nnunet.models, *(m for m in OPTIONAL_MODELS if m not in load_config(params).nnunet.models)]
+
+
+def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train: bool = True,
+             models: list[str] | None = None) -> dict:
+    """Train and predict ``models`` (default :func:`default_models`) with ``nnunet.seed = seed``; the scores,
+    verdicts and comparisons as a dict.
 
     ``train=False`` only scores what exists: a model without predictions is reported with the progress of its
     training log (``"finished": false``) and the targets that need it are ``None``.
     """
-    cfg = load_config(params, overrides={"nnunet": {"seed": seed}})
+    load0, t_seed = os.getloadavg()[0], time.perf_counter()
+    cfg = load_config(params, overrides={"nnunet": {"seed": seed, "models": list(models or default_models(params))}})
     nn = cfg.nnunet
     paths = RunPaths(_seed_run(base, seed, load_config(params).nnunet.seed))
     tr, val, test = (study.load_study(cfg, paths, s) for s in ("train", "val", "test"))
@@ -103,7 +119,12 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
                                        / "echo_training_log.json").is_file()]
     logs = pd.concat([segmentation.training_log(cfg, paths, m, f) for m in logged for f in nn.folds])
     verdicts = segmentation.convergence(logs, nn.epochs, nn.plateau_min_class_dice)
-    out = {"seed": seed, "models": {}}
+    out = {"seed": seed, "models": {}, "load_1min_start": load0}
+    masked = [m for m in nn.models if segmentation.SPECS[m].masked]
+    exported = [m for m in masked if (segmentation.env.nnunet_dirs(paths)["nnUNet_raw"]
+                                      / segmentation.dataset_name(cfg, m) / "echo_export.json").is_file()]
+    if exported:
+        out["masking"] = {m: segmentation.dataset_masking(cfg, paths, m) for m in exported}
     if train and ran:
         out["training"] = {"backend": report.backend, "jobs": len(ran), "sum_of_job_s": round(sum(ran), 1),
                            "wall_s": round(wall, 1), "load_1min_end": os.getloadavg()[0]}
@@ -117,6 +138,7 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
             "train_s": round(float(g["seconds"].sum()), 1),
         }
     if not done:
+        out.update(load_1min_end=os.getloadavg()[0], wall_s=round(time.perf_counter() - t_seed, 1))
         return out
     preds = {m: preds[m] for m in done}
     mean, _ = tables.summarise_table1(tables.segmentation_scores(preds, test))
@@ -136,20 +158,35 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
                                                    for st in med.index},
             "median_even_odd": {st: round(float(eo.loc[(st, model), "even_odd"]), 3) for st in med.index},
         })
-    m = out["models"]
-    has = set(done).__contains__
     if {"3d_dense", "2d_dense", "2d_sparse"} <= set(done):
         order = smoothness.median_ordering(sm)
         out["fig3_ordering_holds"] = {st: bool(order.loc[st, "holds"]) for st in order.index}
-        out["2d_dense_between"] = {
-            st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_dense"] < med.loc[st, "2d_sparse"]) for st in med.index}
+    conclusions(out)
+    out.update(load_1min_end=os.getloadavg()[0], wall_s=round(time.perf_counter() - t_seed, 1))
+    return out
+
+
+def conclusions(out: dict) -> dict:
+    """Set the conclusions of one seed's result ``out`` from its per-model numbers alone (``out["models"]``), so
+    that they can be recomputed from the JSON (``--recompute-conclusions``): ``targets`` (issue 22, over the default
+    models ``labels.MODELS``; the optional models do not count in "every model converged"), ``comparisons`` and
+    ``<masked>_minus_3d_dense`` (issue 25), ``3d_dense_smoother_than_2d_sparse`` and ``2d_dense_between``."""
+    m = out["models"]
+    done = [k for k, v in m.items() if v.get("finished") and "dice" in v]
+    has = set(done).__contains__
+    med = {k: m[k]["median_smoothness"] for k in done}
+    structures = list(next(iter(med.values()), {}))
+    if {"3d_dense", "2d_dense", "2d_sparse"} <= set(done):
+        out["2d_dense_between"] = {st: bool(med["3d_dense"][st] < med["2d_dense"][st] < med["2d_sparse"][st])
+                                   for st in structures}
     if has("3d_dense") and has("2d_sparse"):
-        out["3d_dense_smoother_than_2d_sparse"] = {st: bool(med.loc[st, "3d_dense"] < med.loc[st, "2d_sparse"])
-                                                   for st in med.index}
+        out["3d_dense_smoother_than_2d_sparse"] = {st: bool(med["3d_dense"][st] < med["2d_sparse"][st])
+                                                   for st in structures}
+    defaults = [k for k in m if k in MODELS]
     lv_models = ("2d_sparse", "2d_dense", "3d_dense")
     out["targets"] = {
-        "all_converged": all(m.get(k, {}).get("verdict") == "converged" for k in nn.models)
-        if len(done) == len(nn.models) else None,
+        "all_converged": all(m[k].get("verdict") == "converged" for k in defaults)
+        if defaults and all(map(has, defaults)) else None,
         "lv_dice_ge_0.90": all(m[k]["dice"][f"{ph} LV"] >= 0.90 for k in lv_models for ph in ("ED", "ES"))
         if all(map(has, lv_models)) else None,
         "dense_minus_sparse_le_0.02": all(abs(m["2d_dense"]["dice"][f"{ph} LV"] - m["2d_sparse"]["dice"][f"{ph} LV"])
@@ -164,7 +201,43 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
         "3d_dense_ef_mae_le_2d_sparse_plus_2": bool(m["3d_dense"]["ef_mae"] <= m["2d_sparse"]["ef_mae"] + 2)
         if has("3d_dense") and has("2d_sparse") else None,
     }
+    out["comparisons"] = {}
+    for mk in [k for k in m if k in OPTIONAL_MODELS]:  # issue 25: does ignoring the doubtful pseudo-labels help?
+        if not (has(mk) and has("3d_dense")):
+            continue
+        a, b = m[mk], m["3d_dense"]
+        out[f"{mk}_minus_3d_dense"] = {
+            "dice": {k: round(a["dice"][k] - b["dice"][k], 4) for k in a["dice"]},
+            "ef_mae": round(a["ef_mae"] - b["ef_mae"], 2),
+            "median_smoothness_ratio": {st: round(a["median_smoothness"][st] / b["median_smoothness"][st], 4)
+                                        for st in a["median_smoothness"]},
+            "median_even_odd": {st: round(a["median_even_odd"][st] - b["median_even_odd"][st], 3)
+                                for st in a["median_even_odd"]},
+        }
+        out["comparisons"].update({
+            f"{mk}_mean_dice_ge_3d_dense": bool(np.mean(list(a["dice"].values())) >= np.mean(list(b["dice"].values()))),
+            f"{mk}_lv_dice_ge_3d_dense": all(a["dice"][f"{ph} LV"] >= b["dice"][f"{ph} LV"] for ph in ("ED", "ES")),
+            f"{mk}_ef_mae_le_3d_dense": bool(a["ef_mae"] <= b["ef_mae"]),
+            f"{mk}_smoother_than_3d_dense_lv_myo": all(a["median_smoothness"][st] < b["median_smoothness"][st]
+                                                      for st in ("LV", "MYO")),
+            f"{mk}_converged": a["verdict"] == "converged",
+        })
     return out
+
+
+def held(results: list[dict], section: str) -> dict:
+    """``{conclusion: True / False / None}`` over the seeds: True when it held at every seed, None when some seed
+    did not measure it."""
+    keys = list(dict.fromkeys(k for r in results for k in r.get(section, {})))
+    return {k: (all(r[section][k] for r in results)
+                if all(r.get(section, {}).get(k) is not None for r in results) else None) for k in keys}
+
+
+def _write(report: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out)
 
 
 def main(argv=None) -> dict:
@@ -172,40 +245,57 @@ def main(argv=None) -> dict:
     ap.add_argument("--params", default="notebooks/params/demo.yaml")
     ap.add_argument("--base-run", default=None, help="run directory of notebooks 01-03 (default runs/<profile>)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--models", nargs="+", default=None,
+                    help="models to train (default: the profile's nnunet.models and the optional 3d_dense_masked)")
     ap.add_argument("--score-only", action="store_true", help="train nothing: score the models that are finished")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_segmentation_seeds.json"))
+    ap.add_argument("--recompute-conclusions", action="store_true",
+                    help="train and score nothing: recompute the conclusions of --out from its per-model numbers")
     args = ap.parse_args(argv)
+    if args.recompute_conclusions:
+        report = json.loads(Path(args.out).read_text())
+        for r in report["results"]:
+            conclusions(r)
+        report["held_at_every_seed"] = held(report["results"], "targets")
+        report["comparisons_held_at_every_seed"] = held(report["results"], "comparisons")
+        _write(report, Path(args.out))
+        print(f"held at every seed: {report['held_at_every_seed']}, {report['comparisons_held_at_every_seed']}")
+        return report
     params = (ROOT / args.params) if not Path(args.params).is_absolute() else Path(args.params)
     cfg = load_config(params)
     base = Path(args.base_run).resolve() if args.base_run else ROOT / "runs" / cfg.name
     _ensure_base(params, base, cfg)
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
-    results = [run_seed(params, base, s, train=not args.score_only) for s in args.seeds]
-    report = {
-        "profile": cfg.name, "seeds": args.seeds, "results": results,
-        "held_at_every_seed": {k: (all(r["targets"][k] for r in results)
-                                   if all(r.get("targets", {}).get(k) is not None for r in results) else None)
-                               for k in results[0].get("targets", {})},
-        "fig3_ordering_held_at_every_seed": {st: all(r["fig3_ordering_holds"][st] for r in results)
-                                             for st in results[0].get("fig3_ordering_holds", {})
-                                             if all("fig3_ordering_holds" in r for r in results)},
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "threads": os.environ.get("ECHO_NNUNET_THREADS", cfg.nnunet.threads),
-                    "trainings_at_once": cfg.compute.local.max_parallel
-                    if cfg.compute.backend == "local" or "nnunet_training" in cfg.compute.local_kinds else 1,
-                    "load_1min_start": load0, "load_1min_end": os.getloadavg()[0]},
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    models = args.models or default_models(params)
+    results = []
+    for s in args.seeds:  # the JSON is rewritten after every seed
+        results.append(run_seed(params, base, s, train=not args.score_only, models=models))
+        report = {
+            "profile": cfg.name, "seeds": [r["seed"] for r in results], "seeds_requested": args.seeds,
+            "models": models, "results": results,
+            "held_at_every_seed": held(results, "targets"),
+            "comparisons_held_at_every_seed": held(results, "comparisons"),
+            "fig3_ordering_held_at_every_seed": {st: all(r["fig3_ordering_holds"][st] for r in results)
+                                                 for st in results[0].get("fig3_ordering_holds", {})
+                                                 if all("fig3_ordering_holds" in r for r in results)},
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                        "threads": os.environ.get("ECHO_NNUNET_THREADS", cfg.nnunet.threads),
+                        "trainings_at_once": cfg.compute.local.max_parallel
+                        if cfg.compute.backend == "local" or "nnunet_training" in cfg.compute.local_kinds else 1,
+                        "load_1min_start": load0, "load_1min_end": os.getloadavg()[0]},
+        }
+        _write(report, Path(args.out))
     for r in results:
         print(f"seed {r['seed']}:")
         for model, v in r["models"].items():
             dice = ", ".join(f"{k} {x:.3f}" for k, x in v.get("dice", {}).items())
-            print(f"  {model:>9}: {v['verdict']:>15} after {v['epochs']} epochs ({v['train_s']:.0f} s training)"
+            print(f"  {model:>15}: {v['verdict']:>15} after {v['epochs']} epochs ({v['train_s']:.0f} s training)"
                   + (f"; Dice {dice}; EF MAE {v['ef_mae']}" if v["finished"] else "; not finished"))
         print(f"  targets: {r.get('targets')}")
-    print(f"held at every seed: {report['held_at_every_seed']}; wrote {args.out}")
+        print(f"  comparisons: {r.get('comparisons')}; masking: {r.get('masking')}")
+    print(f"held at every seed: {report['held_at_every_seed']}, {report['comparisons_held_at_every_seed']}; "
+          f"wrote {args.out}")
     return report
 
 

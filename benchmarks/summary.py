@@ -235,22 +235,47 @@ def _changed(run: dict) -> str:
     return ", ".join(f"{k} {val}" for k, val in v.items()) or "none (the base recipe)"
 
 
+_TARGETS = {
+    "all_converged": "every default model (the four of Table 1) converged (EMA validation Dice rose < 0.01 over the "
+                     "last 20 % of training, every class learned)",
+    "lv_dice_ge_0.90": "Table 1 LV Dice ≥ 0.90 at ED and ES for 2D sparse, 2D dense and 3D dense",
+    "dense_minus_sparse_le_0.02": "2D dense within 0.02 of 2D sparse (LV Dice, ED and ES)",
+    "3d_sparse_dice_ge_0.80": "3D sparse LV, MYO and LA Dice ≥ 0.80 at ED and ES",
+    "3d_dense_smoother_lv_myo": "3D dense smoother than 2D sparse (median Eq. 2, LV and MYO)",
+    "3d_dense_even_odd_below_2d_sparse": "3D dense even/odd amplitude below 2D sparse's (median, LV and MYO)",
+    "3d_dense_ef_mae_le_2d_sparse_plus_2": "3D dense EF MAE ≤ 2D sparse's + 2 points",
+}
+_COMPARISONS = {  # issue 25: the confidence-masked 3D dense against plain 3D dense
+    "3d_dense_masked_mean_dice_ge_3d_dense": "confidence-masked 3D dense: mean Dice (LV, MYO, LA at ED and ES) ≥ "
+                                             "3D dense's",
+    "3d_dense_masked_lv_dice_ge_3d_dense": "confidence-masked 3D dense: LV Dice ≥ 3D dense's at ED and ES",
+    "3d_dense_masked_ef_mae_le_3d_dense": "confidence-masked 3D dense: EF MAE ≤ 3D dense's",
+    "3d_dense_masked_smoother_than_3d_dense_lv_myo": "confidence-masked 3D dense smoother than 3D dense (median "
+                                                     "Eq. 2, LV and MYO)",
+    "3d_dense_masked_converged": "confidence-masked 3D dense converged",
+}
+
+
 def render_seeds(results: Path = RESULTS) -> str:
-    """The results chapter's table: the demo nnU-Nets at two seeds (``bench_segmentation_seeds.py``)."""
+    """The results chapter's tables: the demo nnU-Nets at two seeds (``bench_segmentation_seeds.py``): per seed and
+    model the scores; per conclusion whether it held at each seed and at every seed; the sentence that lists them."""
     d = json.loads((results / "bench_segmentation_seeds.json").read_text())
     mach = d["machine"]
     at_once = mach.get("trainings_at_once", 1)
     load = (f", 1-minute load average {mach['load_1min_start']:.1f} at the start and {mach['load_1min_end']:.1f} at "
             "the end" if "load_1min_start" in mach else "")
+    requested = d.get("seeds_requested", d["seeds"])
+    unfinished = [s for s in requested if s not in d["seeds"]]
     out = [
         f"Trained and scored by `benchmarks/bench_segmentation_seeds.py` on the `{d['profile']}` profile at seeds "
         f"{', '.join(str(s) for s in d['seeds'])} ({mach['cpus']} CPU cores, {mach['threads']} torch "
         f"thread(s) per training, {at_once} training(s) at once{load}). A model missing from a seed was not trained "
-        "there within the session's budget.",
+        "there within the session's budget."
+        + (f" Seed(s) {', '.join(map(str, unfinished))} were requested but not finished." if unfinished else ""),
         "",
-        "| seed | model | verdict | epochs | LV Dice ED / ES | MYO Dice ED / ES | LA Dice ED / ES | EF MAE (points) | "
-        "EF missing | median Eq. 2 LV / MYO | median even/odd amplitude LV / MYO (px) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| seed | model | verdict | epochs | EMA val. Dice LV / MYO / LA | train s | LV Dice ED / ES | MYO Dice ED / ES | LA Dice ED / ES | "
+        "EF MAE (points) | EF missing | median Eq. 2 LV / MYO / LA | median even/odd amplitude LV / MYO (px) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def pair(dc, st):
@@ -259,37 +284,63 @@ def render_seeds(results: Path = RESULTS) -> str:
 
     for res in d["results"]:
         for name, m in res["models"].items():
+            train_s = f"{m['train_s']:.0f}" if "train_s" in m else "–"
+            ema = m.get("ema_per_class", {})
+            ema_text = " / ".join(f"{ema[c]:.2f}" for c in ("LV cavity", "LV myocardium", "left atrium")
+                                  if c in ema) or "–"
             if "dice" not in m:
-                out.append(f"| {res['seed']} | {name} | {m['verdict']} | {m['epochs']} | not predicted | | | | | | |")
+                out.append(f"| {res['seed']} | {name} | {m['verdict']} | {m['epochs']} | {ema_text} | {train_s} "
+                           "| not predicted | | | | | | |")
                 continue
             dc, sm, eo = m["dice"], m["median_smoothness"], m.get("median_even_odd", {})
             eo_text = f"{eo['LV']:.2f} / {eo['MYO']:.2f}" if {"LV", "MYO"} <= set(eo) else "–"
-            out.append(f"| {res['seed']} | {name} | {m['verdict']} | {m['epochs']} | {pair(dc, 'LV')} | {pair(dc, 'MYO')} "
-                       f"| {pair(dc, 'LA')} | {m['ef_mae']:.1f} | {m['ef_missing']} | {sm['LV']:.3g} / {sm['MYO']:.3g} "
+            sm_text = " / ".join(f"{sm[st]:.3g}" for st in ("LV", "MYO", "LA") if st in sm)
+            out.append(f"| {res['seed']} | {name} | {m['verdict']} | {m['epochs']} | {ema_text} | {train_s} "
+                       f"| {pair(dc, 'LV')} "
+                       f"| {pair(dc, 'MYO')} | {pair(dc, 'LA')} | {m['ef_mae']:.1f} | {m['ef_missing']} | {sm_text} "
                        f"| {eo_text} |")
-    names = {"all_converged": "every model converged (EMA validation Dice rose < 0.01 over the last 20 % of "
-                              "training, every class learned)",
-             "lv_dice_ge_0.90": "Table 1 LV Dice ≥ 0.90 at ED and ES for 2D sparse, 2D dense and 3D dense",
-             "dense_minus_sparse_le_0.02": "2D dense within 0.02 of 2D sparse (LV Dice, ED and ES)",
-             "3d_sparse_dice_ge_0.80": "3D sparse LV, MYO and LA Dice ≥ 0.80 at ED and ES",
-             "3d_dense_smoother_lv_myo": "3D dense smoother than 2D sparse (median Eq. 2, LV and MYO)",
-             "3d_dense_even_odd_below_2d_sparse": "3D dense even/odd amplitude below 2D sparse's (median, LV and MYO)",
-             "3d_dense_ef_mae_le_2d_sparse_plus_2": "3D dense EF MAE ≤ 2D sparse's + 2 points"}
+    for res in d["results"]:
+        for model, rec in (res.get("masking") or {}).items():
+            out += ["", f"Seed {res['seed']}, {model}: pseudo-labelled pixels with confidence < {rec['threshold']:g} "
+                    f"ignored (threshold: {rec['source']}"
+                    + (f"; validation F1 {rec['val_f1']:.3f}, precision {rec['val_precision']:.3f}, recall "
+                       f"{rec['val_recall']:.3f}" if "val_f1" in rec else "")
+                    + f"): {100 * rec['ignored_fraction_of_pseudo']:.2f} % of the pseudo-labelled pixels, "
+                    f"{100 * rec['ignored_fraction_of_all']:.2f} % of all training voxels."]
     word = {True: "held", False: "**did not hold**", None: "not measured (a model missing)"}
+    at_every = {**d.get("held_at_every_seed", {}), **d.get("comparisons_held_at_every_seed", {})}
+    rows = [(k, label, "targets") for k, label in _TARGETS.items()]
+    rows += [(k, label, "comparisons") for k, label in _COMPARISONS.items()
+             if any(k in r.get("comparisons", {}) for r in d["results"])]
     out += ["", "| conclusion | " + " | ".join(f"seed {r['seed']}" for r in d["results"]) + " | at every seed |",
             "|---|" + "---|" * (len(d["results"]) + 1)]
-    for key, label in names.items():
-        out.append(f"| {label} | " + " | ".join(word[r.get("targets", {}).get(key)] for r in d["results"])
-                   + f" | {word[d['held_at_every_seed'].get(key)]} |")
+    for key, label, section in rows:
+        out.append(f"| {label} | " + " | ".join(word[r.get(section, {}).get(key)] for r in d["results"])
+                   + f" | {word[at_every.get(key)]} |")
     orders = d.get("fig3_ordering_held_at_every_seed") or {}
     if orders:
         out += ["", "The paper's Fig. 3 ordering 3D dense < 2D dense < 2D sparse (median Eq. 2), at every seed: "
                 + ", ".join(f"{st} {'held' if ok else '**did not hold**'}" for st, ok in orders.items()) + "."]
+    if len(d["results"]) > 1:
+        def count(key, section):
+            return sum(bool(r.get(section, {}).get(key)) for r in d["results"])
+
+        n = len(d["results"])
+        every = [label for key, label, _ in rows if at_every.get(key) is True]
+        some = [label for key, label, sec in rows if at_every.get(key) is False and count(key, sec)]
+        none = [label for key, label, sec in rows if at_every.get(key) is False and not count(key, sec)]
+        out += ["", f"**Held at all {n} seeds:** " + ("; ".join(every) or "none") + ". **At some seeds only:** "
+                + ("; ".join(some) or "none") + ". **At none:** " + ("; ".join(none) or "none") + "."]
     timing = [r["training"] for r in d["results"] if "training" in r]
     if timing:
         out += ["", "Training wall time per seed (the jobs' own times added up, against the wall time they took): "
                 + "; ".join(f"{t['jobs']} trainings on backend {t['backend']}: {t['sum_of_job_s']:.0f} s of jobs in "
                             f"{t['wall_s']:.0f} s" for t in timing) + "."]
+    loads = [r for r in d["results"] if "load_1min_start" in r]
+    if loads:
+        out += ["", "1-minute load average per seed, at its start and end: "
+                + "; ".join(f"seed {r['seed']} {r['load_1min_start']:.1f} → {r['load_1min_end']:.1f}"
+                            + (f" ({r['wall_s'] / 60:.0f} min)" if "wall_s" in r else "") for r in loads) + "."]
     return "\n".join(out) + "\n"
 
 

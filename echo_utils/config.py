@@ -222,10 +222,13 @@ class PseudoLabelConfig(_Section):
 class NnUNetConfig(_Section):
     """nnU-Net v2 datasets, plans and training budget."""
 
-    models: tuple[Literal["2d_sparse", "2d_dense", "3d_dense", "3d_sparse"], ...] = Field(
-        ("2d_sparse", "2d_dense", "3d_dense", "3d_sparse"), min_length=1
+    models: tuple[Literal["2d_sparse", "2d_dense", "3d_dense", "3d_sparse", "3d_dense_masked"], ...] = Field(
+        ("2d_sparse", "2d_dense", "3d_dense", "3d_sparse"), min_length=1,
+        description="the nnU-Nets to train (labels.MODELS, Table 1's four, by default); 3d_dense_masked "
+        "(labels.OPTIONAL_MODELS) is 3D dense with its low-confidence pseudo-labelled pixels ignored",
     )
-    dataset_id_base: int = Field(800, ge=1, le=995, description="ids base, base+1, base+2, base+3 are used")
+    dataset_id_base: int = Field(800, ge=1, le=995, description="ids base .. base+3 are used (base+4: "
+                                 "3d_dense_masked)")
     dataset_prefix: str = "Echo"
     configuration: Literal["default", "small"] = Field(
         "default", description="'default' keeps nnU-Net's plans; 'small' adds narrow CPU-friendly configs"
@@ -265,6 +268,12 @@ class NnUNetConfig(_Section):
         "the epochs, from this epoch on; None trains every epoch"
     )
     seed: int = Field(0, description="seed of every nnU-Net training; default: the profile's top-level seed")
+    masked_confidence_threshold: float | None = Field(
+        None, gt=0, le=1, description="3d_dense_masked: pseudo-labelled pixels whose confidence is below this "
+        "become nnU-Net's ignore label. None: chosen on the validation patients (maximum F1 of 'confidence below "
+        "the threshold' for the pseudo-label errors, against their exact truth); without exact truth (real data) "
+        "0.5, the edge of the band where the two propagation directions disagree (segmentation.masking)"
+    )
     plateau_min_class_dice: float = Field(
         0.05, ge=0, lt=1, description="the early stop and the 'converged' verdict need every class's EMA validation "
         "pseudo Dice at or above this (a class at 0 has not been learned, whatever the mean does)"
@@ -281,6 +290,13 @@ class NnUNetConfig(_Section):
     def _positive_reference(cls, value):
         if value is not None and min(value) <= 0:
             raise ValueError(f"time_reference_spacing must be three positive spacings (t, y, x), got {list(value)}")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _distinct_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"models must be distinct, got {list(value)}")
         return value
 
     @field_validator("folds")

@@ -12,7 +12,9 @@ columns in Table 1.
 Keys used across the package:
 
 * models (the four nnU-Nets of notebook 04, Table 1): ``2d_sparse``, ``2d_dense``, ``3d_dense``, ``3d_sparse``,
-  plus ``reference`` for the manual or dense truth;
+  plus ``reference`` for the manual or dense truth; :data:`OPTIONAL_MODELS` are trained only when a profile's
+  ``nnunet.models`` names them (``3d_dense_masked``: 3D dense with its low-confidence pseudo-labelled pixels
+  ignored); :data:`ALL_MODELS` is both, in the book's order;
 * directions of label propagation (notebook 03, Fig. 2): ``forward`` (from ED), ``backward`` (from ES),
   ``bidirectional`` (Eq. 1);
 * registrations that drive the propagation (notebooks 02-03): ``dlir`` (the trained B-spline network),
@@ -41,6 +43,8 @@ __all__ = [
     "STRUCTURE_SHORT_NAMES",
     "STRUCTURE_COLORS",
     "MODELS",
+    "OPTIONAL_MODELS",
+    "ALL_MODELS",
     "MODEL_NAMES",
     "MODEL_COLORS",
     "REFERENCE",
@@ -99,12 +103,17 @@ STRUCTURE_SHORT_NAMES: dict[str, str] = {"LV": "LV", "MYO": "MYO (ring)", "EPI":
 # models, directions, registrations
 
 REFERENCE = "reference"
+#: The default models (Table 1's four nnU-Nets, the default of ``nnunet.models``).
 MODELS: tuple[str, ...] = ("2d_sparse", "2d_dense", "3d_dense", "3d_sparse")
+#: Models trained only when ``nnunet.models`` names them.
+OPTIONAL_MODELS: tuple[str, ...] = ("3d_dense_masked",)
+ALL_MODELS: tuple[str, ...] = (*MODELS, *OPTIONAL_MODELS)
 MODEL_NAMES: dict[str, str] = {
     "2d_sparse": "2D sparse",
     "2d_dense": "2D dense",
     "3d_dense": "3D dense",
     "3d_sparse": "3D sparse",
+    "3d_dense_masked": "3D dense, confidence-masked",
     REFERENCE: "reference",
 }
 DIRECTIONS: tuple[str, ...] = ("forward", "backward", "bidirectional")
@@ -134,6 +143,7 @@ MODEL_COLORS: dict[str, str] = {
     "2d_dense": "#8c564b",
     "3d_dense": "#9467bd",
     "3d_sparse": "#c49c94",
+    "3d_dense_masked": "#393b79",
     REFERENCE: "#bcbd22",
 }
 DIRECTION_COLORS: dict[str, str] = {"forward": "#ff7f0e", "backward": "#c5b0d5", "bidirectional": "#17becf"}
@@ -146,7 +156,7 @@ COLORS: dict[str, str] = {**STRUCTURE_COLORS, **MODEL_COLORS, **DIRECTION_COLORS
 NAMES: dict[str, str] = {**STRUCTURE_NAMES, **MODEL_NAMES, **DIRECTION_NAMES, **REGISTRATION_NAMES}
 
 _ORDER = (
-    "intra-observer", "CLAS", *MODELS, REFERENCE, *DIRECTIONS, *REGISTRATIONS, *STRUCTURES,
+    "intra-observer", "CLAS", *ALL_MODELS, REFERENCE, *DIRECTIONS, *REGISTRATIONS, *STRUCTURES,
 )  # fmt: skip
 
 

@@ -125,6 +125,30 @@ def test_local_backend_same_results_and_failure_report(tmp_path):
     assert err.value.report.counts() == {"pending": 0, "running": 0, "done": 3, "failed": 1}
 
 
+def test_run_stages_reports_the_backend_each_stage_ran_on(tmp_path, monkeypatch):
+    """An inline profile whose local_kinds send one stage to the local backend: the report names the backend that
+    ran each job (the local stage's jobs in other processes), not the profile's."""
+    from echo_utils.compute import runner
+
+    def stage_jobs(stage, cfg, paths, device):
+        kind = {"a": "nnunet_training", "b": "nnunet_prediction"}[stage]
+        return [Job(name=f"{stage}-{i}", fn="compute_tasks:write_value", kind=kind, run_dir=str(tmp_path),
+                    kwargs={"path": str(tmp_path / f"{stage}{i}.txt"), "value": i}) for i in range(2)]
+
+    monkeypatch.setattr(runner, "stage_jobs", stage_jobs)
+    compute = ComputeConfig(backend="inline", local_kinds=("nnunet_training",), poll_seconds=0.2)
+    report = runner.run_stages(["a"], compute, None, progress=False)
+    assert report.backend == "local" and [r["backend"] for r in report.rows] == ["local", "local"]
+    assert "(local)" in report.summary()
+    pids = {json.loads((tmp_path / "jobs" / f"a-{i}" / "done.json").read_text())["pid"] for i in range(2)}
+    assert os.getpid() not in pids  # they did run as processes
+    report = runner.run_stages(["b", "a"], compute, None, progress=False)
+    assert report.backend == "inline, local"
+    assert [(r["name"], r["backend"]) for r in report.rows] == [
+        ("b-0", "inline"), ("b-1", "inline"), ("a-0", "local"), ("a-1", "local")]
+    assert runner.run_stages([], compute, None).backend == "inline"
+
+
 def test_killed_job_resubmitted_alone(tmp_path):
     """Three jobs; the third is killed (SIGKILL, like a node failure) mid-run. Resubmitting the set reruns only it."""
     block = tmp_path / "block"

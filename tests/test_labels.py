@@ -30,7 +30,8 @@ def test_every_key_has_one_distinct_colour_and_a_name():
     for k in keys:
         assert L.color(k) == L.COLORS[k]
         assert L.name(k) == L.NAMES[k]
-    assert set(L.MODELS) | {L.REFERENCE} == set(L.MODEL_NAMES) == set(L.MODEL_COLORS)
+    assert set(L.ALL_MODELS) | {L.REFERENCE} == set(L.MODEL_NAMES) == set(L.MODEL_COLORS)
+    assert set(L.MODELS) & set(L.OPTIONAL_MODELS) == set() and L.ordered(L.ALL_MODELS[::-1]) == list(L.ALL_MODELS)
     assert set(L.DIRECTIONS) == set(L.DIRECTION_NAMES) == set(L.DIRECTION_COLORS)
     assert set(L.REGISTRATIONS) == set(L.REGISTRATION_NAMES) == set(L.REGISTRATION_COLORS)
 

@@ -30,7 +30,12 @@ def resubmit_command(job: Job) -> str:
 @dataclass
 class JobsReport:
     """What happened to a set of jobs: one row per job (name, kind, model and fold where the job has them, state,
-    skipped, seconds, job id)."""
+    skipped, seconds, job id, and the backend that ran it).
+
+    ``backend`` is the backend the jobs actually ran on: with ``backend: inline`` in the profile, jobs whose kinds are
+    all in ``compute.local_kinds`` run on ``local``, and the report says ``local``. A report combining stages that ran
+    on different backends (:func:`~echo_utils.compute.runner.run_stages`) names them all, in the order used
+    (e.g. ``"inline, local"``); each row's ``backend`` says which ran that job."""
 
     backend: str
     rows: list[dict] = field(default_factory=list)
@@ -80,13 +85,13 @@ class JobsFailed(RuntimeError):
 ROW_ARGS = ("model", "fold")
 
 
-def job_row(job: Job, state: str, skipped: bool, job_id: str | None = None) -> dict:
+def job_row(job: Job, state: str, skipped: bool, job_id: str | None = None, backend: str | None = None) -> dict:
     """One row of a :class:`JobsReport`; ``seconds`` is the job's own run time from its marker (also when it was
-    done before: the time it took then)."""
+    done before: the time it took then); ``backend`` the backend that ran (or would have run) the job."""
     marker = read_marker(job) if state == "done" else None
     return {"name": job.name, "kind": job.kind, **{k: job.kwargs[k] for k in ROW_ARGS if k in job.kwargs},
             "state": state, "skipped": skipped, "seconds": marker.get("seconds") if marker else None,
-            "job_id": job_id}
+            "job_id": job_id, "backend": backend}
 
 
 def wait_for(
@@ -148,9 +153,9 @@ def wait_for(
     bar.close()
     report = JobsReport(backend=backend)
     for job in done_before:
-        report.rows.append(job_row(job, "done", True, None))
+        report.rows.append(job_row(job, "done", True, None, backend))
     for n, h in handles.items():
-        report.rows.append(job_row(h.job, final[n], False, h.job_id))
+        report.rows.append(job_row(h.job, final[n], False, h.job_id, backend))
     if report.failed:
         raise JobsFailed(report, jobs)
     return report

@@ -71,7 +71,7 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
     if compute.backend == "inline":
         for job in jobs:
             execute(job)  # a done job returns its marker without running
-            report.rows.append(job_row(job, "done", job in done))
+            report.rows.append(job_row(job, "done", job in done, backend="inline"))
         return report
     backend = SubmititBackend(compute)
     handles = {}
@@ -84,8 +84,8 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
     if not wait:
         for job in queued:
             handles[job.name] = backend.submit(job)
-        report.rows += [job_row(job, "done", True) for job in done]
-        report.rows += [job_row(h.job, "pending", False, h.job_id) for h in handles.values()]
+        report.rows += [job_row(job, "done", True, backend=compute.backend) for job in done]
+        report.rows += [job_row(h.job, "pending", False, h.job_id, compute.backend) for h in handles.values()]
         return report
     return wait_for(
         handles, queued, backend.submit, backend=compute.backend, done_before=done,
@@ -97,12 +97,18 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
 def run_stages(stages, cfg, paths, device: str | None = None, *, progress: bool = True, log=print) -> JobsReport:
     """Run the study's ``stages`` (names from :data:`~echo_utils.compute.study.STAGES`) one after the other,
     waiting for each; returns the combined report. E.g. notebook 03:
-    ``run_stages(["dir_training", "pseudo_labels"], cfg, paths, device)``."""
+    ``run_stages(["dir_training", "pseudo_labels"], cfg, paths, device)``.
+
+    The report's ``backend`` names the backend(s) the stages actually ran on (``compute.local_kinds`` may send a
+    stage of an ``inline`` profile to ``local``), in the order used, e.g. ``"local"`` or ``"inline, local"``; with
+    no stages, the profile's backend."""
     if isinstance(stages, str):
         stages = [stages]
-    report = JobsReport(backend=compute_settings(cfg).backend)
-    for stage in stages:
-        report.rows += run_jobs(stage_jobs(stage, cfg, paths, device), cfg, progress=progress, log=log).rows
+    reports = [run_jobs(stage_jobs(stage, cfg, paths, device), cfg, progress=progress, log=log) for stage in stages]
+    used = list(dict.fromkeys(r.backend for r in reports))
+    report = JobsReport(backend=", ".join(used) if used else compute_settings(cfg).backend)
+    for r in reports:
+        report.rows += r.rows
     return report
 
 

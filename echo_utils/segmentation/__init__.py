@@ -1,16 +1,18 @@
-"""Segmentation with nnU-Net v2: four models trained on four arrangements of the same sequences.
+"""Segmentation with nnU-Net v2: four models (and an optional fifth) trained on arrangements of the same sequences.
 
 The paper's claim is about *training data*, not architecture: the same self-configuring nnU-Net
 {cite}`isensee2021nnunet` is trained on ED/ES frames only (``2d_sparse``), on every frame with pseudo-labels
 (``2d_dense``), on whole sequences as (T, H, W) volumes with pseudo-labels (``3d_dense``, the method) and on whole
 sequences labelled at ED/ES only, with nnU-Net's ignore label elsewhere (``3d_sparse``, a baseline the paper did
-not run). Everything goes through nnU-Net's own Python API; this package arranges the data and the run directory:
+not run); the optional ``3d_dense_masked`` is 3D dense with its low-confidence pseudo-labelled pixels ignored.
+Everything goes through nnU-Net's own Python API; this package arranges the data and the run directory:
 
 ==================  ===================================================================================
 module              concept
 ==================  ===================================================================================
 ``env``             model names, dataset ids, the run's nnU-Net folders, pools, threads, per-model seeds
 ``export``          the raw datasets (``export_dataset``), patient-wise splits, frame roles
+``masking``         the optional ``3d_dense_masked`` set: confidence threshold, ignored pixels
 ``plans``           fingerprint, plans, the narrow CPU configuration, preprocessing, training settings
 ``trainer``         ``EchoTrainer``, the ``nnUNetTrainer`` subclass nnU-Net's command line finds by name
 ``train``           cached, resumable, seeded training; training curves and convergence verdicts
@@ -32,10 +34,11 @@ train); importing this package is cheap.
 
 from .env import (FILE_ENDING, IGNORE_LABEL, LABELS, MODELS, PLANS, SPECS, TRAINER, ModelSpec, NnUNetError,
                   configuration_name, configure_nnunet, dataset_id, dataset_name, model_seed)
-from .export import (dataset_time_spacing, datasets_table, dense_pseudo_labels, export_dataset, frame_roles,
+from .export import (dataset_masking, dataset_time_spacing, datasets_table, dense_pseudo_labels, export_dataset, frame_roles,
                      make_splits, verify_dataset, volume_time_spacing)
 from .plans import (REFERENCE_VOLUMES, plan_and_preprocess, plan_stages, plans_table, reference_plan,
                     small_configuration, stage_table, training_settings)
+from . import masking
 from .predict import load_prediction, load_predictor, predict_all, predict_sequence, prediction_path
 from .train import convergence, train_model, training_log
 
@@ -43,7 +46,7 @@ __all__ = [
     "MODELS", "LABELS", "IGNORE_LABEL", "PLANS", "TRAINER", "FILE_ENDING", "SPECS", "ModelSpec", "NnUNetError",
     "configure_nnunet", "dataset_id", "dataset_name", "configuration_name", "model_seed",
     "export_dataset", "datasets_table", "dense_pseudo_labels", "frame_roles", "make_splits", "verify_dataset",
-    "volume_time_spacing", "dataset_time_spacing",
+    "volume_time_spacing", "dataset_time_spacing", "dataset_masking", "masking",
     "plan_and_preprocess", "plans_table", "small_configuration", "training_settings",
     "reference_plan", "stage_table", "plan_stages", "REFERENCE_VOLUMES",
     "train_model", "training_log", "convergence",

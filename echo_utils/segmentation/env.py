@@ -35,10 +35,11 @@ import numpy as np
 from ..config import StudyConfig
 from ..rundir import RunPaths
 from ..labels import LABEL_VALUES as LABELS  # name -> label value, as nnU-Net's dataset.json wants
-from ..labels import MODELS
+from ..labels import ALL_MODELS, MODELS
 
 __all__ = [
     "MODELS",
+    "ALL_MODELS",
     "LABELS",
     "IGNORE_LABEL",
     "PLANS",
@@ -72,12 +73,13 @@ class NnUNetError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One of the four models: which frames it is trained on, and whether as 2D images or 3D volumes."""
+    """One of the models: which frames it is trained on, and whether as 2D images or 3D volumes."""
 
     name: str
     offset: int  # dataset id = nnunet.dataset_id_base + offset
     dim: int  # 2: one training case per frame; 3: one (T, H, W) volume per sequence
     dense: bool  # labels on every frame (pseudo-labels) or only at ED/ES
+    masked: bool = False  # dense, with the pseudo-labelled pixels of low confidence as the ignore label
 
     @property
     def parent_configuration(self) -> str:
@@ -94,8 +96,10 @@ SPECS = {
     "2d_dense": ModelSpec("2d_dense", 1, 2, True),
     "3d_dense": ModelSpec("3d_dense", 2, 3, True),
     "3d_sparse": ModelSpec("3d_sparse", 3, 3, False),
+    # optional (labels.OPTIONAL_MODELS): 3D dense whose doubtful pseudo-labelled pixels are ignored (export.py)
+    "3d_dense_masked": ModelSpec("3d_dense_masked", 4, 3, True, masked=True),
 }
-assert tuple(SPECS) == tuple(MODELS)
+assert tuple(SPECS) == tuple(ALL_MODELS) and set(MODELS) <= set(SPECS)
 
 
 def spec(model: str) -> ModelSpec:
@@ -106,7 +110,7 @@ def spec(model: str) -> ModelSpec:
 
 
 def dataset_id(cfg: StudyConfig, model: str) -> int:
-    """nnU-Net dataset id of ``model``: ``nnunet.dataset_id_base`` + 0..3."""
+    """nnU-Net dataset id of ``model``: ``nnunet.dataset_id_base`` + 0..3 (+ 4: ``3d_dense_masked``)."""
     return cfg.nnunet.dataset_id_base + spec(model).offset
 
 

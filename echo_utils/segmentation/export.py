@@ -8,6 +8,9 @@ model           dim   training labels
 ``3d_dense``    3D    each sequence as one (T, H, W) volume, time as the first axis, the same dense labels
 ``3d_sparse``   3D    each sequence as one volume, labelled at ED/ES only; every other frame is nnU-Net's
                       *ignore* label (a baseline the paper did not run)
+``3d_dense_     3D    optional: the 3D dense labels, with every pseudo-labelled pixel whose confidence is below
+masked``              a threshold chosen on the validation patients as the *ignore* label
+                      (:mod:`~echo_utils.segmentation.masking`)
 ==============  ====  =====================================================================================
 
 :func:`export_dataset` writes nnU-Net's raw format (``imagesTr``/``labelsTr``/``imagesTs``, a ``dataset.json``
@@ -47,6 +50,7 @@ __all__ = [
     "verify_dataset",
     "volume_time_spacing",
     "dataset_time_spacing",
+    "dataset_masking",
 ]
 
 CHANNELS = {"0": "echo"}  # any name but 'CT' selects nnU-Net's per-image z-score normalisation
@@ -124,22 +128,26 @@ def dataset_time_spacing(cfg: StudyConfig, paths: RunPaths, model: str) -> float
     return float(cfg.nnunet.time_spacing)
 
 
-def _training_label(spec: ModelSpec, seq: "EchoSequence", dense_labels: dict | None) -> np.ndarray:
-    """(T, H, W) uint8 training label of one sequence: dense (manual at ED/ES) or sparse (ignore elsewhere)."""
+def _training_label(spec: ModelSpec, seq: "EchoSequence", dense_labels: dict | None,
+                    ignore: dict | None = None) -> np.ndarray:
+    """(T, H, W) uint8 training label of one sequence: dense (manual at ED/ES) or sparse (ignore elsewhere);
+    ``ignore`` (``3d_dense_masked``): ``{key: (T, H, W) bool}`` pixels set to the ignore label (never at ED/ES)."""
     if spec.dense:
         label = _dense_for(seq, dense_labels).astype(np.uint8, copy=True)
     else:
         label = np.full(seq.images.shape, IGNORE_LABEL, np.uint8)
+    if spec.masked:
+        label[ignore[seq.key]] = IGNORE_LABEL
     for t in (seq.ed, seq.es):
         label[t] = seq.labels[t]
     return label
 
 
 def _training_cases(
-    spec: ModelSpec, seq: "EchoSequence", dense_labels: dict | None
+    spec: ModelSpec, seq: "EchoSequence", dense_labels: dict | None, ignore: dict | None = None
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """(case id, image, label) of one sequence: one case per frame (2D) or per sequence (3D)."""
-    label = _training_label(spec, seq, dense_labels)
+    label = _training_label(spec, seq, dense_labels, ignore)
     images = np.asarray(seq.images, dtype=np.float32)
     if spec.dim == 3:
         yield seq.key, images, label
@@ -239,6 +247,7 @@ def export_dataset(
     test: list["EchoSequence"] = (),
     dense_labels: dict[str, np.ndarray] | None = None,
     *,
+    confidence: dict[str, np.ndarray] | None = None,
     verify: bool = True,
 ) -> Path:
     """Write (or reuse) the nnU-Net raw dataset of ``model``; returns its folder ``<raw>/DatasetXXX_Name``.
@@ -250,6 +259,10 @@ def export_dataset(
     test : sequences written to ``imagesTs`` as (T, H, W) volumes, for users of ``nnUNetv2_predict``.
     dense_labels : ``{seq.key: (T, H, W) uint8}`` pseudo-labels (notebook 03); required by the dense models.
         The manual labels replace them at ED and ES.
+    confidence : ``3d_dense_masked`` only: ``{seq.key: (T, H, W) float}`` confidence maps of the train and val
+        pseudo-labels; default: the stored maps of notebook 03
+        (:func:`~echo_utils.segmentation.masking.study_confidence_maps`). The threshold is set by
+        :func:`~echo_utils.segmentation.masking.masking_record` on the ``val`` sequences.
     verify : run nnU-Net's integrity checks (:func:`verify_dataset`) before the folder is published.
 
     Layout: 2D models get one case per frame (``patient0001_2CH_f004``, (H, W) images with spacing (sy, sx)),
@@ -276,6 +289,18 @@ def export_dataset(
         if missing:
             _dense_for(next(s for s in train + val if s.key in missing), dense_labels)
 
+    ignore, masking = None, None
+    if spec.masked:
+        if confidence is None:
+            _, confidence = _masking().study_confidence_maps(cfg, paths, train + val)
+        masking = _masking().masking_record(cfg, val, dense_labels, confidence)
+        ignore = _masking().ignore_masks(train + val, confidence, masking["threshold"])
+        pseudo = sum(len(_masking().pseudo_frames(s)) * int(np.prod(s.images.shape[1:])) for s in train + val)
+        ignored = sum(int(m.sum()) for m in ignore.values())
+        total = sum(int(np.prod(s.images.shape)) for s in train + val)
+        masking |= {"ignored_pixels": ignored, "ignored_fraction_of_pseudo": round(ignored / max(pseudo, 1), 6),
+                    "ignored_fraction_of_all": round(ignored / total, 6)}
+
     patient_splits = make_splits(cfg, train, val)
     time_spacing = volume_time_spacing(cfg, train + val) if spec.dim == 3 else float(cfg.nnunet.time_spacing)
     digest = hashlib.sha256()
@@ -283,7 +308,7 @@ def export_dataset(
     for seq in train + val:
         digest.update(seq.key.encode() + np.asarray(seq.spacing, np.float64).tobytes())
         digest.update(np.ascontiguousarray(seq.images, np.float32).tobytes())
-        digest.update(_training_label(spec, seq, dense_labels).tobytes())
+        digest.update(_training_label(spec, seq, dense_labels, ignore).tobytes())
     for seq in test:
         digest.update(seq.key.encode() + np.ascontiguousarray(seq.images, np.float32).tobytes())
     content = digest.hexdigest()[:16]
@@ -310,7 +335,7 @@ def export_dataset(
     case_ids = []
     for seq in train + val:
         sy, sx = (float(v) for v in seq.spacing)
-        for case, image, label in _training_cases(spec, seq, dense_labels):
+        for case, image, label in _training_cases(spec, seq, dense_labels, ignore):
             spacing = (sy, sx) if spec.dim == 2 else (time_spacing, sy, sx)
             write_nifti(partial / "imagesTr" / f"{case}_0000{FILE_ENDING}", image, spacing)
             write_nifti(partial / "labelsTr" / f"{case}{FILE_ENDING}", label, spacing)
@@ -326,7 +351,7 @@ def export_dataset(
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
     labels = dict(LABELS)
-    if not spec.dense and spec.dim == 3:
+    if (not spec.dense and spec.dim == 3) or spec.masked:
         labels["ignore"] = IGNORE_LABEL
     generate_dataset_json(
         str(partial),
@@ -337,7 +362,8 @@ def export_dataset(
         dataset_name=name,
         description=f"echo pseudo-labels study, model {model}: "
         + ("one case per frame" if spec.dim == 2 else "one (T, H, W) volume per sequence, time as the first axis")
-        + (f"; time spacing {time_spacing}" if spec.dim == 3 else ""),
+        + (f"; time spacing {time_spacing}" if spec.dim == 3 else "")
+        + (f"; pseudo-labelled pixels of confidence < {masking['threshold']:g} ignored" if masking else ""),
         license="CC BY-NC-SA 4.0 for CAMUS-derived data; synthetic data: MIT",
         converted_by="echo_utils.segmentation.export_dataset",
         # every case listed explicitly: nnU-Net then finds the files without its file-listing process pool
@@ -349,11 +375,29 @@ def export_dataset(
     write_json(
         partial / EXPORT_MARKER,
         {"content": content, "model": model, "cases": len(case_ids), "test": len(test), "splits": patient_splits,
-         "time_spacing": time_spacing},
+         "time_spacing": time_spacing, **({"masking": masking} if masking else {})},
     )
     os.replace(partial, final)
     _write_splits(paths, cfg, model, patient_splits, final)
     return final
+
+
+def _masking():
+    from . import masking
+
+    return masking
+
+
+def dataset_masking(cfg: StudyConfig, paths: RunPaths, model: str = "3d_dense_masked") -> dict | None:
+    """The masking record of an exported ``3d_dense_masked`` dataset (threshold, how it was chosen, the ignored
+    share of the pseudo-labelled pixels; :mod:`~echo_utils.segmentation.masking`), or None for the other models.
+    Not exported yet: a :class:`NnUNetError`."""
+    marker = nnunet_dirs(paths)["nnUNet_raw"] / dataset_name(cfg, model) / EXPORT_MARKER
+    if not _spec(model).masked:
+        return None
+    if not marker.is_file():
+        raise NnUNetError(f"dataset {marker.parent} has not been exported yet; call export_dataset first")
+    return read_json(marker).get("masking")
 
 
 def verify_dataset(cfg: StudyConfig, folder: Path, log: Path) -> None:
@@ -397,7 +441,8 @@ def verify_dataset(cfg: StudyConfig, folder: Path, log: Path) -> None:
 
 
 def datasets_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | None = None) -> "pd.DataFrame":
-    """One row per exported dataset: folder name, training cases, labels, and train / val patients per fold."""
+    """One row per exported dataset: folder name, training cases, labels, train / val patients per fold and, when
+    a confidence-masked dataset is listed, its threshold and the share of the pseudo-labelled pixels it ignores."""
     import pandas as pd
 
     rows = []
@@ -413,6 +458,9 @@ def datasets_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | No
             "test sequences": info["test"],
             "labels": ", ".join(read_json(folder / "dataset.json")["labels"]),
             "train / val patients": "; ".join(f"{len(f['train'])} / {len(f['val'])}" for f in info["splits"]),
+            **({"confidence threshold": info["masking"]["threshold"],
+                "ignored (of pseudo-labelled pixels)": info["masking"]["ignored_fraction_of_pseudo"]}
+               if "masking" in info else {}),
         })
     return pd.DataFrame(rows).set_index("model")
 
