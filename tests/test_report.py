@@ -152,6 +152,22 @@ def test_smoothness_table_orders_smooth_and_jittery(cohort):
     assert not S.median_ordering(tab, ["2d_sparse", "3d_dense"]).loc["LV", "holds"]
 
 
+def test_smoothness_table_does_not_rank_a_structure_never_segmented(cohort):
+    """A model with no myocardium in any frame has a flat zero area curve, Eq. 2 = 0: it must not win the
+    ordering as the 'smoothest' (seen on the demo: the masked 3D model lost the myocardium at one seed)."""
+    no_myo = {s.key: np.where(s.dense == 2, 0, s.dense) for s in cohort}
+    preds = {"3d_dense": no_myo, "2d_sparse": {s.key: _jitter(s.dense) for s in cohort}}
+    tab = S.smoothness_table(preds, cohort)
+    myo = tab[(tab["structure"] == "MYO") & (tab["model"] == "3d_dense")]
+    assert myo["absent"].all() and myo["smoothness"].isna().all()
+    lv = tab[(tab["structure"] == "LV") & (tab["model"] == "3d_dense")]
+    assert not lv["absent"].any() and lv["smoothness"].notna().all()
+    order = S.median_ordering(tab, ["3d_dense", "2d_sparse"])
+    assert not bool(order.loc["MYO", "holds"]) and bool(order.loc["LV", "holds"])
+    line = [l for l in S.ordering_statements(order) if "yocardium" in l][0]
+    assert "never segmented" in line and "does NOT hold" in line
+
+
 def _linear_sequence(patient: str, view: str, n: int = 7, dense: bool = True) -> EchoSequence:
     """LV bottom edge rising exactly 2 rows per frame: LV and myocardium areas linear in t (d(t) = 0), LA
     constant. LV area 16 x (22 - 2t) px: 352 at ED to 160 at ES; ring 132 + 6 x (22 - 2t): 264 to 192."""

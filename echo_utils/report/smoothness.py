@@ -133,7 +133,8 @@ def smoothness_table(
     -------
     Long table with columns ``model, patient, view, structure, smoothness, inconsistency`` (the fraction of the
     sequence's frames that violate the threshold, 0-1), ``frames`` (T), ``inconsistent_frames`` (their number)
-    and ``threshold``; ``attrs['unit']``, ``attrs['bounds']`` (``{structure: (lo, hi)}``, area units) and
+    and ``threshold``; ``absent`` (the structure has zero area in every frame: its smoothness is NaN, since a model
+    that never segments a structure would otherwise score the perfect Eq. 2 of 0); ``attrs['unit']``, ``attrs['bounds']`` (``{structure: (lo, hi)}``, area units) and
     ``attrs['bounds_source']`` (a phrase naming where the bounds come from).
 
     Notes
@@ -158,14 +159,16 @@ def smoothness_table(
         for model, seq, s, curve in curves:
             ratio, flags = metrics.temporal_inconsistency(curve, threshold=thresholds[s], bounds=bounds[s],
                                                           return_frames=True)
+            absent = bool(np.all(np.asarray(curve) == 0))  # never segmented: a flat zero curve is not "smooth"
             rows.append({
                 "model": model, "patient": seq.patient, "view": seq.view, "structure": s,
-                "smoothness": float(metrics.smoothness(curve, normalize_time=units == "mm")),
+                "smoothness": (float("nan") if absent
+                               else float(metrics.smoothness(curve, normalize_time=units == "mm"))),
                 "inconsistency": float(ratio), "frames": int(flags.size), "inconsistent_frames": int(flags.sum()),
-                "threshold": float(thresholds[s]),
+                "threshold": float(thresholds[s]), "absent": absent,
             })  # fmt: skip
     out = pd.DataFrame(rows, columns=["model", "patient", "view", "structure", "smoothness", "inconsistency",
-                                      "frames", "inconsistent_frames", "threshold"])
+                                      "frames", "inconsistent_frames", "threshold", "absent"])
     out.attrs["unit"] = ("px^2/frame^3 (area in pixels, unit frame spacing)" if units == "px"
                          else "mm^4 (area in mm^2, time in [0, 1])")  # fmt: skip
     out.attrs["bounds"] = bounds
@@ -281,7 +284,8 @@ def ordering_statements(ordering: pd.DataFrame) -> list[str]:
     models = [c for c in ordering.columns if c != "holds"]
     out = []
     for s, row in ordering.iterrows():
-        chain = " < ".join(f"{MODEL_NAMES.get(m, m)} ({row[m]:.3g})" for m in models)
+        chain = " < ".join(f"{MODEL_NAMES.get(m, m)} ({row[m]:.3g})" if np.isfinite(row[m])
+                           else f"{MODEL_NAMES.get(m, m)} (never segmented: not ranked)" for m in models)
         verdict = "holds" if row["holds"] else "does NOT hold"
         out.append(f"{STRUCTURE_NAMES.get(s, s)}: the ordering {chain} {verdict}")
     return out
