@@ -190,3 +190,28 @@ def test_label_comparison_is_paired_and_states_the_gain_over_identity():
     lines = rc.label_comparison_statements(long, "dlir", "elastix")
     assert lines[0].startswith("LV: bidirectional median Dice, identity 0.810")
     assert "DLIR network 0.860 (+0.050)" in lines[0] and "minus the yardstick elastix B-spline: -0.050" in lines[0]
+
+
+def test_summary_yardstick_and_load_comparison(tmp_path):
+    from echo_utils.registration.evidence import COMPARISON_METRICS, load_comparison, summary_yardstick
+
+    summary = _fake_summary({"identity": 0.60, "dlir": 0.30, "instance": 0.71, "elastix": 0.20},
+                            {"identity": 1e-4, "dlir": 0.01, "instance": 0.4, "elastix": 2.0})
+    assert summary_yardstick(summary) == "elastix"
+    assert summary_yardstick(summary, kind="ed_es") is None  # no rows of that kind: no control, no yardstick
+    assert load_comparison(tmp_path) is None
+    summary.to_csv(tmp_path / COMPARISON_METRICS, index=False)
+    assert summary_yardstick(load_comparison(tmp_path)) == "elastix"
+    (tmp_path / COMPARISON_METRICS).write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a registration comparison"):
+        load_comparison(tmp_path)
+
+
+def test_pair_seconds_times_every_registration():
+    from echo_utils.registration import MemoizedRegistration
+    from echo_utils.registration.evidence import pair_seconds
+
+    images = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+    t = pair_seconds({"identity": MemoizedRegistration(IdentityRegistration()), "id2": IdentityRegistration()},
+                     images, {"identity": 3, "id2": 1})
+    assert set(t) == {"identity", "id2"} and all(v > 0 for v in t.values())

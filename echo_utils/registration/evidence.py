@@ -21,7 +21,7 @@ __all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_
            "gain_over_identity", "gain_statements", "epe_monitor", "training_monitor", "control_point_variation",
            "NetworkCheck", "network_check", "training_check", "check_table", "choose_setting", "yardstick",
            "REFERENCES", "registration_comparison", "comparison_summary", "COMPARISON_METRICS",
-           "COMPARISON_PAIRS", "LABEL_COMPARISON_METRICS"]
+           "COMPARISON_PAIRS", "LABEL_COMPARISON_METRICS", "load_comparison", "summary_yardstick", "pair_seconds"]
 
 #: ``'step'``: consecutive frames ``(t + 1, t)`` from ED to ES (what sequential propagation registers);
 #: ``'ed_es'``: ``(ES, ED)`` and ``(ED, ES)`` (the largest motion of the half sequence)
@@ -359,8 +359,13 @@ def yardstick(epe: Mapping[str, float], identity_epe: float, references: Sequenc
     return min(ok, key=ok.get) if ok else None
 
 
+def _warm_up(registration, fixed: np.ndarray, moving: np.ndarray) -> None:
+    """Register one pair untimed: imports (ITK takes seconds) and first-call set-up stay out of the timings."""
+    register(registration, np.asarray(fixed[:1], dtype=np.float32), np.asarray(moving[:1], dtype=np.float32))
+
+
 def registration_comparison(registrations: Mapping[str, Callable], pairs: dict, *, batch_size: int = 32,
-                            kind: str | None = None) -> "pd.DataFrame":  # noqa: F821
+                            kind: str | None = None, warm_up: bool = True) -> "pd.DataFrame":  # noqa: F821
     """Every registration on the same :func:`phantom_pairs`: one row per (registration, pair).
 
     Columns: ``registration``, the pair's ``info`` (``key, fixed, moving, kind``; ``kind`` overridden when given),
@@ -369,7 +374,8 @@ def registration_comparison(registrations: Mapping[str, Callable], pairs: dict, 
     image before / after warping, :func:`~echo_utils.registration.quality.evaluate_registration`), ``folding`` (the
     fraction of pixels with Jacobian determinant <= 0), ``max_displacement`` (px) and ``seconds`` (wall seconds per
     pair, measured in this call: batch time / batch size).  ``pairs``: ``{'fixed', 'moving'}`` ``(N, H, W)``,
-    ``'truth'`` ``(N, 2, H, W)`` px, ``'mask'`` bool ``(N, H, W)``, ``'info'``.
+    ``'truth'`` ``(N, 2, H, W)`` px, ``'mask'`` bool ``(N, H, W)``, ``'info'``.  With ``warm_up`` each registration
+    first registers one pair untimed (imports and first-call set-up are not a per-pair cost).
     """
     import pandas as pd
 
@@ -384,6 +390,8 @@ def registration_comparison(registrations: Mapping[str, Callable], pairs: dict, 
     info = [dict(i, **({"kind": kind} if kind else {})) for i in pairs["info"]]
     tables = []
     for name, reg in registrations.items():
+        if warm_up:
+            _warm_up(reg, pairs["fixed"], pairs["moving"])
         table, u = evaluate_registration(reg, pairs["fixed"], pairs["moving"], batch_size=batch_size, info=info,
                                          return_displacements=True)
         err = np.hypot(u[:, 0] - truth[:, 0], u[:, 1] - truth[:, 1])
@@ -419,3 +427,45 @@ def comparison_summary(table: "pd.DataFrame", network: str) -> "pd.DataFrame":  
                          "seconds_per_pair": sec,
                          "time_ratio_to_network": float(sec / net) if net and np.isfinite(net) and net > 0 else np.nan})
     return pd.DataFrame(rows)
+
+
+def summary_yardstick(summary: "pd.DataFrame", kind: str = "step") -> str | None:  # noqa: F821
+    """:func:`yardstick` of a :func:`comparison_summary` on ``kind`` pairs (its identity row is the control);
+    ``None`` without an identity row or when no reference beats it."""
+    sub = summary[summary["kind"] == kind].set_index("registration")["epe_px"]
+    if "identity" not in sub.index:
+        return None
+    return yardstick(sub.to_dict(), float(sub["identity"]))
+
+
+def load_comparison(metrics_dir: str | Path) -> "pd.DataFrame | None":  # noqa: F821
+    """Notebook 02's :func:`comparison_summary` from ``metrics_dir`` (:data:`COMPARISON_METRICS`), or ``None``
+    when that notebook has not written it (real data has no exact motion, hence no comparison)."""
+    import pandas as pd
+
+    path = Path(metrics_dir) / COMPARISON_METRICS
+    if not path.exists():
+        return None
+    table = pd.read_csv(path)
+    need = {"kind", "registration", "epe_px"}
+    if not need <= set(table.columns):
+        raise ValueError(f"{path}: not a registration comparison (columns {sorted(table.columns)}, need {sorted(need)}); "
+                         "rerun notebook 02")
+    return table
+
+
+def pair_seconds(registrations: Mapping[str, Callable], images: np.ndarray, n_pairs: Mapping[str, int] | int = 8
+                 ) -> dict[str, float]:
+    """Wall seconds per pair of each registration on the consecutive frame pairs of one ``(T, H, W)`` sequence
+    (:func:`~echo_utils.registration.inference.seconds_per_pair`, the propagation path), measured one after the
+    other in this call, each after one untimed warm-up pair.  ``n_pairs``: how many pairs each is timed on (one
+    number, or ``{name: n}``; a per-pair optimiser needs fewer)."""
+    from .inference import MemoizedRegistration, seconds_per_pair
+
+    out = {}
+    for name, reg in registrations.items():
+        inner = reg.registration if isinstance(reg, MemoizedRegistration) else reg
+        _warm_up(inner, images[1:2], images[0:1])
+        n = n_pairs if isinstance(n_pairs, int) else int(n_pairs.get(name, 8))
+        out[name] = seconds_per_pair(inner, images, n)
+    return out
