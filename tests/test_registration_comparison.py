@@ -132,7 +132,7 @@ def test_registration_comparison_on_a_known_shift():
     assert list(s.index) == list(regs) and set(summary.kind) == {"step"}
     assert s.loc["identity", "epe_ratio_to_identity"] == pytest.approx(1.0)
     assert s.loc["exact", "epe_ratio_to_identity"] == pytest.approx(0.0, abs=1e-6)
-    assert s.loc["exact", "time_ratio_to_network"] == pytest.approx(1.0)
+    assert s.loc["exact", "seconds_over_network"] == pytest.approx(1.0)
     assert s.loc["folding", "pairs_folded"] == 1.0 and s.loc["exact", "pairs_folded"] == 0.0
     assert s.loc["exact", "pairs_ncc_improved"] == 1.0
 
@@ -148,7 +148,7 @@ def _fake_summary(epe: dict, seconds: dict) -> pd.DataFrame:
     ident = epe["identity"]
     return pd.DataFrame([{"kind": "step", "registration": k, "n_pairs": 4, "epe_px": e, "epe_ratio_to_identity": e / ident,
                           "ncc_gain": 0.01, "pairs_ncc_improved": 1.0, "folding": 0.0, "pairs_folded": 0.0,
-                          "seconds_per_pair": seconds[k], "time_ratio_to_network": seconds[k] / seconds["dlir"]}
+                          "seconds_per_pair": seconds[k], "seconds_over_network": seconds[k] / seconds["dlir"]}
                          for k, e in epe.items()])
 
 

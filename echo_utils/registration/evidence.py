@@ -407,8 +407,9 @@ def comparison_summary(table: "pd.DataFrame", network: str) -> "pd.DataFrame":  
     """One row per (pair kind, registration) of :func:`registration_comparison`'s per-pair ``table``, in the
     registrations' order: ``n_pairs``, ``epe_px`` (mean), ``epe_ratio_to_identity``, ``ncc_gain`` (mean),
     ``pairs_ncc_improved`` (fraction), ``folding`` (mean fraction of folded pixels), ``pairs_folded`` (fraction of
-    pairs with any), ``seconds_per_pair`` (mean) and ``time_ratio_to_network`` (its seconds per pair over the
-    ``network``'s on the same pairs in the same run: how many times slower; NaN without the network)."""
+    pairs with any), ``seconds_per_pair`` (mean) and ``seconds_over_network`` (its seconds per pair over the
+    ``network``'s on the same pairs in the same run: how many times slower; NaN without the network).  Every
+    wall-clock column has ``second`` in its name, so comparisons of two runs' metrics can leave them out."""
     import pandas as pd
 
     order = list(dict.fromkeys(table["registration"]))
@@ -425,7 +426,7 @@ def comparison_summary(table: "pd.DataFrame", network: str) -> "pd.DataFrame":  
                          "ncc_gain": float(t["ncc_gain"].mean()), "pairs_ncc_improved": float((t["ncc_gain"] > 0).mean()),
                          "folding": float(t["folding"].mean()), "pairs_folded": float((t["folding"] > 0).mean()),
                          "seconds_per_pair": sec,
-                         "time_ratio_to_network": float(sec / net) if net and np.isfinite(net) and net > 0 else np.nan})
+                         "seconds_over_network": float(sec / net) if net and np.isfinite(net) and net > 0 else np.nan})
     return pd.DataFrame(rows)
 
 

@@ -51,7 +51,7 @@ def comparison_table(summary: pd.DataFrame, kind: str = "step") -> pd.DataFrame:
         "folded pixels (%)": 100 * sub["folding"],
         "pairs with folding (%)": 100 * sub["pairs_folded"],
         "ms per pair": 1e3 * sub["seconds_per_pair"],
-        "time / network's": sub["time_ratio_to_network"],
+        "time / network's": sub["seconds_over_network"],
     })
     out.index = pd.Index([_name(k) for k in sub.index], name="registration")
     return out
@@ -103,8 +103,9 @@ def comparison_statements(summary: pd.DataFrame, network: str = "dlir", kind: st
             line += (f"; {e / y:.2f}× the yardstick {_name(best)}'s {y:.3f} px "
                      f"({'at least as close to the true motion' if e <= y else 'further from the true motion'})")
         lines.append(line)
-        speed = [f"{_name(r)} {float(sub.loc[r, 'time_ratio_to_network']):.0f}× slower"
-                 for r in REFERENCES if r in sub.index and np.isfinite(sub.loc[r, "time_ratio_to_network"])]
+        ratios = {r: float(sub.loc[r, "seconds_over_network"]) for r in REFERENCES if r in sub.index}
+        speed = [f"{_name(r)} {v:.0f}× slower" if v >= 1 else f"{_name(r)} {1 / v:.1f}× faster"
+                 for r, v in ratios.items() if np.isfinite(v) and v > 0]
         if speed:
             lines.append(f"Time per pair against {_name(network)}'s {1e3 * float(net['seconds_per_pair']):.1f} ms "
                          f"(same run, same pairs): " + ", ".join(speed))
