@@ -215,3 +215,14 @@ def test_pair_seconds_times_every_registration():
     t = pair_seconds({"identity": MemoizedRegistration(IdentityRegistration()), "id2": IdentityRegistration()},
                      images, {"identity": 3, "id2": 1})
     assert set(t) == {"identity", "id2"} and all(v > 0 for v in t.values())
+
+
+def test_demo_instance_reference_uses_the_networks_loss():
+    """Issue 21 item 2: InstanceBSpline optimises the network's loss (same bending weight, its rescaling, the NCC's
+    smoothing and mask, the grid), so the per-pair reference is a fair one; only its optimiser is tuned."""
+    from echo_utils.registration import registration_from_config
+
+    r = load_config(ROOT / "notebooks" / "params" / "demo.yaml").registration
+    inst = registration_from_config("instance", r)
+    assert (inst.alpha, inst.alpha_reference_size, inst.sigma, inst.mask, inst.grid_spacing) == (
+        r.alpha, r.alpha_reference_size, r.loss_sigma, r.loss_mask, r.grid_spacing)
