@@ -115,6 +115,8 @@ def render(results: Path = RESULTS) -> str:
         out += registration_alpha(json.loads((results / "registration_alpha.json").read_text()))
     if (results / "registration_recipe.json").exists():
         out += registration_recipe(json.loads((results / "registration_recipe.json").read_text()))
+    if (results / "reference_tuning.json").exists():
+        out += reference_tuning(json.loads((results / "reference_tuning.json").read_text()))
     return "\n".join(out)
 
 
@@ -224,6 +226,40 @@ def registration_recipe(rr: dict) -> list[str]:
     if "chosen" in rr:
         ch = rr["chosen"]
         out += ["", f"Kept: `{ch['variant']}` ({ch['rule']}).", ""]
+    return out
+
+
+def reference_tuning(rt: dict) -> list[str]:
+    """The references' settings (``bench_reference_tuning.py``): every candidate's step EPE on training patients."""
+    ident = rt["identity"]["step"]["epe_px"]
+    fixed = rt.get("instance_fixed", {})
+    names = {"instance": "InstanceBSpline", "elastix": "elastix B-spline", "optical_flow": "TV-L1 optical flow"}
+    out = [f"**The references' settings** (`benchmarks/bench_reference_tuning.py`, profile `{rt['profile']}`): "
+           f"{rt['pairs']['step']} consecutive-frame pairs drawn (seed {rt['pair_seed']}) from the "
+           f"{len(rt['tuning_patients'])} training patients, never the {len(rt['test_patients'])} test patients; mean "
+           f"end-point error in the myocardium against the phantom's exact motion (identity: {ident:.3f} px). "
+           f"InstanceBSpline keeps the network's bending weight (alpha {fixed.get('alpha', float('nan')):g} at "
+           f"{fixed.get('alpha_reference_size')} px) and only its optimiser is swept. One torch thread, elastix one "
+           f"thread; 1-minute load average {rt['load_average_1min_start']:.1f} at the start and "
+           f"{rt['load_average_1min_end']:.1f} at the end (the times are wall times on a shared machine).", "",
+           "| reference | setting | step EPE (px) | EPE / identity | pairs better than identity | ms per pair | chosen |",
+           "|---|---|---|---|---|---|---|"]
+    for method, rows in rt["candidates"].items():
+        chosen = rt["chosen"].get(method, {}).get("settings")
+        for r in rows:
+            st = r["step"]
+            setting = ", ".join(f"{k} {v}" for k, v in r["settings"].items())
+            out.append(f"| {names.get(method, method)} | {setting} | {st['epe_px']:.3f} | {st['epe_px'] / ident:.0%} | "
+                       f"{st['pairs_better_than_identity']:.0%} | {1e3 * st['seconds_per_pair']:.0f} | "
+                       f"{'**chosen**' if r['settings'] == chosen else ''} |")
+    out.append("")
+    for method, c in rt["chosen"].items():
+        out.append(f"- {names.get(method, method)}: " + ", ".join(f"`{k}: {v}`" for k, v in c["settings"].items())
+                   + f", step EPE {c['step_epe_px']:.3f} px = {c['step_epe_px'] / ident:.0%} of the identity's "
+                   + ("(beats it)" if c["beats_identity"] else "(does **not** beat it: not a yardstick)"))
+    if rt.get("elastix_missing"):
+        out.append("- elastix: not installed when this ran, left out")
+    out.append("")
     return out
 
 

@@ -19,11 +19,24 @@ from .inference import register
 
 __all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
            "gain_over_identity", "gain_statements", "epe_monitor", "training_monitor", "control_point_variation",
-           "NetworkCheck", "network_check", "training_check", "check_table"]
+           "NetworkCheck", "network_check", "training_check", "check_table", "choose_setting", "yardstick",
+           "REFERENCES", "registration_comparison", "comparison_summary", "COMPARISON_METRICS",
+           "COMPARISON_PAIRS", "LABEL_COMPARISON_METRICS", "load_comparison", "summary_yardstick", "pair_seconds"]
 
 #: ``'step'``: consecutive frames ``(t + 1, t)`` from ED to ES (what sequential propagation registers);
 #: ``'ed_es'``: ``(ES, ED)`` and ``(ED, ES)`` (the largest motion of the half sequence)
 PAIR_KINDS = ("step", "ed_es")
+
+#: the classical references beside the network, in the order the comparisons list them (the registration keys of
+#: :func:`~echo_utils.registration.models.registration_from_config`)
+REFERENCES = ("instance", "elastix", "optical_flow")
+
+#: notebook 02's five-way comparison (one row per registration and pair kind: :func:`comparison_summary`), and its
+#: per-pair table (:func:`registration_comparison`), in the run's ``metrics/``
+COMPARISON_METRICS = "registration_comparison.csv"
+COMPARISON_PAIRS = "registration_comparison_pairs.csv"
+#: notebook 03's label comparison of every registration (forward / backward / bidirectional Dice and HD)
+LABEL_COMPARISON_METRICS = "registration_label_comparison.csv"
 
 
 def phantom_pairs(root: str | Path, sequences: Sequence, kind: str = "step", *, label: int = 2) -> dict:
@@ -311,3 +324,149 @@ def check_table(check: NetworkCheck, model=None) -> "pd.DataFrame":  # noqa: F82
                           "kept_iteration": getattr(model, "kept_iteration", None),
                           "field_variation": getattr(model, "field_variation", None),
                           "statement": " ".join(check.lines)}])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tuning the references, and the five-way comparison
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def choose_setting(candidates: Sequence[Mapping], identity_epe: float, *, kind: str = "step") -> dict:
+    """The setting of one reference with the lowest mean end-point error on ``kind`` pairs, and whether it beats
+    the identity (no motion) on the same pairs.
+
+    ``candidates``: one dict per setting tried, ``{'settings': {...}, kind: {'epe_px': float, ...}}`` (the rows of
+    ``benchmarks/bench_reference_tuning.py``); candidates whose EPE is not finite (a diverged optimiser) are never
+    chosen.  Returns ``{'settings', '<kind>_epe_px', 'identity_<kind>_epe_px', 'beats_identity'}``; a reference
+    whose best setting does not beat ``identity_epe`` is still returned (the caller reports it), with
+    ``beats_identity`` False.  Raises ``ValueError`` when no candidate has a finite EPE.
+    """
+    finite = [c for c in candidates if np.isfinite(float(c[kind]["epe_px"]))]
+    if not finite:
+        raise ValueError(f"choose_setting: none of the {len(candidates)} candidates has a finite {kind} EPE")
+    best = min(finite, key=lambda c: float(c[kind]["epe_px"]))
+    epe, ident = float(best[kind]["epe_px"]), float(identity_epe)
+    return {"settings": dict(best["settings"]), f"{kind}_epe_px": epe, f"identity_{kind}_epe_px": ident,
+            "beats_identity": bool(epe < ident)}
+
+
+def yardstick(epe: Mapping[str, float], identity_epe: float, references: Sequence[str] = REFERENCES) -> str | None:
+    """The reference the network is measured against: the one among ``references`` (present in ``epe``, name ->
+    mean EPE in px) with the lowest end-point error, provided it is below the identity's ``identity_epe``; ``None``
+    when no reference beats "no motion" (a reference that cannot beat the identity is no yardstick)."""
+    ok = {r: float(epe[r]) for r in references if r in epe and np.isfinite(float(epe[r]))
+          and float(epe[r]) < float(identity_epe)}
+    return min(ok, key=ok.get) if ok else None
+
+
+def _warm_up(registration, fixed: np.ndarray, moving: np.ndarray) -> None:
+    """Register one pair untimed: imports (ITK takes seconds) and first-call set-up stay out of the timings."""
+    register(registration, np.asarray(fixed[:1], dtype=np.float32), np.asarray(moving[:1], dtype=np.float32))
+
+
+def registration_comparison(registrations: Mapping[str, Callable], pairs: dict, *, batch_size: int = 32,
+                            kind: str | None = None, warm_up: bool = True) -> "pd.DataFrame":  # noqa: F821
+    """Every registration on the same :func:`phantom_pairs`: one row per (registration, pair).
+
+    Columns: ``registration``, the pair's ``info`` (``key, fixed, moving, kind``; ``kind`` overridden when given),
+    ``epe_px`` (mean end-point error over the mask against ``pairs['truth']``, px), ``identity_epe_px`` (the mean true
+    displacement there), ``ncc_before``, ``ncc_after``, ``ncc_gain`` (per-pair NCC of the fixed image with the moving
+    image before / after warping, :func:`~echo_utils.registration.quality.evaluate_registration`), ``folding`` (the
+    fraction of pixels with Jacobian determinant <= 0), ``max_displacement`` (px) and ``seconds`` (wall seconds per
+    pair, measured in this call: batch time / batch size).  ``pairs``: ``{'fixed', 'moving'}`` ``(N, H, W)``,
+    ``'truth'`` ``(N, 2, H, W)`` px, ``'mask'`` bool ``(N, H, W)``, ``'info'``.  With ``warm_up`` each registration
+    first registers one pair untimed (imports and first-call set-up are not a per-pair cost).
+    """
+    import pandas as pd
+
+    from .quality import evaluate_registration
+
+    truth, mask = np.asarray(pairs["truth"], dtype=np.float32), np.asarray(pairs["mask"], dtype=bool)
+    if truth.ndim != 4 or truth.shape[1] != 2 or mask.shape != (truth.shape[0], *truth.shape[2:]):
+        raise ValueError(f"pairs: truth must be (N, 2, H, W) and mask (N, H, W); got {truth.shape}, {mask.shape}")
+    if not mask.reshape(len(mask), -1).any(1).all():
+        raise ValueError("pairs: every pair needs a non-empty mask (the structure the errors are averaged over)")
+    true_mag = np.hypot(truth[:, 0], truth[:, 1])
+    info = [dict(i, **({"kind": kind} if kind else {})) for i in pairs["info"]]
+    tables = []
+    for name, reg in registrations.items():
+        if warm_up:
+            _warm_up(reg, pairs["fixed"], pairs["moving"])
+        table, u = evaluate_registration(reg, pairs["fixed"], pairs["moving"], batch_size=batch_size, info=info,
+                                         return_displacements=True)
+        err = np.hypot(u[:, 0] - truth[:, 0], u[:, 1] - truth[:, 1])
+        table.insert(0, "registration", name)
+        table["epe_px"] = [float(err[i][mask[i]].mean()) for i in range(len(err))]
+        table["identity_epe_px"] = [float(true_mag[i][mask[i]].mean()) for i in range(len(err))]
+        table["ncc_gain"] = table["ncc_after"] - table["ncc_before"]
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def comparison_summary(table: "pd.DataFrame", network: str) -> "pd.DataFrame":  # noqa: F821
+    """One row per (pair kind, registration) of :func:`registration_comparison`'s per-pair ``table``, in the
+    registrations' order: ``n_pairs``, ``epe_px`` (mean), ``epe_ratio_to_identity``, ``ncc_gain`` (mean),
+    ``pairs_ncc_improved`` (fraction), ``folding`` (mean fraction of folded pixels), ``pairs_folded`` (fraction of
+    pairs with any), ``seconds_per_pair`` (mean) and ``seconds_over_network`` (its seconds per pair over the
+    ``network``'s on the same pairs in the same run: how many times slower; NaN without the network).  Every
+    wall-clock column has ``second`` in its name, so comparisons of two runs' metrics can leave them out."""
+    import pandas as pd
+
+    order = list(dict.fromkeys(table["registration"]))
+    rows = []
+    for kind, sub in table.groupby("kind", sort=False):
+        net = sub[sub["registration"] == network]["seconds"].mean() if network in set(sub["registration"]) else np.nan
+        for name in order:
+            t = sub[sub["registration"] == name]
+            if t.empty:
+                continue
+            sec = float(t["seconds"].mean())
+            rows.append({"kind": kind, "registration": name, "n_pairs": len(t), "epe_px": float(t["epe_px"].mean()),
+                         "epe_ratio_to_identity": float(t["epe_px"].mean() / t["identity_epe_px"].mean()),
+                         "ncc_gain": float(t["ncc_gain"].mean()), "pairs_ncc_improved": float((t["ncc_gain"] > 0).mean()),
+                         "folding": float(t["folding"].mean()), "pairs_folded": float((t["folding"] > 0).mean()),
+                         "seconds_per_pair": sec,
+                         "seconds_over_network": float(sec / net) if net and np.isfinite(net) and net > 0 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def summary_yardstick(summary: "pd.DataFrame", kind: str = "step") -> str | None:  # noqa: F821
+    """:func:`yardstick` of a :func:`comparison_summary` on ``kind`` pairs (its identity row is the control);
+    ``None`` without an identity row or when no reference beats it."""
+    sub = summary[summary["kind"] == kind].set_index("registration")["epe_px"]
+    if "identity" not in sub.index:
+        return None
+    return yardstick(sub.to_dict(), float(sub["identity"]))
+
+
+def load_comparison(metrics_dir: str | Path) -> "pd.DataFrame | None":  # noqa: F821
+    """Notebook 02's :func:`comparison_summary` from ``metrics_dir`` (:data:`COMPARISON_METRICS`), or ``None``
+    when that notebook has not written it (real data has no exact motion, hence no comparison)."""
+    import pandas as pd
+
+    path = Path(metrics_dir) / COMPARISON_METRICS
+    if not path.exists():
+        return None
+    table = pd.read_csv(path)
+    need = {"kind", "registration", "epe_px"}
+    if not need <= set(table.columns):
+        raise ValueError(f"{path}: not a registration comparison (columns {sorted(table.columns)}, need {sorted(need)}); "
+                         "rerun notebook 02")
+    return table
+
+
+def pair_seconds(registrations: Mapping[str, Callable], images: np.ndarray, n_pairs: Mapping[str, int] | int = 8
+                 ) -> dict[str, float]:
+    """Wall seconds per pair of each registration on the consecutive frame pairs of one ``(T, H, W)`` sequence
+    (:func:`~echo_utils.registration.inference.seconds_per_pair`, the propagation path), measured one after the
+    other in this call, each after one untimed warm-up pair.  ``n_pairs``: how many pairs each is timed on (one
+    number, or ``{name: n}``; a per-pair optimiser needs fewer)."""
+    from .inference import MemoizedRegistration, seconds_per_pair
+
+    out = {}
+    for name, reg in registrations.items():
+        inner = reg.registration if isinstance(reg, MemoizedRegistration) else reg
+        _warm_up(inner, images[1:2], images[0:1])
+        n = n_pairs if isinstance(n_pairs, int) else int(n_pairs.get(name, 8))
+        out[name] = seconds_per_pair(inner, images, n)
+    return out
