@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import files
 from .inference import register
 
 __all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
@@ -33,10 +34,10 @@ REFERENCES = ("instance", "elastix", "optical_flow")
 
 #: notebook 02's five-way comparison (one row per registration and pair kind: :func:`comparison_summary`), and its
 #: per-pair table (:func:`registration_comparison`), in the run's ``metrics/``
-COMPARISON_METRICS = "registration_comparison.csv"
-COMPARISON_PAIRS = "registration_comparison_pairs.csv"
+COMPARISON_METRICS = files.REGISTRATION_COMPARISON
+COMPARISON_PAIRS = files.REGISTRATION_COMPARISON_PAIRS
 #: notebook 03's label comparison of every registration (forward / backward / bidirectional Dice and HD)
-LABEL_COMPARISON_METRICS = "registration_label_comparison.csv"
+LABEL_COMPARISON_METRICS = files.REGISTRATION_LABEL_COMPARISON
 
 
 def phantom_pairs(root: str | Path, sequences: Sequence, kind: str = "step", *, label: int = 2) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..artifacts import files
 from ..labels import MODEL_NAMES, REFERENCE, STRUCTURE_NAMES, STRUCTURES
 from .paper import FIG3_ORDER, PAPER_FIG3_MEDIANS
 
@@ -70,7 +71,7 @@ choice). The LA, like the LV cavity, is a blood pool whose area follows one smoo
 ES, and 1.60e-2 is the stricter of vital's two area thresholds, so a model is not let off more lightly on the one
 structure without a published value."""
 
-INCONSISTENCY_METRICS = "temporal_inconsistency.csv"
+INCONSISTENCY_METRICS = files.TEMPORAL_INCONSISTENCY
 """File name, under the run's ``metrics/`` folder, of the :func:`inconsistency_summary` table (notebook 05)."""
 
 
