@@ -95,7 +95,10 @@ def run(variant: str, seed: int, params: Path, work: Path, base: dict, threads: 
     va = log[log.split == "val"]
     kept = va[va.iteration == model.kept_iteration].iloc[-1]
     return {
-        "variant": variant, "seed": seed, "registration": {k: v for k, v in reg_over.items() if k != "threads"},
+        "variant": variant, "seed": seed, "registration": {
+            **({"iterations": cfg.registration.iterations, "batch_size": cfg.registration.batch_size}
+               if variant in DEMO_VARIANTS else {}),  # a demo variant's own length and batch, for the table
+            **{k: v for k, v in reg_over.items() if k != "threads"}},
         "resolved": cfg.registration.model_dump(mode="json", exclude={"elastix", "optical_flow"}),
         "threads": threads, "train_seconds": round(float(log["seconds"].max()), 1), "wall_seconds": round(wall, 1),
         "seconds_per_iteration": round(float(log["seconds"].max()) / int(log.iteration.max()), 4),
