@@ -172,6 +172,11 @@ class RegistrationConfig(_Section):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
     kernels: int = Field(32, ge=1, description="convolution kernels per DIRNet layer")
+    input_size: int | None = Field(
+        None, ge=1, description="the network reads both frames average-pooled to this height (px; the image height "
+        "divided by a power of two that divides grid_spacing) and pools that much less, so the control grid, the "
+        "field, the loss and alpha stay at the full resolution: fewer convolution pixels per update; None = the "
+        "full resolution (the paper)")
     validate_every: int = Field(100, ge=1)
     checkpoint_every: int = Field(250, ge=1)
     instance_iterations: int = Field(100, ge=1, description="Adam steps per pair for InstanceBSpline")

@@ -367,3 +367,120 @@ def test_training_check_reads_the_kept_row(tmp_path):
     assert "EPE not below identity" in check.problems and not check
     model.field_variation = None
     assert "field variation unknown" in training_check(model).problems
+
+
+# ------------------------------------------------------------------------------------ registration.input_size
+
+
+def _exact_sequence(patient: str, k: int, size: int = 32, frames: int = 3):
+    """Frames of exact float32 values (integer arithmetic / 10): the same bytes, hence the same data fingerprint,
+    on every platform."""
+    from echo_utils.camus import EchoSequence
+
+    yy, xx = np.mgrid[:size, :size]
+    imgs = [(((yy * (3 + k) + xx * (5 + t) + 7 * k) % 11) / 10.0).astype(np.float32) for t in range(frames)]
+    return EchoSequence(patient=patient, view="4CH", images=np.stack(imgs), spacing=(1.0, 1.0), ed=0, es=frames - 1)
+
+
+def test_input_size_none_keeps_the_cache_key_and_the_network(tmp_path):
+    """A profile without ``input_size`` (or with None, or with the image height) trains in the folder it trained in
+    before the key existed: the digest below was computed by the code before ``input_size`` was added (commit
+    0d28187), so runs already cached stay valid; its architecture record has no ``input_scale``."""
+    from echo_utils.config import RegistrationConfig
+
+    train = [_exact_sequence(f"patient{i:04d}", i) for i in range(2)]
+    val = [_exact_sequence("patient0100", 9)]
+    base = dict(grid_spacing=8, kernels=4, iterations=1, batch_size=2, lr=1e-2, validate_every=1, checkpoint_every=1,
+                seed=3, alpha=65536.0, alpha_reference_size=512, ncc="pair", pair_max_gap=2, lr_schedule="cosine",
+                loss_sigma=1.0, loss_mask="sector")
+    digests = {}
+    for name, extra in {"absent": {}, "none": {"input_size": None}, "height": {"input_size": 32},
+                        "half": {"input_size": 16}}.items():
+        model = train_registration(train, RegistrationConfig(**base, **extra), tmp_path, val_sequences=val,
+                                   device="cpu", progress=False)
+        digests[name] = model.run_dir.name
+        key = (model.run_dir / "key.json").read_text()
+        assert ("input_size" in key) == (name == "half") and ("input_scale" in key) == (name == "half")
+    assert digests["absent"] == digests["none"] == digests["height"] == "3e963534259b"
+    assert digests["half"] != digests["absent"]
+    assert load_registration(tmp_path / digests["half"]).input_scale == 2
+
+
+def test_full_resolution_network_is_todays_formula():
+    """``input_scale`` 1: the module and the batched inference path give, bit for bit, today's field: the encoder
+    on the stacked channels_last pair, upsampled by the B-spline (written out here, independently of
+    ``network_input``)."""
+    from echo_utils.registration import BSplineDIR, bspline_upsample, register
+
+    torch.manual_seed(0)
+    net = BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32)).init_output(0.1).eval()
+    assert "input_scale" not in net.config and net.input_scale == 1
+    g = torch.Generator().manual_seed(1)
+    f, m = torch.rand(3, 1, 32, 32, generator=g), torch.rand(3, 1, 32, 32, generator=g)
+    with torch.no_grad():
+        today = bspline_upsample(net.net(torch.cat((f, m), 1).contiguous(memory_format=torch.channels_last)), 8,
+                                 (32, 32))
+        assert torch.equal(net(f, m), today)
+    assert np.array_equal(register(net, f, m, precision="float32"), today.numpy())
+
+
+def test_pooled_input_network_shapes_pooling_and_errors():
+    """``input_scale`` 2 at spacing 8: two poolings instead of three, the same 4x4 control grid, a full-size field;
+    its control points are the encoder applied to the 2x2-averaged pair; the inference path agrees with the
+    module; bad scales and input sizes are refused naming the key."""
+    from echo_utils.registration import BSplineDIR, register
+    from echo_utils.registration.models import input_scale_for
+
+    torch.manual_seed(0)
+    full = BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32))
+    net = BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32), input_scale=2).init_output(0.1).eval()
+    pools = [sum(isinstance(l, torch.nn.AvgPool2d) for l in n.net) for n in (full, net)]
+    assert pools == [3, 2] and net.config["input_scale"] == 2
+    g = torch.Generator().manual_seed(1)
+    f, m = torch.rand(3, 1, 32, 32, generator=g), torch.rand(3, 1, 32, 32, generator=g)
+    with torch.no_grad():
+        cp = net.control_points(f, m)
+        pooled = torch.cat((f, m), 1).reshape(3, 2, 16, 2, 16, 2).mean((3, 5))  # 2x2 block means, by hand
+        torch.testing.assert_close(cp, net.net(pooled.contiguous(memory_format=torch.channels_last)))
+        u = net(f, m)
+    assert cp.shape == (3, 2, 4, 4) == full.control_points(f, m).shape and u.shape == (3, 2, 32, 32)
+    assert float(cp.abs().max()) > 0
+    np.testing.assert_allclose(register(net, f, m, precision="float32"), u.numpy(), atol=1e-6)
+    assert net.flops((32, 32)) < full.flops((32, 32)) / 3  # the first layers run on a quarter of the pixels
+    for bad in (3, 16):
+        with pytest.raises(ValueError, match="input_scale"):
+            BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32), input_scale=bad)
+    assert input_scale_for((128, 128), None, 8) == 1 and input_scale_for((128, 128), 128, 8) == 1
+    assert input_scale_for((128, 128), 64, 8) == 2 and input_scale_for((128, 96), 32, 8) == 4
+    for size, spacing in ((48, 8), (8, 8), (0, 8), (32, 2), (200, 8)):
+        with pytest.raises(ValueError, match="registration.input_size"):
+            input_scale_for((128, 128), size, spacing)
+
+
+def test_pooled_input_network_learns_a_known_shift_in_full_resolution_pixels():
+    """A short fit of the input-scale-2 network on pairs related by a known shift (2 px down, 1 px left, in
+    64-px frames) and on the same pairs swapped (the opposite shift): the field it outputs reads
+    the pair (opposite signs for the two groups) and is in full-resolution pixels (not the pooled input's), within
+    0.3 px, though the network saw the frames at 32 px.  ``warp(moving, u)(p) = moving(p + u)``, so ``fixed(p) =
+    moving(p + d)`` has ``u = d``."""
+    from echo_utils.registration import BSplineDIR, RegistrationLoss
+    from test_registration import texture
+
+    dy, dx = 2, -1
+    bases = [texture(80, seed=k, sigma=2.0) for k in range(2)]
+    a = torch.from_numpy(np.stack([b[8:72, 8:72] for b in bases]))[:, None]
+    b = torch.from_numpy(np.stack([b[8 + dy:72 + dy, 8 + dx:72 + dx] for b in bases]))[:, None]  # b(p) = a(p + d)
+    fixed, moving = torch.cat([b, a]), torch.cat([a, b])  # pairs 0, 1: u = +d; pairs 2, 3: u = -d
+    torch.manual_seed(0)
+    net = BSplineDIR(grid_spacing=8, kernels=8, image_size=(64, 64), input_scale=2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    loss_fn = RegistrationLoss(alpha=0.01, ncc="pair", sigma=1.0)
+    for _ in range(160):  # converged by ~120 (seeded)
+        terms = loss_fn.pair_loss(fixed, moving, net(fixed, moving))
+        opt.zero_grad()
+        terms.loss.backward()
+        opt.step()
+    with torch.no_grad():
+        u = net.eval()(fixed, moving)[:, :, 16:48, 16:48].mean((2, 3))  # interior mean per pair (px)
+    np.testing.assert_allclose(u[:2].mean(0).numpy(), [dy, dx], atol=0.3)
+    np.testing.assert_allclose(u[2:].mean(0).numpy(), [-dy, -dx], atol=0.3)

@@ -139,10 +139,15 @@ def _elu_(x: Tensor, scratch: dict) -> Tensor:
 
 def _network_control_points(net, fixed: Tensor, moving: Tensor, dtype: torch.dtype, scratch: dict) -> Tensor:
     """``net.control_points`` for inference: channels_last activations in ``dtype`` (weights cast once per call,
-    the same arithmetic as bfloat16 autocast), ELU in place (:func:`_elu_`); float32 ``(N, 2, gh, gw)`` out."""
+    the same arithmetic as bfloat16 autocast), ELU in place (:func:`_elu_`); float32 ``(N, 2, gh, gw)`` out.  A
+    network with ``input_scale`` f > 1 reads the pair average-pooled by f (in float32, as in training)."""
     if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
         raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
-    x = torch.cat((fixed, moving), dim=1).to(dtype).contiguous(memory_format=torch.channels_last)
+    x = torch.cat((fixed, moving), dim=1)
+    scale = int(getattr(net, "input_scale", 1))
+    if scale != 1:
+        x = F.avg_pool2d(x, scale)
+    x = x.to(dtype).contiguous(memory_format=torch.channels_last)
     for layer in net.net:
         if isinstance(layer, nn.Conv2d):
             w = layer.weight.to(dtype)
@@ -164,7 +169,8 @@ def _network_fields(net, fixed: Tensor, moving: Tensor, dtype: torch.dtype, scra
 def _pairs_per_call(registration, shape: tuple[int, int], dtype: torch.dtype, step: int) -> int:
     """``step``, capped for a network so that its first-layer activation stays within ``_ACTIVATION_BUDGET``."""
     kernels = getattr(registration, "config", {}).get("kernels", 32)
-    per_pair = kernels * shape[0] * shape[1] * torch.finfo(dtype).bits // 8
+    scale = int(getattr(registration, "input_scale", 1))  # the first layer runs on the pooled input
+    per_pair = kernels * (shape[0] // scale) * (shape[1] // scale) * torch.finfo(dtype).bits // 8
     return max(1, min(step, _ACTIVATION_BUDGET // max(per_pair, 1)))
 
 

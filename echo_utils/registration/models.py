@@ -19,13 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bspline import bspline_upsample, control_grid_shape
 from .losses import bending_energy, gaussian_blur, ncc, scaled_alpha, sector_mask
 from .warp import warp
 
-__all__ = ["BSplineDIR", "ELU", "InstanceBSpline", "IdentityRegistration", "registration_from_config", "REGISTRATIONS"]
+__all__ = ["BSplineDIR", "ELU", "InstanceBSpline", "IdentityRegistration", "registration_from_config", "REGISTRATIONS",
+           "input_scale_for"]
 
 
 class _ELUFunction(torch.autograd.Function):
@@ -74,6 +76,12 @@ class BSplineDIR(nn.Module):
     kernels : feature maps per layer (paper: 32).
     image_size : ``(H, W)``, multiples of ``grid_spacing``; stored in checkpoints (the network itself is fully
         convolutional and accepts any multiple of ``grid_spacing``).
+    input_scale : the network reads the two frames average-pooled by this factor (a power of two dividing
+        ``grid_spacing``; 1 = full resolution, the paper) and its encoder pools ``log2(grid_spacing / input_scale)``
+        times, so the control grid (``H / grid_spacing`` x ``W / grid_spacing``) and the output (control-point
+        displacements in **full-resolution** pixels, upsampled at full resolution) are those of the full-resolution
+        network: only the convolutions run on fewer pixels (the config key ``registration.input_size``, see
+        :func:`input_scale_for`).  Kept in :attr:`config` only when it is not 1.
     """
 
     def __init__(
@@ -83,12 +91,17 @@ class BSplineDIR(nn.Module):
         image_size: Sequence[int] = (512, 512),
         num_conv_layers: int = 5,
         num_dense_layers: int = 2,
+        input_scale: int = 1,
     ):
         super().__init__()
         n_pool = math.log2(grid_spacing)
         if grid_spacing < 1 or n_pool != int(n_pool):
             raise ValueError(f"BSplineDIR: grid_spacing must be a power of two (one pooling per factor 2), got {grid_spacing}")
-        n_pool = int(n_pool)
+        scale = int(input_scale)
+        if scale < 1 or scale & (scale - 1) or grid_spacing % scale:
+            raise ValueError(f"BSplineDIR: input_scale must be a power of two dividing grid_spacing {grid_spacing}, "
+                             f"got {input_scale}")
+        n_pool = int(n_pool) - int(math.log2(scale))  # the input is already pooled log2(scale) times
         if n_pool > num_conv_layers:
             raise ValueError(f"grid_spacing {grid_spacing} needs {n_pool} poolings but there are {num_conv_layers} conv layers")
         image_size = tuple(int(v) for v in image_size)
@@ -101,6 +114,9 @@ class BSplineDIR(nn.Module):
             num_conv_layers=int(num_conv_layers),
             num_dense_layers=int(num_dense_layers),
         )
+        if scale != 1:  # absent at 1: a full-resolution network keeps its architecture record (and cache key)
+            self.config["input_scale"] = scale
+        self.input_scale = scale
         self.grid_spacing = int(grid_spacing)
         self.image_size = image_size
         layers: list[nn.Module] = []
@@ -138,14 +154,22 @@ class BSplineDIR(nn.Module):
             out.bias.zero_()
         return self
 
-    def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
-        """``(N, 2, H/s, W/s)`` control-point displacements in pixels."""
+    def network_input(self, fixed: Tensor, moving: Tensor) -> Tensor:
+        """The encoder's input: ``fixed`` and ``moving`` ``(N, 1, H, W)`` stacked to ``(N, 2, H/f, W/f)``,
+        average-pooled by ``f = input_scale`` (nothing at 1), channels_last.  Checks the shapes."""
         if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
             raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
         h, w = fixed.shape[-2:]
         if h % self.grid_spacing or w % self.grid_spacing:
             raise ValueError(f"image size {(h, w)} is not a multiple of grid_spacing {self.grid_spacing}")
-        x = torch.cat((fixed, moving), dim=1).contiguous(memory_format=torch.channels_last)
+        x = torch.cat((fixed, moving), dim=1)
+        if self.input_scale != 1:
+            x = F.avg_pool2d(x, self.input_scale)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
+        """``(N, 2, H/s, W/s)`` control-point displacements in (full-resolution) pixels."""
+        x = self.network_input(fixed, moving)
         low = self.training_dtype if self.training else None
         if low is not None and low != torch.float32:
             with torch.autocast(x.device.type, dtype=low):
@@ -163,8 +187,9 @@ class BSplineDIR(nn.Module):
         of every convolution (multiply and add; biases, activations, pooling and the B-spline upsampling, all
         linear in the pixels and below 2 % of the total, are not counted). About 1.9 GFLOP at the paper's 512 px,
         spacing 32, 32 kernels. A training step costs about three times this (forward, and the backward's
-        gradients with respect to inputs and weights)."""
-        h, w = (int(v) for v in (image_size or self.image_size))
+        gradients with respect to inputs and weights). ``image_size``: the full-resolution size; the convolutions
+        run at ``image_size / input_scale``."""
+        h, w = (int(v) // self.input_scale for v in (image_size or self.image_size))
         total = 0
         for layer in self.net:
             if isinstance(layer, nn.Conv2d):
@@ -197,6 +222,25 @@ class BSplineDIR(nn.Module):
             with torch.inference_mode():
                 return super().__call__(fixed, moving)
         return super().__call__(fixed, moving)
+
+
+def input_scale_for(image_size: Sequence[int], input_size: int | None, grid_spacing: int) -> int:
+    """The :class:`BSplineDIR` ``input_scale`` of the config key ``registration.input_size``: the network reads
+    ``(H, W)`` frames pooled to ``input_size`` rows, i.e. by ``f = H / input_size``; ``None`` (or ``H``): 1.
+
+    ``f`` must be a power of two that divides ``W`` and ``grid_spacing`` (the encoder pools
+    ``log2(grid_spacing / f)`` times, so the control grid stays ``H / grid_spacing`` rows); otherwise a
+    ``ValueError`` names the key."""
+    if input_size is None:
+        return 1
+    h, w = (int(v) for v in image_size)
+    f, rest = divmod(h, int(input_size)) if int(input_size) >= 1 else (0, 1)
+    if rest or f < 1 or f & (f - 1) or w % f or int(grid_spacing) % f:
+        raise ValueError(
+            f"registration.input_size {input_size}: the images are {h}x{w} and grid_spacing is {grid_spacing}; "
+            f"input_size must be the image height divided by a power of two that divides the width and "
+            f"grid_spacing (e.g. {h // 2} for a factor 2), or null for the full resolution")
+    return f
 
 
 class InstanceBSpline:

@@ -23,7 +23,8 @@ from torch import Tensor
 
 from .inference import keep_freed_memory
 from .losses import RegistrationLoss, scaled_alpha
-from .models import BSplineDIR
+from .models import BSplineDIR, input_scale_for
+from .variation import FIELD_VARIATION_MIN, field_variation
 
 __all__ = ["frame_pairs", "train_registration", "load_registration", "load_training_log", "field_variation",
            "FIELD_VARIATION_MIN", "learning_rate"]
@@ -31,32 +32,6 @@ __all__ = ["frame_pairs", "train_registration", "load_registration", "load_train
 #: bump when the meaning of a saved checkpoint changes (part of the cache key)
 _FORMAT_VERSION = 3  # 2: bending energy averaged over the components (TorchIR), best-validation weights;
 #                    # 3: the log records the field variation across the validation pairs
-
-#: below this :func:`field_variation` the network outputs (nearly) one field for every pair: it has not learned to
-#: read the pair.  The demo network that learned nothing scored 0.025 (0.0068 px of spread against a mean of
-#: 0.27 px); a network that follows the motion of validation pairs in both directions scores about 1 or more.
-FIELD_VARIATION_MIN = 0.1
-
-
-def field_variation(control_points) -> dict:
-    """How much a registration's output depends on the pair: control points ``(N, 2, gh, gw)`` (px) of ``N`` pairs.
-
-    Returns ``cp_mean_px`` (mean length of a control-point displacement), ``cp_spread_px`` (root-mean-square
-    distance of a pair's control points from their mean over the pairs: 0 for a constant field) and
-    ``field_variation`` = spread / mean length (0 for a constant field, including the zero field; ``nan`` for
-    fewer than 2 pairs).  A network whose ``field_variation`` is below :data:`FIELD_VARIATION_MIN` outputs one
-    field for every pair, whatever it is shown.
-    """
-    cp = torch.as_tensor(control_points).detach().double()
-    if cp.ndim != 4 or cp.shape[1] != 2:
-        raise ValueError(f"control points must be (N, 2, gh, gw), got {tuple(cp.shape)}")
-    if cp.shape[0] < 2:
-        return {"cp_mean_px": float(cp.norm(dim=1).mean()) if cp.numel() else float("nan"),
-                "cp_spread_px": float("nan"), "field_variation": float("nan")}
-    mean_len = float(cp.norm(dim=1).mean())
-    spread = float((cp - cp.mean(0, keepdim=True)).norm(dim=1).pow(2).mean().sqrt())
-    return {"cp_mean_px": mean_len, "cp_spread_px": spread,
-            "field_variation": spread / mean_len if mean_len > 0 else 0.0}
 
 
 def frame_pairs(sequences: Sequence, *, exclude_patients: Sequence[str] = (), max_gap: int | None = None) -> np.ndarray:
@@ -113,7 +88,7 @@ def _fingerprint(sequences: Sequence) -> list:
 _TRAIN_KEYS = ("grid_spacing", "alpha", "ncc", "iterations", "batch_size", "lr", "kernels", "seed")
 #: options added later, in the cache key only when they differ from these defaults (the authors' choices)
 _OPTIONAL_KEYS = {"loss_sigma": 0.0, "loss_mask": "none", "alpha_reference_size": None, "pair_max_gap": None, "lr_schedule": "constant",
-                  "keep": "best", "lr_warmup": 0.05, "output_init_std": 0.0}
+                  "keep": "best", "lr_warmup": 0.05, "output_init_std": 0.0, "input_size": None}
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "log.csv"
@@ -297,7 +272,9 @@ def train_registration(
     the kept weights (0 at iteration 0: the untrained network is the zero field), so a network that outputs one
     field for every pair is caught (:data:`FIELD_VARIATION_MIN`).  ``config.output_init_std`` > 0 draws the output
     layer's weights from N(0, std) instead of zeros (VoxelMorph and CLAS use 1e-5); ``config.lr_warmup`` is the
-    warm-up fraction of the cosine schedule; ``config.threads`` sets the torch threads during training (speed only,
+    warm-up fraction of the cosine schedule; ``config.input_size`` (``None``: full resolution) makes the network
+    read the pairs average-pooled to that height (:func:`~echo_utils.registration.models.input_scale_for`) while the
+    field, the loss and the bending weight stay at the full resolution; ``config.threads`` sets the torch threads during training (speed only,
     not in the cache key; ``None`` leaves them as they are).
     """
     from ..config import config_hash
@@ -324,6 +301,11 @@ def train_registration(
         raise ValueError(f"train_registration: keep must be 'best' or 'last', got {keep!r}")
     alpha = scaled_alpha(float(settings["alpha"]), size, settings.get("alpha_reference_size"))
     arch = dict(grid_spacing=int(settings["grid_spacing"]), kernels=int(settings["kernels"]), image_size=list(size))
+    scale = input_scale_for(size, settings.get("input_size"), arch["grid_spacing"])
+    if scale != 1:
+        arch["input_scale"] = scale
+    else:  # input_size = the image height is the full-resolution network: the same run (and cache key)
+        settings.pop("input_size", None)
     model = BSplineDIR(**arch)  # validates the size/spacing before anything is written
 
     train_pairs = frame_pairs(sequences, exclude_patients=exclude_patients, max_gap=max_gap)
