@@ -7,7 +7,7 @@ Each builder returns :class:`~echo_utils.compute.jobs.Job` s with stable names (
 kind                name                                         calls (cached, resumable)
 ==================  ===========================================  ==================================================
 dir_training        ``dir-training``                             ``registration.registration_from_config('dlir')``
-pseudo_labels       ``pseudo-labels-<method>-<shard:03d>``       ``fusion.generate_pseudo_labels`` on
+pseudo_labels       ``pseudo-labels-<method>-<shard:03d>``       ``pseudolabels.generate_pseudo_labels`` on
                                                                  ``compute.shard_size`` train + val sequences
 nnunet_prepare      ``nnunet-prepare``                           dense pseudo-labels, ``export_dataset`` and
                                                                  ``plan_and_preprocess`` for every model
@@ -162,16 +162,16 @@ def _primary_registration(cfg, paths, device: str):
 def task_pseudo_labels(config: dict, run_dir: str, device: str, keys: list) -> dict:
     """Pseudo-labels (forward, backward, Eq. 1) of the sequences ``keys`` with the study's registration, cached
     under ``pseudo_labels/<method>/`` where notebook 03 and the nnU-Net export read them."""
-    from .. import fusion
+    from .. import pseudolabels
 
     cfg, paths = _context(config, run_dir)
     device = _device(device)
     seqs = _load_keys(cfg, paths, keys)
     method = cfg.registration.method
     out_dir = paths.pseudo_labels / method
-    fusion.generate_pseudo_labels(seqs, _primary_registration(cfg, paths, device), out_dir, cfg_pl=cfg.pseudo_labels,
+    pseudolabels.generate_pseudo_labels(seqs, _primary_registration(cfg, paths, device), out_dir, cfg_pl=cfg.pseudo_labels,
                                   method_name=method, progress=False)
-    return {"outputs": [fusion.pseudo_label_path(out_dir, s, k) for s in seqs for k in fusion.KINDS]}
+    return {"outputs": [pseudolabels.pseudo_label_path(out_dir, s, k) for s in seqs for k in pseudolabels.KINDS]}
 
 
 def task_nnunet_prepare(config: dict, run_dir: str) -> dict:
@@ -211,12 +211,12 @@ def task_nnunet_prediction(config: dict, run_dir: str, device: str, model: str, 
 def task_nnunet_prediction_fig2(config: dict, run_dir: str, device: str, model: str = "2d_sparse") -> dict:
     """2D sparse on the Fig. 2 sequences that are in no split (the paper: TED patients paired with CAMUS), as
     notebook 04 does (``predictions/2d_sparse_fig2``); nothing to do when every Fig. 2 sequence is in a split."""
-    from .. import fusion
+    from ..data.study import evaluation_sequences
 
     cfg, paths = _context(config, run_dir)
     seg = _segmentation()
     known = {f"{p}_{v}" for p, v in _split_keys(cfg, paths, ["train", "val", "test"])}
-    seqs = [s for s in fusion.evaluation_sequences(cfg, paths) if s.key not in known]
+    seqs = [s for s in evaluation_sequences(cfg, paths) if s.key not in known]
     if seqs:
         seg.predict_all(cfg, paths, model, seqs, _device(device), out_name="2d_sparse_fig2")
     return {"outputs": [seg.prediction_path(paths, "2d_sparse_fig2", s) for s in seqs]}

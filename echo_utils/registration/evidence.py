@@ -29,7 +29,7 @@ __all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_
 PAIR_KINDS = ("step", "ed_es")
 
 #: the classical references beside the network, in the order the comparisons list them (the registration keys of
-#: :func:`~echo_utils.registration.models.registration_from_config`)
+#: :func:`~echo_utils.registration.factory.registration_from_config`)
 REFERENCES = ("instance", "elastix", "optical_flow")
 
 #: notebook 02's five-way comparison (one row per registration and pair kind: :func:`comparison_summary`), and its

@@ -36,7 +36,7 @@ def nnunet_fig2_scores(paths, sequences: Iterable) -> tuple[pd.DataFrame | None,
     """Per-frame Fig. 2 scores (:func:`echo_utils.report.fig2.score_pseudo_labels`, ``kind='2d_sparse'``,
     ``method='nnunet'``) of the 2D sparse nnU-Net's saved predictions of ``sequences``, and the keys with no
     prediction in any of :data:`FIG2_PREDICTION_FOLDERS`. Reads only; notebook 04 predicts."""
-    from ..nnunet import load_prediction, prediction_path
+    from ..segmentation.predict import load_prediction, prediction_path
 
     labels, missing, seqs = {}, [], []
     for s in sequences:

@@ -66,7 +66,7 @@ def load_predictions(
     ``load_prediction``; predicts nothing. A model with no prediction at all is left out of the first dict (and
     lists all its keys as missing).
     """
-    from ..nnunet import load_prediction, prediction_path
+    from ..segmentation.predict import load_prediction, prediction_path
 
     sequences = list(sequences)
     preds: dict[str, dict[str, np.ndarray]] = {}

@@ -164,7 +164,7 @@ def dense_pseudo_labels(
 
     ``method`` defaults to ``registration.method``. A missing file is a :class:`NnUNetError` that names it.
     """
-    from ..fusion import load_pseudo_labels
+    from ..pseudolabels import load_pseudo_labels
 
     root = Path(paths.pseudo_labels) / (method or cfg.registration.method)
     out = {}

@@ -19,6 +19,7 @@ from ..config import StudyConfig
 from ..rundir import RunPaths
 from .env import (FILE_ENDING, TRAINER, NnUNetError, configuration_name, configure_nnunet, cpu_threads,
                   dataset_name, file_digest, quiet, read_json, write_json, write_nifti)
+from .checkpoint import load_checkpoint
 from .export import dataset_time_spacing
 from .train import fold_folder, results_folder
 
@@ -28,20 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["load_checkpoint", "load_predictor", "predict_sequence", "predict_all", "prediction_path", "load_prediction"]
 
 PREDICTION_MARKER = "echo_predictions.json"
-
-
-def load_checkpoint(path: Path) -> dict:
-    """An nnU-Net checkpoint, loaded without running code from the file (:func:`echo_utils.safe_load.load_torch`:
-    ``torch.load(weights_only=True)`` and a narrow NumPy allowlist).
-
-    nnU-Net writes tensors, plain containers and a few NumPy scalars (its logged curves); a checkpoint that carries
-    any other pickled object (code to run on load) is refused with :class:`~echo_utils.safe_load.UnsafeFile` (a
-    ``pickle.UnpicklingError``), a truncated one is a :class:`~echo_utils.safe_load.DamagedFile`. nnU-Net's own
-    loader uses ``weights_only=False``; ``EchoTrainer.load_checkpoint`` (a resumed training) uses this one.
-    """
-    from ..safe_load import load_torch, rerun_hint
-
-    return load_torch(path, map_location="cpu", rebuild=lambda: rerun_hint(path, "04", delete=True))
 
 
 def load_predictor(cfg: StudyConfig, paths: RunPaths, model: str, device: str = "cpu", *,

@@ -162,7 +162,7 @@ class EchoTrainer(nnUNetTrainer):
         """
         checkpoint = filename_or_checkpoint
         if not isinstance(checkpoint, dict):
-            from .predict import load_checkpoint as safe_load_checkpoint
+            from .checkpoint import load_checkpoint as safe_load_checkpoint
 
             checkpoint = safe_load_checkpoint(Path(checkpoint))
         if not self.was_initialized:
