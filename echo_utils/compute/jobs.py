@@ -29,12 +29,13 @@ import importlib
 import json
 import os
 import socket
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from ..artifacts.atomic import write_json as _write_json
 
 __all__ = [
     "Job",
@@ -125,17 +126,8 @@ class Job:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write JSON to ``path`` atomically (the run directory's one writer, :func:`echo_utils.artifacts.write_json`)."""
+    _write_json(Path(path), obj, indent=2, sort_keys=True, default=str)
 
 
 def write_spec(job: Job, extra: dict | None = None) -> Path:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..artifacts.atomic import atomic_path, write_text
 from .inference import keep_freed_memory
 from .losses import RegistrationLoss, scaled_alpha
 from .models import BSplineDIR, input_scale_for
@@ -125,15 +126,13 @@ def _set_aside(path: Path, exc: Exception) -> None:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through the run directory's one atomic writer (:func:`echo_utils.artifacts.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _batch_indices(iteration: int, n_pairs: int, batch_size: int, seed: int) -> np.ndarray:

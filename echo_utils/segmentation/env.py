@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts.atomic import atomic_path
+from ..artifacts.atomic import write_json as _write_json
 from ..config import StudyConfig
 from ..rundir import RunPaths
 from ..labels import LABEL_VALUES as LABELS  # name -> label value, as nnU-Net's dataset.json wants
@@ -198,11 +200,8 @@ def cpu_threads(cfg: StudyConfig, device: str):
 
 
 def write_json(path: Path, obj) -> None:
-    """Atomic JSON write (``path.tmp`` then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    """Atomic JSON write (the run directory's one writer, :func:`echo_utils.artifacts.write_json`)."""
+    _write_json(path, jsonable(obj), indent=2, sort_keys=True, default=str)
 
 
 def read_json(path: Path):
@@ -242,9 +241,8 @@ def write_nifti(path: Path, array: np.ndarray, spacing: tuple[float, ...]) -> No
 
     img = sitk.GetImageFromArray(array)
     img.SetSpacing([float(s) for s in spacing[::-1]])  # SimpleITK wants (x, y[, z])
-    tmp = path.with_name(path.name.replace(FILE_ENDING, ".partial" + FILE_ENDING))
-    sitk.WriteImage(img, str(tmp), useCompression=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # the temporary name keeps the .nii.gz suffix SimpleITK reads the format from
+        sitk.WriteImage(img, str(tmp), useCompression=True)
 
 
 def file_digest(path: Path) -> str:
