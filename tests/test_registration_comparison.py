@@ -226,3 +226,16 @@ def test_demo_instance_reference_uses_the_networks_loss():
     inst = registration_from_config("instance", r)
     assert (inst.alpha, inst.alpha_reference_size, inst.sigma, inst.mask, inst.grid_spacing) == (
         r.alpha, r.alpha_reference_size, r.loss_sigma, r.loss_mask, r.grid_spacing)
+
+
+def test_available_registrations_leaves_out_a_missing_elastix_in_one_line(monkeypatch):
+    from echo_utils.registration import factory
+
+    lines = []
+    monkeypatch.setattr(factory, "elastix_available", lambda: False)
+    assert factory.available_registrations(log=lines.append) == ["dlir", "instance", "identity", "optical_flow"]
+    assert lines == [factory.ELASTIX_MISSING]
+    lines.clear()
+    monkeypatch.setattr(factory, "elastix_available", lambda: True)
+    assert factory.available_registrations(("instance", "elastix"), log=lines.append) == ["instance", "elastix"]
+    assert lines == []

@@ -30,7 +30,7 @@ from .inference import MemoizedRegistration, inference_context, register, regist
 from .elastix import ElastixBSpline, elastix_available
 from .optical_flow import OpticalFlowTVL1
 from .losses import LossTerms, RegistrationLoss, bending_energy, gaussian_blur, ncc
-from .factory import REGISTRATIONS, registration_from_config
+from .factory import REGISTRATIONS, available_registrations, registration_from_config
 from .models import BSplineDIR, IdentityRegistration, InstanceBSpline
 from .quality import (
     compare_registrations,

@@ -18,7 +18,7 @@ import numpy as np
 from ..artifacts import files
 from .inference import register
 
-__all__ = ["PAIR_KINDS", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
+__all__ = ["PAIR_KINDS", "five_way", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
            "gain_over_identity", "gain_statements", "epe_monitor", "training_monitor", "control_point_variation",
            "NetworkCheck", "network_check", "training_check", "check_table", "choose_setting", "yardstick",
            "REFERENCES", "registration_comparison", "comparison_summary", "COMPARISON_METRICS",
@@ -471,3 +471,16 @@ def pair_seconds(registrations: Mapping[str, Callable], images: np.ndarray, n_pa
         n = n_pairs if isinstance(n_pairs, int) else int(n_pairs.get(name, 8))
         out[name] = seconds_per_pair(inner, images, n)
     return out
+
+
+def five_way(registrations: Mapping[str, Callable], root: str | Path, sequences: Sequence, network: str = "dlir",
+             kinds: Sequence[str] = PAIR_KINDS) -> tuple["pd.DataFrame", "pd.DataFrame"]:  # noqa: F821
+    """Notebook 02's comparison of ``registrations`` (``{name: reg}``) on the phantom ``sequences``: every pair
+    kind's :func:`registration_comparison` (one row per registration and pair) stacked, and its
+    :func:`comparison_summary` against ``network`` (the same-run time ratio's denominator).
+    Returns ``(per_pair, summary)``."""
+    import pandas as pd
+
+    per_pair = pd.concat([registration_comparison(registrations, phantom_pairs(root, sequences, kind))
+                          for kind in kinds], ignore_index=True)
+    return per_pair, comparison_summary(per_pair, network)

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import torch
 
-from .elastix import ElastixBSpline
+from .elastix import MISSING as ELASTIX_MISSING
+from .elastix import ElastixBSpline, elastix_available
 from .models import IdentityRegistration, InstanceBSpline
 from .optical_flow import OpticalFlowTVL1
 from .train import train_registration
 
-__all__ = ["REGISTRATIONS", "registration_from_config"]
+__all__ = ["REGISTRATIONS", "available_registrations", "registration_from_config"]
 
 #: the registrations :func:`registration_from_config` builds
 REGISTRATIONS = ("dlir", "instance", "identity", "elastix", "optical_flow")
@@ -85,3 +86,13 @@ def registration_from_config(
                                    exclude_patients=exclude_patients, monitor=monitor)
         return model.optimise_for_inference()
     raise ValueError(f"unknown registration {name!r}; expected one of {REGISTRATIONS}")
+
+
+def available_registrations(names: Sequence[str] = REGISTRATIONS, *, log=print) -> list[str]:
+    """``names`` in their order, without ``'elastix'`` when the optional extra ``itk-elastix`` is not installed; then
+    one line (:data:`echo_utils.registration.elastix.MISSING`) goes to ``log`` so a comparison says what it left out."""
+    names = list(names)
+    if "elastix" in names and not elastix_available():
+        log(ELASTIX_MISSING)
+        names.remove("elastix")
+    return names
