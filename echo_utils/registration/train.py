@@ -11,6 +11,7 @@ interrupted run resumes from its checkpoint and reaches the same weights.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..artifacts.atomic import atomic_path, write_text
+from ..artifacts.atomic import write_bytes, write_text
 from .inference import keep_freed_memory
 from .losses import RegistrationLoss, scaled_alpha
 from .models import BSplineDIR, input_scale_for
@@ -126,9 +127,13 @@ def _set_aside(path: Path, exc: Exception) -> None:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` through the run directory's one atomic writer (:func:`echo_utils.artifacts.atomic_path`)."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` through the run directory's one atomic writer (:func:`echo_utils.artifacts.write_bytes`).
+
+    Serialised in memory first: ``torch.save`` to a file names the zip archive's root folder after the file, so
+    saving to the writer's random temporary name would make two identical trainings write different bytes."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
