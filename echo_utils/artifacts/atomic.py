@@ -5,13 +5,16 @@ flushed to disk (``os.fsync``), and only then replaces the target with ``os.repl
 Windows).  A crash (an exception, a killed process, a full disk) before the replace leaves the old file as it was;
 at worst a hidden ``.<name>.<token>.tmp<suffixes>`` file stays behind, which no reader looks at.
 
-:func:`atomic_path` is the mechanism, for writers that want a path (``torch.save``, ``nibabel.save``,
-``SimpleITK.WriteImage``: the temporary name keeps the target's suffixes, ``.nii.gz`` included, so they pick the
-same format); :func:`write_bytes`, :func:`write_text` and :func:`write_json` are built on it.
+:func:`atomic_path` is the mechanism, for writers that want a path (``nibabel.save``, ``SimpleITK.WriteImage``:
+the temporary name keeps the target's suffixes, ``.nii.gz`` included, so they pick the same format);
+:func:`write_bytes`, :func:`write_text` and :func:`write_json` are built on it.  A writer that records the file's
+*name* inside the file must not get the random temporary name: ``torch.save`` names its zip archive's root after
+the file, so a checkpoint is serialised to memory and written with :func:`write_bytes` (the same training then
+writes the same bytes).
 
 >>> write_json(run_dir / "params.json", {"seed": 0}, indent=2)   # doctest: +SKIP
->>> with atomic_path(run_dir / "model.pt") as tmp:               # doctest: +SKIP
-...     torch.save(state, tmp)
+>>> buf = io.BytesIO(); torch.save(state, buf)                   # doctest: +SKIP
+>>> write_bytes(run_dir / "model.pt", buf.getvalue())            # doctest: +SKIP
 """
 
 from __future__ import annotations
