@@ -193,7 +193,8 @@ def test_label_comparison_is_paired_and_states_the_gain_over_identity():
 
 
 def test_summary_yardstick_and_load_comparison(tmp_path):
-    from echo_utils.registration.evidence import COMPARISON_METRICS, load_comparison, summary_yardstick
+    from echo_utils.artifacts.files import REGISTRATION_COMPARISON as COMPARISON_METRICS
+    from echo_utils.registration.evidence import load_comparison, summary_yardstick
 
     summary = _fake_summary({"identity": 0.60, "dlir": 0.30, "instance": 0.71, "elastix": 0.20},
                             {"identity": 1e-4, "dlir": 0.01, "instance": 0.4, "elastix": 2.0})

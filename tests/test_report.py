@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from echo_utils import metrics
+from echo_utils.artifacts import files
 from echo_utils.report import fig2_summary as F2
 from echo_utils.report import paper as P
 from echo_utils.report import smoothness as S
@@ -235,7 +236,7 @@ def test_inconsistency_thresholds_are_vitals():
     epicardium area, for which we use lv_area's."""
     assert S.VITAL_ATTR_THRESHOLDS["lv_area"] == 1.60e-2 and S.VITAL_ATTR_THRESHOLDS["myo_area"] == 3.21e-2
     assert S.INCONSISTENCY_THRESHOLDS == {"LV": 1.60e-2, "MYO": 3.21e-2, "EPI": 1.60e-2, "LA": 1.60e-2}
-    assert S.INCONSISTENCY_METRICS.endswith(".csv")
+    assert files.TEMPORAL_INCONSISTENCY.endswith(".csv")
 
 
 def test_smoothness_units_mm_is_rescaled_px(cohort):

@@ -18,11 +18,11 @@ import numpy as np
 from ..artifacts import files
 from .inference import register
 
-__all__ = ["PAIR_KINDS", "five_way", "phantom_pairs", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
+__all__ = ["PAIR_KINDS", "five_way", "phantom_pairs", "pair_epe", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
            "gain_over_identity", "gain_statements", "epe_monitor", "training_monitor", "control_point_variation",
            "NetworkCheck", "network_check", "training_check", "check_table", "choose_setting", "yardstick",
-           "REFERENCES", "registration_comparison", "comparison_summary", "COMPARISON_METRICS",
-           "COMPARISON_PAIRS", "LABEL_COMPARISON_METRICS", "load_comparison", "summary_yardstick", "pair_seconds"]
+           "REFERENCES", "registration_comparison", "comparison_summary",
+           "load_comparison", "summary_yardstick", "pair_seconds"]
 
 #: ``'step'``: consecutive frames ``(t + 1, t)`` from ED to ES (what sequential propagation registers);
 #: ``'ed_es'``: ``(ES, ED)`` and ``(ED, ES)`` (the largest motion of the half sequence)
@@ -31,13 +31,6 @@ PAIR_KINDS = ("step", "ed_es")
 #: the classical references beside the network, in the order the comparisons list them (the registration keys of
 #: :func:`~echo_utils.registration.factory.registration_from_config`)
 REFERENCES = ("instance", "elastix", "optical_flow")
-
-#: notebook 02's five-way comparison (one row per registration and pair kind: :func:`comparison_summary`), and its
-#: per-pair table (:func:`registration_comparison`), in the run's ``metrics/``
-COMPARISON_METRICS = files.REGISTRATION_COMPARISON
-COMPARISON_PAIRS = files.REGISTRATION_COMPARISON_PAIRS
-#: notebook 03's label comparison of every registration (forward / backward / bidirectional Dice and HD)
-LABEL_COMPARISON_METRICS = files.REGISTRATION_LABEL_COMPARISON
 
 
 def phantom_pairs(root: str | Path, sequences: Sequence, kind: str = "step", *, label: int = 2) -> dict:
@@ -98,15 +91,12 @@ def endpoint_error(registrations: Mapping[str, Callable], pairs: dict, *, batch_
     import pandas as pd
 
     truth, mask = pairs["truth"], pairs["mask"]
-    true_mag = np.hypot(truth[:, 0], truth[:, 1])
+    true_px = pair_epe(np.zeros_like(truth), truth, mask)
     rows = []
     for name, reg in registrations.items():
-        u = register(reg, pairs["fixed"], pairs["moving"], batch_size=batch_size)
-        err = np.hypot(u[:, 0] - truth[:, 0], u[:, 1] - truth[:, 1])
-        for i, inf in enumerate(pairs["info"]):
-            m = mask[i]
-            rows.append({"registration": name, **inf, "epe_px": float(err[i][m].mean()),
-                         "true_px": float(true_mag[i][m].mean())})
+        epe = pair_epe(register(reg, pairs["fixed"], pairs["moving"], batch_size=batch_size), truth, mask)
+        rows += [{"registration": name, **inf, "epe_px": float(e), "true_px": float(t)}
+                 for inf, e, t in zip(pairs["info"], epe, true_px)]
     return pd.DataFrame(rows)
 
 
@@ -192,9 +182,15 @@ def gain_statements(gain: "pd.DataFrame", method: str) -> list[str]:  # noqa: F8
             f"{r.dice_identity:.3f} ({r.gain:+.3f}; {r.n_videos} videos)" for r in gain.itertuples()]
 
 
+def pair_epe(u: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """End-point error of each pair, ``(N,)`` px: the mean over ``mask[i]`` ``(N, H, W)`` of
+    ``|u[i] - truth[i]|`` (fields ``(N, 2, H, W)``, px). ``u = 0`` gives the identity's error, the true motion."""
+    err = np.hypot(u[:, 0] - truth[:, 0], u[:, 1] - truth[:, 1])
+    return np.array([err[i][mask[i]].mean() for i in range(len(err))], dtype=float)
+
+
 def _mean_epe(u: np.ndarray, pairs: dict) -> float:
-    err = np.hypot(u[:, 0] - pairs["truth"][:, 0], u[:, 1] - pairs["truth"][:, 1])
-    return float(np.mean([err[i][pairs["mask"][i]].mean() for i in range(len(err))]))
+    return float(pair_epe(u, pairs["truth"], pairs["mask"]).mean())
 
 
 def epe_monitor(root: str | Path, sequences: Sequence, kind: str = "step", *, prefix: str = "val") -> Callable:
@@ -387,7 +383,7 @@ def registration_comparison(registrations: Mapping[str, Callable], pairs: dict, 
         raise ValueError(f"pairs: truth must be (N, 2, H, W) and mask (N, H, W); got {truth.shape}, {mask.shape}")
     if not mask.reshape(len(mask), -1).any(1).all():
         raise ValueError("pairs: every pair needs a non-empty mask (the structure the errors are averaged over)")
-    true_mag = np.hypot(truth[:, 0], truth[:, 1])
+    identity_epe = pair_epe(np.zeros_like(truth), truth, mask)
     info = [dict(i, **({"kind": kind} if kind else {})) for i in pairs["info"]]
     tables = []
     for name, reg in registrations.items():
@@ -395,10 +391,9 @@ def registration_comparison(registrations: Mapping[str, Callable], pairs: dict, 
             _warm_up(reg, pairs["fixed"], pairs["moving"])
         table, u = evaluate_registration(reg, pairs["fixed"], pairs["moving"], batch_size=batch_size, info=info,
                                          return_displacements=True)
-        err = np.hypot(u[:, 0] - truth[:, 0], u[:, 1] - truth[:, 1])
         table.insert(0, "registration", name)
-        table["epe_px"] = [float(err[i][mask[i]].mean()) for i in range(len(err))]
-        table["identity_epe_px"] = [float(true_mag[i][mask[i]].mean()) for i in range(len(err))]
+        table["epe_px"] = pair_epe(u, truth, mask)
+        table["identity_epe_px"] = identity_epe
         table["ncc_gain"] = table["ncc_after"] - table["ncc_before"]
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
@@ -441,11 +436,11 @@ def summary_yardstick(summary: "pd.DataFrame", kind: str = "step") -> str | None
 
 
 def load_comparison(metrics_dir: str | Path) -> "pd.DataFrame | None":  # noqa: F821
-    """Notebook 02's :func:`comparison_summary` from ``metrics_dir`` (:data:`COMPARISON_METRICS`), or ``None``
+    """Notebook 02's :func:`comparison_summary` from ``metrics_dir`` (``artifacts.files.REGISTRATION_COMPARISON``), or ``None``
     when that notebook has not written it (real data has no exact motion, hence no comparison)."""
     import pandas as pd
 
-    path = Path(metrics_dir) / COMPARISON_METRICS
+    path = Path(metrics_dir) / files.REGISTRATION_COMPARISON
     if not path.exists():
         return None
     table = pd.read_csv(path)

@@ -136,10 +136,6 @@ def _atomic_torch_save(obj, path: Path) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def _atomic_write_text(text: str, path: Path) -> None:
-    write_text(path, text)
-
-
 def _batch_indices(iteration: int, n_pairs: int, batch_size: int, seed: int) -> np.ndarray:
     """The pair indices of one iteration: consecutive slices of per-epoch permutations seeded by (seed, epoch).
 
@@ -349,7 +345,7 @@ def train_registration(
         except DamagedFile as exc:  # truncated on disk: trained again (the same weights, seeded)
             _set_aside(final, exc)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(json.dumps(key, indent=1, default=str), out / "key.json")
+    write_text(out / "key.json", json.dumps(key, indent=1, default=str))
 
     seed = int(settings["seed"])
     torch.manual_seed(seed)
@@ -387,7 +383,7 @@ def train_registration(
     def save_log():
         import pandas as pd
 
-        _atomic_write_text(pd.DataFrame(log).to_csv(index=False), out / LOG_FILE)
+        write_text(out / LOG_FILE, pd.DataFrame(log).to_csv(index=False))
 
     def checkpoint(iteration: int):
         _atomic_torch_save(

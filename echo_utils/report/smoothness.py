@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..artifacts import files
 from ..labels import MODEL_NAMES, REFERENCE, STRUCTURE_NAMES, STRUCTURES
 from .paper import FIG3_ORDER, PAPER_FIG3_MEDIANS
 
@@ -29,7 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "VITAL_ATTR_THRESHOLDS",
     "INCONSISTENCY_THRESHOLDS",
-    "INCONSISTENCY_METRICS",
     "area_curves",
     "smoothness_table",
     "inconsistency_summary",
@@ -70,10 +68,6 @@ epicardium (cavity + myocardium) area attribute: for ``LA`` and ``EPI`` we use `
 choice). The LA, like the LV cavity, is a blood pool whose area follows one smooth fill/empty motion from ED to
 ES, and 1.60e-2 is the stricter of vital's two area thresholds, so a model is not let off more lightly on the one
 structure without a published value."""
-
-INCONSISTENCY_METRICS = files.TEMPORAL_INCONSISTENCY
-"""File name, under the run's ``metrics/`` folder, of the :func:`inconsistency_summary` table (notebook 05)."""
-
 
 _MODEL_RANK = {m: i for i, m in enumerate(dict.fromkeys([REFERENCE, *MODEL_NAMES]))}
 """Row order of the summaries: the reference (the control) first, then the models in book order. (``MODEL_NAMES``
