@@ -32,6 +32,7 @@ import numpy as np
 
 from ..config import StudyConfig
 from ..rundir import RunPaths
+from . import masking as masking_rules
 from .env import (FILE_ENDING, IGNORE_LABEL, LABELS, ModelSpec, NnUNetError, configure_nnunet, dataset_id,
                   dataset_name, nnunet_dirs, pools, quiet, read_json, write_json, write_nifti)
 from .env import spec as _spec
@@ -292,14 +293,10 @@ def export_dataset(
     ignore, masking = None, None
     if spec.masked:
         if confidence is None:
-            _, confidence = _masking().study_confidence_maps(cfg, paths, train + val)
-        masking = _masking().masking_record(cfg, val, dense_labels, confidence)
-        ignore = _masking().ignore_masks(train + val, confidence, masking["threshold"])
-        pseudo = sum(len(_masking().pseudo_frames(s)) * int(np.prod(s.images.shape[1:])) for s in train + val)
-        ignored = sum(int(m.sum()) for m in ignore.values())
-        total = sum(int(np.prod(s.images.shape)) for s in train + val)
-        masking |= {"ignored_pixels": ignored, "ignored_fraction_of_pseudo": round(ignored / max(pseudo, 1), 6),
-                    "ignored_fraction_of_all": round(ignored / total, 6)}
+            _, confidence = masking_rules.study_confidence_maps(cfg, paths, train + val)
+        masking = masking_rules.masking_record(cfg, val, dense_labels, confidence)
+        ignore = masking_rules.ignore_masks(train + val, confidence, masking["threshold"])
+        masking |= masking_rules.ignored_shares(train + val, ignore)
 
     patient_splits = make_splits(cfg, train, val)
     time_spacing = volume_time_spacing(cfg, train + val) if spec.dim == 3 else float(cfg.nnunet.time_spacing)
@@ -380,12 +377,6 @@ def export_dataset(
     os.replace(partial, final)
     _write_splits(paths, cfg, model, patient_splits, final)
     return final
-
-
-def _masking():
-    from . import masking
-
-    return masking
 
 
 def dataset_masking(cfg: StudyConfig, paths: RunPaths, model: str = "3d_dense_masked") -> dict | None:

@@ -45,6 +45,7 @@ __all__ = [
     "study_confidence_maps",
     "masking_record",
     "ignore_masks",
+    "ignored_shares",
     "describe",
     "masked_comparison",
 ]
@@ -165,6 +166,17 @@ def ignore_masks(sequences: Iterable["EchoSequence"], confidences: Mapping, thre
         mask[[seq.ed, seq.es]] = False
         out[seq.key] = mask
     return out
+
+
+def ignored_shares(sequences: Iterable["EchoSequence"], ignore: Mapping) -> dict:
+    """How much of the training set :func:`ignore_masks` ignores: ``ignored_pixels``, and their share of the
+    pseudo-labelled pixels (:func:`pseudo_frames`) and of all training voxels (rounded to 6 digits)."""
+    sequences = list(sequences)
+    pseudo = sum(len(pseudo_frames(s)) * int(np.prod(s.images.shape[1:])) for s in sequences)
+    ignored = sum(int(ignore[s.key].sum()) for s in sequences)
+    total = sum(int(np.prod(s.images.shape)) for s in sequences)
+    return {"ignored_pixels": ignored, "ignored_fraction_of_pseudo": round(ignored / max(pseudo, 1), 6),
+            "ignored_fraction_of_all": round(ignored / total, 6)}
 
 
 def describe(record: Mapping | None, model: str = "3d_dense_masked") -> str:
