@@ -54,7 +54,9 @@ __all__ = [
     "study_sequences",
     "iter_split",
     "load_split",
+    "uses_ted",
     "ted_map",
+    "ted_pairs",
     "registration_exclusions",
     "pair_ted_with_camus",
     "evaluation_sequences",
@@ -254,13 +256,16 @@ iter_study = iter_split
 TED_MAP_NOTE = "data.ted_map, default: the authors' data/ted2camus.csv"
 
 
-def _uses_ted(cfg) -> bool:
-    return cfg.data.source == "camus" and bool(cfg.data.ted_root)
+def uses_ted(data) -> bool:
+    """Whether the profile's ``data`` section (:class:`~echo_utils.config.DataConfig`) is the paper's protocol:
+    CAMUS with a TED root (the TED patients are evaluated in Fig. 2 and left out of the registration)."""
+    return data.source == "camus" and bool(data.ted_root)
 
 
-def ted_map(cfg) -> dict[str, str]:
-    """TED id -> CAMUS id from ``data.ted_map`` (default: the authors' ``data/ted2camus.csv``, shipped)."""
-    return read_ted_map(cfg.data.ted_map)
+def ted_map(data) -> dict[str, str]:
+    """TED id -> CAMUS id from the ``data`` section's ``ted_map`` (default: the authors' ``data/ted2camus.csv``,
+    shipped)."""
+    return read_ted_map(data.ted_map)
 
 
 def registration_exclusions(cfg, paths=None) -> list[str]:
@@ -274,9 +279,9 @@ def registration_exclusions(cfg, paths=None) -> list[str]:
     registration never trains on.  Pass the result as ``train_registration(..., exclude_patients=...)``; it is
     recorded in the registration's cache key (``key.json``, field ``exclude``).
     """
-    if not _uses_ted(cfg):
+    if not uses_ted(cfg.data):
         return []
-    return sorted(ted_map(cfg).values())
+    return sorted(ted_map(cfg.data).values())
 
 
 def _nearest_phase(n_camus: int, ed: int, es: int, ted_ed: int, ted_es: int) -> np.ndarray:
@@ -321,10 +326,11 @@ def pair_ted_with_camus(camus_seq: EchoSequence, ted_seq: EchoSequence) -> EchoS
                         dense=dense.astype(np.uint8), dense_kind="manual", info=info)
 
 
-def _ted_pairs(cfg, paths) -> tuple[list[tuple[str, str]], list[str]]:
-    """([(TED id, CAMUS id), ...] sorted by CAMUS id, [TED ids without a mapping])."""
-    ted = list_patients(_expand(cfg.data.ted_root, "ted_root"))
-    mapping = ted_map(cfg)
+def ted_pairs(data) -> tuple[list[tuple[str, str]], list[str]]:
+    """``([(TED id, CAMUS id), ...] sorted by CAMUS id, [TED ids without a mapping])`` of the ``data`` section's
+    ``ted_root`` and ``ted_map``."""
+    ted = list_patients(_expand(data.ted_root, "ted_root"))
+    mapping = ted_map(data)
     pairs = sorted(((t, mapping[t]) for t in ted if t in mapping), key=lambda p: p[1])
     return pairs, sorted(t for t in ted if t not in mapping)
 
@@ -350,8 +356,8 @@ def evaluation_sequences(cfg, paths, *, limit: int | None = None) -> list[EchoSe
     d = cfg.data
     if d.source == "synthetic":
         seqs = load_split(cfg, paths, "val") + load_split(cfg, paths, "test")
-    elif _uses_ted(cfg):
-        pairs, unmapped = _ted_pairs(cfg, paths)
+    elif uses_ted(d):
+        pairs, unmapped = ted_pairs(d)
         if unmapped:
             warnings.warn(f"{len(unmapped)} TED patient(s) have no CAMUS id in the TED -> CAMUS mapping and are not "
                           f"evaluated: {unmapped[:6]}", UserWarning, stacklevel=2)
@@ -425,9 +431,9 @@ def ted_pairing(cfg, paths) -> "pd.DataFrame":  # noqa: F821
     import pandas as pd
 
     cols = ["ted", "camus", "camus_split", "ted_frames", "camus_frames", "match"]
-    if not _uses_ted(cfg):
+    if not uses_ted(cfg.data):
         return pd.DataFrame(columns=cols)
-    pairs, unmapped = _ted_pairs(cfg, paths)
+    pairs, unmapped = ted_pairs(cfg.data)
     ted_dirs = list_patients(_expand(cfg.data.ted_root, "ted_root"))
     camus_dirs = list_patients(study_root(cfg, paths))
     where = {p: k for k, pats in study_split(cfg, paths).items() for p in pats}

@@ -88,8 +88,8 @@ def resolve_cohort(cfg: StudyConfig, paths: RunPaths) -> Cohort:
     split = cohort_data.study_split(cfg, paths)
     views = ("4CH",) if cfg.data.source == "ted" else tuple(cfg.data.views)
     pairs: tuple = ()
-    if cohort_data._uses_ted(cfg):
-        pairs = tuple(tuple(p) for p in cohort_data._ted_pairs(cfg, paths)[0])
+    if cohort_data.uses_ted(cfg.data):
+        pairs = tuple(tuple(p) for p in cohort_data.ted_pairs(cfg.data)[0])
     return Cohort(root=str(root), split={k: tuple(split[k]) for k in _SPLITS}, views=views,
                   patients={p: str(f) for p, f in list_patients(root).items()}, ted=cfg.data.source == "ted",
                   resize=cfg.data.resize, exclusions=tuple(cohort_data.registration_exclusions(cfg)),
@@ -135,10 +135,10 @@ class Study:
         from tqdm import tqdm
 
         keys = self.cohort.keys(split)
-        return list(tqdm(self.iter_sequences(keys, listed_in="the split"), total=len(keys), desc=f"load {split}",
+        return list(tqdm(self.read_sequences(keys, listed_in="the split"), total=len(keys), desc=f"load {split}",
                          disable=len(keys) < 40))
 
-    def iter_sequences(self, keys, *, listed_in: str = "the split"):
+    def read_sequences(self, keys, *, listed_in: str = "the split"):
         """The sequences ``keys`` (``(patient, view)`` pairs), one at a time (every folder checked first)."""
         c = self.cohort
         return cohort_data.read_sequences(c.patients, [tuple(k) for k in keys], root=c.root, ted=c.ted,

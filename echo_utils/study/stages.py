@@ -87,7 +87,7 @@ def pseudo_labels(study: Study, registration, keys, *, progress: bool = False) -
 
     method = study.cfg.registration.method
     out_dir = study.paths.pseudo_labels / method
-    seqs = list(study.iter_sequences(keys, listed_in="this shard (the data changed since the jobs were planned)"))
+    seqs = list(study.read_sequences(keys, listed_in="this shard (the data changed since the jobs were planned)"))
     pseudolabels.generate_pseudo_labels(seqs, registration, out_dir, cfg_pl=study.cfg.pseudo_labels,
                                         method_name=method, progress=progress)
     return [pseudolabels.pseudo_label_path(out_dir, s, k) for s in seqs for k in pseudolabels.KINDS]
