@@ -65,6 +65,8 @@ __all__ = [
     "resolve_run_dir",
     "run_dir_path",
     "open_run",
+    "load_profile",
+    "open_run_dir",
     "load_study",
     "resume_command",
 ]
@@ -441,10 +443,28 @@ def open_run(
     ConfigError (a bad profile, a missing run directory), ``rundir.SettingsMismatch``, ``rundir.RunLocked`` or
     ``rundir.RunDirNotWritable``.
     """
+    cfg = load_profile(params, overrides, device)
+    return cfg, open_run_dir(cfg, run_dir, params=params, overrides=overrides, create=create)
+
+
+def load_profile(params: str | Path, overrides: object = None, device: str | None = None) -> StudyConfig:
+    """``params`` loaded and validated with ``overrides`` and, if given, ``device`` (:func:`load_config`)."""
     extra = parse_overrides(overrides)
     if device:
         extra = _deep_merge(extra, {"device": device})
-    cfg = load_config(params, overrides=extra)
+    return load_config(params, overrides=extra)
+
+
+def open_run_dir(
+    cfg: StudyConfig,
+    run_dir: str | Path | None = None,
+    *,
+    params: str | Path,
+    overrides: object = None,
+    create: bool = True,
+) -> RunPaths:
+    """The run directory of the loaded profile ``cfg`` (from ``params`` with ``overrides``), checked as
+    :func:`open_run` describes: its recorded settings, its lock, whether it can be written; ``run.json`` recorded."""
     target = run_dir_path(cfg, run_dir)
     check_settings(target, cfg)  # read-only: a mismatch is refused before the directory is touched
     problem = writable_problem(target)
@@ -454,7 +474,7 @@ def open_run(
     assert_not_locked_by_other(paths.root)
     check_settings(paths.root, cfg, record=True, params=resolve_params_path(params),
                    overrides=parse_overrides(overrides))
-    return cfg, paths
+    return paths
 
 
 #: the previous name of :func:`open_run`, for ``run.setup_notebook`` until it calls ``open_run`` (the data set's

@@ -220,27 +220,25 @@ def submit_main(params, *, overrides=None, run_dir=None, device: str | None = No
     """``python -m echo_utils.run --params FILE [--set K=V ...] --submit [--dry-run]``.
 
     Loads the profile; a real submission then goes through the run directory's guards
-    (:func:`echo_utils.rundir.open_run`: ``run.json`` settings check, no other runner holding ``run.lock``) and
+    (:func:`echo_utils.rundir.open_run_dir`: ``run.json`` settings check, no other runner holding ``run.lock``) and
     holds the lock while it submits (or, ``local``/``inline``, while the jobs run). A dry run names the run directory
     but creates nothing. Every expected failure (a bad profile, no Slurm, missing data, failed jobs) is one
     ``error:`` message on stderr and exit code 1, never a traceback.
     """
     import sys
 
-    from ..config import ConfigError, load_config
-    from ..rundir import RunLock, RunPaths, open_run, run_dir_path
+    from ..config import ConfigError
+    from ..rundir import RunLock, RunPaths, load_profile, open_run_dir, run_dir_path
     from .progress import JobsFailed
 
     try:
-        cfg = load_config(params, overrides=overrides)
-        if device:
-            cfg = cfg.model_copy(update={"device": device})
+        cfg = load_profile(params, overrides, device)  # once: the dry run and the Slurm check need it first
         if dry_run:  # nothing is created: the run directory is only named
             study = Study(cfg, RunPaths(run_dir_path(cfg, run_dir)))
             return submit_study(study, device or cfg.device, dry_run=True, log=log)
         if cfg.compute.backend == "slurm":
             SubmititBackend(cfg.compute)  # NoSlurmError first, before anything is planned or created
-        cfg, paths = open_run(params, overrides, run_dir, device)
+        paths = open_run_dir(cfg, run_dir, params=params, overrides=overrides)
         with RunLock(paths.root, log=log):  # the cohort is resolved under the lock, when the shards are planned
             return submit_study(Study(cfg, paths), device or cfg.device, log=log)
     except (ConfigError, NoSlurmError, JobsFailed, ValueError, OSError) as exc:
