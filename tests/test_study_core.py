@@ -100,3 +100,18 @@ def test_jobs_carry_the_resolved_study_and_keep_their_keys(tmp_path):
     # the earlier (cfg, paths) form plans the same jobs
     legacy = compute.study_jobs(study.cfg, study.paths, "cpu", stages=("dir_training", "pseudo_labels"))
     assert [[(j.name, j.key) for j in s] for s in legacy] == [[(j.name, j.key) for j in s] for s in jobs]
+
+
+def test_a_job_folder_planned_before_the_study_gets_a_clear_error(tmp_path):
+    """job.json of an earlier run (job functions in echo_utils.compute.study, taking config + run_dir): resubmit
+    names the file and how to plan it again, instead of a TypeError in the job."""
+    from echo_utils.compute.jobs import load_spec
+
+    folder = tmp_path / "jobs" / "dir-training"
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({"job": {
+        "name": "dir-training", "fn": "echo_utils.compute.study:task_dir_training", "kwargs": {"config": {},
+        "run_dir": str(tmp_path), "device": "cpu"}, "kind": "dir_training", "run_dir": str(tmp_path), "key": "k",
+        "after": []}, "compute": {}}))
+    with pytest.raises(ValueError, match=r"job\.json was planned before .* plan it again"):
+        load_spec(folder)

@@ -62,6 +62,9 @@ JOB_KINDS = ("dir_training", "pseudo_labels", "nnunet_prepare", "nnunet_training
 #: Kinds that want a GPU on a cluster (``nnunet_prepare`` exports NIfTI and plans: CPU only).
 GPU_KINDS = frozenset({"dir_training", "pseudo_labels", "nnunet_training", "nnunet_prediction"})
 
+#: where the study's job functions were until 2026-12-03 (their job.json files name it)
+_EARLIER_MODULE = "echo_utils.compute.study"
+
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -149,7 +152,12 @@ def load_spec(folder: str | Path) -> tuple[Job, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: not a job folder")
     record = json.loads(path.read_text())
-    return Job.from_dict(record.pop("job")), record
+    job = Job.from_dict(record.pop("job"))
+    if job.fn.startswith(_EARLIER_MODULE + ":"):
+        raise ValueError(f"{path} was planned before the study's jobs took the study (their module was "
+                         f"{_EARLIER_MODULE}); plan it again: rerun the notebooks or python -m echo_utils.run "
+                         "--submit with the same profile (finished jobs stay done)")
+    return job, record
 
 
 def done_record(job: Job) -> KeyedRecord:
