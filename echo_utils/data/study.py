@@ -67,7 +67,8 @@ __all__ = [
     "cohort_overview",
 ]
 
-_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test",
+#: the split names a caller may use -> the split
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test",
                   "testing": "test", "all": "all"}
 
 
@@ -176,7 +177,7 @@ def study_split(cfg, paths, *, write: bool = True) -> dict[str, list[str]]:
 
 def study_sequences(cfg, paths, split: str = "all") -> list[tuple[str, str]]:
     """``[(patient, view), ...]`` of a split in the order :func:`load_split` returns them (no image loaded)."""
-    key = _SPLIT_ALIASES.get(split)
+    key = SPLIT_ALIASES.get(split)
     if key is None:
         raise EchoDataError(f"unknown split {split!r}: expected train, val, test or all")
     s = study_split(cfg, paths)

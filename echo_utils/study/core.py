@@ -61,12 +61,10 @@ class Cohort:
     def keys(self, split: str = "all") -> list[tuple[str, str]]:
         """``[(patient, view), ...]`` of ``split`` (``'train'``, ``'val'``, ``'test'`` or ``'all'``), in the study's
         order: patient id, then view (what :func:`echo_utils.data.study.study_sequences` returns)."""
-        if split == "all":
-            pats = sorted(set().union(*self.split.values()))
-        elif split in self.split:
-            pats = list(self.split[split])
-        else:
+        key = cohort_data.SPLIT_ALIASES.get(split)  # 'training', 'validation', 'testing' too
+        if key is None:
             raise cohort_data.EchoDataError(f"unknown split {split!r}: expected train, val, test or all")
+        pats = sorted(set().union(*self.split.values())) if key == "all" else list(self.split[key])
         return [(p, v) for p in pats for v in self.views]
 
     def to_dict(self) -> dict:
