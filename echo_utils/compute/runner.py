@@ -10,7 +10,6 @@ one and the call returns; ``dry_run`` lists the jobs, their resources and the sb
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from .backends import NoSlurmError, SubmititBackend, resources, sbatch_script
 from .jobs import Job, execute, is_done, write_spec
