@@ -69,26 +69,25 @@ def video_dice(seqs, reg, mode: str) -> list[dict]:
 
 def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None, sets=()) -> dict:
     from echo_utils.config import config_hash, load_config
-    from echo_utils.data.study import load_study as load_split
-    from echo_utils.data.study import study_root
     from echo_utils.registration import IdentityRegistration, load_training_log, registration_from_config
     from echo_utils.registration.evidence import (control_point_variation, endpoint_error, epe_monitor,
                                                   network_check, phantom_pairs)
-    from echo_utils.rundir import load_study
+    from echo_utils.study import open_study, stages
 
     overrides = [f"data.seed={seed}", *sets]
     probe = load_config(params, overrides)  # the run folder is keyed by what matters here: data and registration
     key = config_hash(probe.data.model_dump(mode="json"), probe.registration.model_dump(mode="json",
                                                                                         exclude={"threads"}))
-    cfg, paths = load_study(params, overrides, work / f"seed{seed}-{key}", "cpu", create=True)
-    train, val, test = (load_split(cfg, paths, s) for s in ("train", "val", "test"))
-    root = study_root(cfg, paths, generate=False)
+    study = open_study(params, overrides, work / f"seed{seed}-{key}", "cpu", create=True)
+    cfg = study.cfg
+    train, val, test = (study.sequences(s) for s in ("train", "val", "test"))
+    root = study.cohort.root
     rc, mode = cfg.registration, cfg.pseudo_labels.mode
     mon_val, mon_test = epe_monitor(root, val, "step", prefix="val"), epe_monitor(root, test, "step", prefix="test")
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
-    dlir = registration_from_config("dlir", rc, train=train, val=val, run_dir=paths.registration, device="cpu",
-                                    monitor=lambda m: {**mon_val(m), **mon_test(m)})
+    dlir = stages.registration(study, "cpu", name="dlir", train=train, val=val,  # the study's network, as notebook 02
+                               monitor=lambda m: {**mon_val(m), **mon_test(m)})
     t_wall = time.perf_counter() - t0
     log = load_training_log(dlir)
     va = log[log.split == "val"]

@@ -1,7 +1,8 @@
 """The run directory: its folders, the settings it was made with (``run.json``) and the lock of its runner.
 
 :class:`RunPaths` names the sub-folders the notebooks exchange, :func:`resolve_run_dir` decides the directory, and
-:func:`load_study` is the one call a notebook makes (also importable from ``echo_utils.config``). A run directory
+:func:`open_run` checks a profile against its run directory (what :func:`echo_utils.study.open_study` builds the
+study on). A run directory
 caches every expensive step, keyed by settings. Two things keep it consistent:
 
 * **Recorded settings.** The first run writes ``run.json`` with the resolved profile and its hash. Every later
@@ -62,6 +63,10 @@ __all__ = [
     "LOCK_ENV",
     "RunPaths",
     "resolve_run_dir",
+    "run_dir_path",
+    "open_run",
+    "load_profile",
+    "open_run_dir",
     "load_study",
     "resume_command",
 ]
@@ -353,7 +358,7 @@ def resolve_run_dir(cfg: StudyConfig, run_dir: str | Path | None = None, *, crea
     With ``create=False`` a missing directory is a :class:`ConfigError` (a notebook run alone must find the
     artifacts of the earlier notebooks).
     """
-    path = _run_dir_path(cfg, run_dir)
+    path = run_dir_path(cfg, run_dir)
     if not path.exists():
         if not create:
             raise ConfigError(f"run directory {display_path(path)} does not exist; run the earlier notebooks first")
@@ -364,10 +369,13 @@ def resolve_run_dir(cfg: StudyConfig, run_dir: str | Path | None = None, *, crea
     return path
 
 
-def _run_dir_path(cfg: StudyConfig, run_dir: str | Path | None) -> Path:
+def run_dir_path(cfg: StudyConfig, run_dir: str | Path | None = None) -> Path:
     """Absolute run directory: ``run_dir`` (relative to the working directory) or ``<project>/runs/<name>``."""
     path = Path(run_dir) if run_dir else PROJECT_ROOT / "runs" / cfg.name
     return path.expanduser().resolve()
+
+
+_run_dir_path = run_dir_path  # its earlier private name (echo_utils.run imports it)
 
 
 class RunPaths:
@@ -407,7 +415,7 @@ class RunPaths:
         return self.root / "metrics"
 
 
-def load_study(
+def open_run(
     params: str | Path,
     overrides: object = None,
     run_dir: str | Path | None = None,
@@ -415,7 +423,8 @@ def load_study(
     *,
     create: bool = True,
 ) -> tuple[StudyConfig, RunPaths]:
-    """The one call of a notebook: the validated profile and the run's folders, consistent with the run.
+    """The validated profile and the run's folders, consistent with the run (what
+    :func:`echo_utils.study.open_study` builds a study on; ``run.setup_notebook`` and ``--submit`` call it).
 
     Loads ``params`` with ``overrides`` (and ``device`` if given), resolves the run directory, refuses it when a
     runner other than the one executing this notebook holds its lock, and compares the profile with the settings
@@ -434,11 +443,29 @@ def load_study(
     ConfigError (a bad profile, a missing run directory), ``rundir.SettingsMismatch``, ``rundir.RunLocked`` or
     ``rundir.RunDirNotWritable``.
     """
+    cfg = load_profile(params, overrides, device)
+    return cfg, open_run_dir(cfg, run_dir, params=params, overrides=overrides, create=create)
+
+
+def load_profile(params: str | Path, overrides: object = None, device: str | None = None) -> StudyConfig:
+    """``params`` loaded and validated with ``overrides`` and, if given, ``device`` (:func:`load_config`)."""
     extra = parse_overrides(overrides)
     if device:
         extra = _deep_merge(extra, {"device": device})
-    cfg = load_config(params, overrides=extra)
-    target = _run_dir_path(cfg, run_dir)
+    return load_config(params, overrides=extra)
+
+
+def open_run_dir(
+    cfg: StudyConfig,
+    run_dir: str | Path | None = None,
+    *,
+    params: str | Path,
+    overrides: object = None,
+    create: bool = True,
+) -> RunPaths:
+    """The run directory of the loaded profile ``cfg`` (from ``params`` with ``overrides``), checked as
+    :func:`open_run` describes: its recorded settings, its lock, whether it can be written; ``run.json`` recorded."""
+    target = run_dir_path(cfg, run_dir)
     check_settings(target, cfg)  # read-only: a mismatch is refused before the directory is touched
     problem = writable_problem(target)
     if problem:  # every notebook writes into it (a finished run on a read-only mount too)
@@ -447,7 +474,12 @@ def load_study(
     assert_not_locked_by_other(paths.root)
     check_settings(paths.root, cfg, record=True, params=resolve_params_path(params),
                    overrides=parse_overrides(overrides))
-    return cfg, paths
+    return paths
+
+
+#: the previous name of :func:`open_run`, for ``run.setup_notebook`` until it calls ``open_run`` (the data set's
+#: ``load_study`` is ``echo_utils.data.study.load_split`` now: the two were different functions of one name)
+load_study = open_run
 
 
 def _set_items(tree: dict, prefix: str = "") -> list[str]:

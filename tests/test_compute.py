@@ -130,23 +130,28 @@ def test_run_stages_reports_the_backend_each_stage_ran_on(tmp_path, monkeypatch)
     ran each job (the local stage's jobs in other processes), not the profile's."""
     from echo_utils.compute import runner
 
-    def stage_jobs(stage, cfg, paths, device):
+    from echo_utils.study import Study
+
+    def stage_jobs(stage, study, device):
         kind = {"a": "nnunet_training", "b": "nnunet_prediction"}[stage]
         return [Job(name=f"{stage}-{i}", fn="compute_tasks:write_value", kind=kind, run_dir=str(tmp_path),
                     kwargs={"path": str(tmp_path / f"{stage}{i}.txt"), "value": i}) for i in range(2)]
 
     monkeypatch.setattr(runner, "stage_jobs", stage_jobs)
-    compute = ComputeConfig(backend="inline", local_kinds=("nnunet_training",), poll_seconds=0.2)
-    report = runner.run_stages(["a"], compute, None, progress=False)
+    cfg = load_config(PARAMS / "ci.yaml", {"compute": {"backend": "inline", "local_kinds": ["nnunet_training"],
+                                                       "poll_seconds": 0.2}})
+    study = Study(cfg, RunPaths(tmp_path))  # its cohort is never resolved: the stand-in jobs do not need it
+    report = runner.run_stages(["a"], study, progress=False)
     assert report.backend == "local" and [r["backend"] for r in report.rows] == ["local", "local"]
     assert "(local)" in report.summary()
     pids = {json.loads((tmp_path / "jobs" / f"a-{i}" / "done.json").read_text())["pid"] for i in range(2)}
     assert os.getpid() not in pids  # they did run as processes
-    report = runner.run_stages(["b", "a"], compute, None, progress=False)
+    report = runner.run_stages(["b", "a"], study, progress=False)
     assert report.backend == "inline, local"
     assert [(r["name"], r["backend"]) for r in report.rows] == [
         ("b-0", "inline"), ("b-1", "inline"), ("a-0", "local"), ("a-1", "local")]
-    assert runner.run_stages([], compute, None).backend == "inline"
+    assert runner.run_stages([], study).backend == "inline"
+    assert not study.resolved
 
 
 def test_killed_job_resubmitted_alone(tmp_path):

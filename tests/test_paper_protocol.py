@@ -52,8 +52,8 @@ def test_paper_protocol_end_to_end(paper, monkeypatch):
     ted_camus = {c for c, _ in PAPER_TED.values() if c}  # patient0002, patient0004, patient0005
 
     # --- data selection and exclusion (notebook 02) ---
-    train = study.load_study(cfg, paths, "train")
-    val = study.load_study(cfg, paths, "val")
+    train = study.load_split(cfg, paths, "train")
+    val = study.load_split(cfg, paths, "val")
     assert ted_camus <= {s.patient for s in train}  # the TED patients are CAMUS training patients ...
     exclude = study.registration_exclusions(cfg, paths)
     assert ted_camus <= set(exclude)  # ... and are left out

@@ -36,10 +36,10 @@ def test_load_study_synthetic(tmp_path):
     assert all(split[k] for k in ("train", "test"))
     assert not set(split["train"]) & set(split["test"])
     assert study.study_sequences(cfg, paths, "test") == [(p, v) for p in split["test"] for v in ("2CH", "4CH")]
-    seqs = study.load_study(cfg, paths, "train")
+    seqs = study.load_split(cfg, paths, "train")
     assert [s.key for s in seqs] == [f"{p}_{v}" for p in split["train"] for v in ("2CH", "4CH")]
     assert all(s.dense_kind == "exact" and s.shape == (48, 48) for s in seqs)
-    lazy = study.iter_study(cfg, paths, "train")
+    lazy = study.iter_split(cfg, paths, "train")
     assert not isinstance(lazy, list)
     first = next(lazy)
     assert first.key == seqs[0].key
@@ -48,7 +48,7 @@ def test_load_study_synthetic(tmp_path):
     # resize and views
     cfg2 = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48,
                                                              "resize": 64, "views": ["4CH"]}})
-    seqs2 = study.load_study(cfg2, paths, "test")
+    seqs2 = study.load_split(cfg2, paths, "test")
     assert [s.view for s in seqs2] == ["4CH"] * len(split["test"])
     assert seqs2[0].shape == (64, 64)
     ref = camus.load_sequence(paths.data / "database_nifti" / split["test"][0], "4CH")
@@ -56,18 +56,23 @@ def test_load_study_synthetic(tmp_path):
     # another cohort size in the same run directory is refused, not silently overwritten
     cfg3 = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 5, "frames": [4, 5], "size": 48}})
     with pytest.raises(RuntimeError, match="made with other settings"):
-        study.load_study(cfg3, paths, "all")
+        study.load_split(cfg3, paths, "all")
 
 
-def test_iter_sequences_reads_only_the_given_keys_and_names_a_missing_folder(tmp_path):
+def test_read_sequences_reads_only_the_given_keys_and_names_a_missing_folder(tmp_path):
+    from echo_utils.data.camus import list_patients
+
     cfg = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48}})
     paths = RunPaths(tmp_path / "run")
+    root = study.study_root(cfg, paths)
+    patients = list_patients(root)
     keys = [("patient0003", "4CH"), ("patient0001", "2CH")]
-    seqs = list(study.iter_sequences(cfg, paths, keys, listed_in="the test"))
+    seqs = list(study.read_sequences(patients, keys, root=root, listed_in="the test"))
     assert [s.key for s in seqs] == ["patient0003_4CH", "patient0001_2CH"]
-    full = {s.key: s for s in study.load_study(cfg, paths, "all")}
+    full = {s.key: s for s in study.load_split(cfg, paths, "all")}
     np.testing.assert_array_equal(seqs[0].images, full["patient0003_4CH"].images)
-    lazy = study.iter_sequences(cfg, paths, [("patient0001", "2CH"), ("patient0099", "2CH")], listed_in="this shard")
+    lazy = study.read_sequences(patients, [("patient0001", "2CH"), ("patient0099", "2CH")], root=root,
+                                listed_in="this shard")
     with pytest.raises(EchoDataError, match=r"\['patient0099'\] are listed in this shard but have no folder"):
         next(lazy)  # checked before the first sequence is read
 
@@ -84,7 +89,7 @@ def test_load_study_camus_env_and_seeded_split(tmp_path, monkeypatch):
         cfg_for()
     monkeypatch.setenv("CAMUS_ROOT", str(tmp_path / "missing"))
     with pytest.raises(EchoDataError, match="folder not found"):
-        study.load_study(cfg_for(), paths, "all")
+        study.load_split(cfg_for(), paths, "all")
     root = tmp_path / "camus"
     for i in range(1, 11):
         write_nifti_patient(root, f"patient{i:04d}")  # no database_split: seeded split written to split.json
@@ -95,7 +100,7 @@ def test_load_study_camus_env_and_seeded_split(tmp_path, monkeypatch):
     stored = json.loads((paths.data / "split.json").read_text())
     assert stored["split"] == split
     assert study.study_split(cfg, paths) == split  # reused
-    test = study.load_study(cfg, paths, "test")
+    test = study.load_split(cfg, paths, "test")
     assert [s.key for s in test] == [f"{split['test'][0]}_2CH", f"{split['test'][0]}_4CH"]
     assert test[0].dense_kind == "interpolated"
     s4 = study.study_split(cfg_for(max_patients=4), paths)
@@ -207,7 +212,7 @@ def test_check_unseen_on_camus_ids(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ev = study.evaluation_sequences(cfg, paths)
-    train = study.load_study(cfg, paths, "train") + study.load_study(cfg, paths, "val")
+    train = study.load_split(cfg, paths, "train") + study.load_split(cfg, paths, "val")
     assert {s.patient for s in ev} <= set(PAPER_SPLIT["train"])  # the TED patients are CAMUS training patients
     with pytest.raises(EchoDataError, match=r"3 evaluation patient\(s\) are in the registration's training data"):
         study.check_unseen(train, ev)
@@ -235,7 +240,7 @@ def test_cohort_overview_biplane_ef(tmp_path):
     assert all({s.view for s in seqs} == {"2CH", "4CH"} for seqs in ov.examples.values())
     areas = ov.curves[0][2][1]
     key = ov.curves[0][0]
-    seq = next(s for s in study.load_study(cfg, paths, "all") if s.key == key)
+    seq = next(s for s in study.load_split(cfg, paths, "all") if s.key == key)
     np.testing.assert_allclose(areas, (seq.dense == 1).sum(axis=(1, 2)) * np.prod(seq.spacing) / 100.0)
 
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from .jobs import is_done, load_spec
+from .jobs import is_done, load_spec, read_marker
 from .progress import JobsFailed
 from .runner import compute_settings, run_jobs
 
@@ -22,7 +22,7 @@ def _state(folder: Path) -> tuple[str, str]:
     except (OSError, ValueError) as exc:
         return "unreadable", str(exc)
     if is_done(job):
-        return "done", json.loads((folder / "done.json").read_text()).get("finished", "")
+        return "done", read_marker(job).get("finished", "")
     if (folder / "error.txt").is_file():
         return "failed", f"see {folder / 'error.txt'}"
     if (folder / "submitted.json").is_file():

@@ -8,10 +8,12 @@ alike. Its folder ``<run_dir>/jobs/<name>/`` holds:
     the spec (function, keyword arguments, key, resources), written when the job is planned; it is what
     ``python -m echo_utils.compute resubmit <folder>`` reads back.
 ``done.json``
-    the marker, written atomically (temporary file + rename) after the function returned: the key it ran with,
-    the outputs it reported (paths relative to the run directory), the wall seconds. A job whose marker has the
-    same key and whose outputs all exist is *done* and is never submitted again, so resubmitting a run after a
-    preemption or a node failure redoes only what is missing.
+    the marker, the artifact store's :class:`~echo_utils.artifacts.record.KeyedRecord` of the job
+    (:func:`done_record`), written atomically after the function returned: the key it ran with (its settings
+    field), the outputs it reported (paths relative to the run directory), the wall seconds. A job whose marker has
+    the same key and whose outputs all exist is *done* and is never submitted again, so resubmitting a run after a
+    preemption or a node failure redoes only what is missing. A marker with another key is stale: the job runs
+    again (its cached steps guard their own settings); a damaged marker counts as absent.
 ``logs/``
     submitit's folder for the ``local`` and ``slurm`` backends: the pickled call and ``<id>_0_log.out`` / ``.err``.
 ``error.txt``
@@ -36,6 +38,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..artifacts.atomic import write_json as _write_json
+from ..artifacts.files import DONE_FILE, ERROR_FILE, JOB_FILE
+from ..artifacts.read import DamagedFile
+from ..artifacts.record import KeyedRecord
 
 __all__ = [
     "Job",
@@ -45,6 +50,7 @@ __all__ = [
     "execute",
     "is_done",
     "read_marker",
+    "done_record",
     "write_spec",
     "load_spec",
     "atomic_write_json",
@@ -55,6 +61,9 @@ __all__ = [
 JOB_KINDS = ("dir_training", "pseudo_labels", "nnunet_prepare", "nnunet_training", "nnunet_prediction")
 #: Kinds that want a GPU on a cluster (``nnunet_prepare`` exports NIfTI and plans: CPU only).
 GPU_KINDS = frozenset({"dir_training", "pseudo_labels", "nnunet_training", "nnunet_prediction"})
+
+#: where the study's job functions were until 2026-12-03 (their job.json files name it)
+_EARLIER_MODULE = "echo_utils.compute.study"
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -132,33 +141,44 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def write_spec(job: Job, extra: dict | None = None) -> Path:
     """Write ``job.json`` (the spec, plus ``extra`` such as the compute settings) into the job's folder."""
-    path = job.folder / "job.json"
+    path = job.folder / JOB_FILE
     atomic_write_json(path, {"job": job.to_dict(), **(extra or {})})
     return path
 
 
 def load_spec(folder: str | Path) -> tuple[Job, dict]:
     """Read a job folder's ``job.json``: the :class:`Job` and the rest of the record."""
-    path = Path(folder) / "job.json"
+    path = Path(folder) / JOB_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: not a job folder")
     record = json.loads(path.read_text())
-    return Job.from_dict(record.pop("job")), record
+    job = Job.from_dict(record.pop("job"))
+    if job.fn.startswith(_EARLIER_MODULE + ":"):
+        raise ValueError(f"{path} was planned before the study's jobs took the study (their module was "
+                         f"{_EARLIER_MODULE}); plan it again: rerun the notebooks or python -m echo_utils.run "
+                         "--submit with the same profile (finished jobs stay done)")
+    return job, record
+
+
+def done_record(job: Job) -> KeyedRecord:
+    """``<job folder>/done.json`` as a keyed record: the job's key under ``"key"``, written as
+    ``json.dumps(indent=2, sort_keys=True)`` (the layout of every earlier marker)."""
+    return KeyedRecord(job.folder / DONE_FILE, what=f"job {job.name}", field="key",
+                       rebuild="delete it: the job runs again", indent=2, sort_keys=True)
 
 
 def read_marker(job: Job) -> dict | None:
-    """The job's ``done.json`` marker, or None (missing or unreadable)."""
-    path = job.folder / "done.json"
+    """The job's ``done.json`` marker, or None (missing, unreadable or damaged: the job is not done)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return done_record(job).read()
+    except (DamagedFile, OSError):
         return None
 
 
 def is_done(job: Job) -> bool:
     """True when the job's marker exists with the job's key and every output it recorded still exists."""
     marker = read_marker(job)
-    if not marker or marker.get("key") != job.key:
+    if not marker or marker["key"] != job.key:  # absent, or stale (planned with other settings)
         return False
     root = Path(job.run_dir)
     return all((root / p).exists() for p in marker.get("outputs", []))
@@ -181,7 +201,7 @@ def execute(job: Job) -> dict:
     if is_done(job):
         return read_marker(job)
     job.folder.mkdir(parents=True, exist_ok=True)
-    error = job.folder / "error.txt"
+    error = job.folder / ERROR_FILE
     error.unlink(missing_ok=True)
     t0 = time.perf_counter()
     try:
@@ -202,8 +222,7 @@ def execute(job: Job) -> dict:
         "pid": os.getpid(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_json(job.folder / "done.json", marker)
-    return marker
+    return done_record(job).write(marker)
 
 
 def log_tail(job: Job, lines: int = 25) -> str:
@@ -211,7 +230,7 @@ def log_tail(job: Job, lines: int = 25) -> str:
     function's traceback) when there is one, else submitit's error log (a kill, a timeout, an out-of-memory)."""
     logs = sorted((job.folder / "logs").glob("*_log.*"), key=lambda p: p.stat().st_mtime)
     newest = {p.suffix: p for p in logs}
-    error = job.folder / "error.txt"
+    error = job.folder / ERROR_FILE
     parts = []
     for path in [newest.get(".out"), error if error.is_file() else newest.get(".err")]:
         if path is not None and path.is_file():

@@ -10,12 +10,12 @@ one and the call returns; ``dry_run`` lists the jobs, their resources and the sb
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from .backends import NoSlurmError, SubmititBackend, resources, sbatch_script
 from .jobs import Job, execute, is_done, write_spec
 from .progress import JobsReport, job_row, wait_for
-from .study import STAGES, stage_jobs
+from ..study import Study
+from .pipeline import STAGES, as_study, stage_jobs
 
 __all__ = ["run_jobs", "run_stages", "submit_study", "submit_main", "plan_study", "compute_settings", "NoSlurmError"]
 
@@ -94,17 +94,27 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
     )
 
 
-def run_stages(stages, cfg, paths, device: str | None = None, *, progress: bool = True, log=print) -> JobsReport:
-    """Run the study's ``stages`` (names from :data:`~echo_utils.compute.study.STAGES`) one after the other,
+def _study_device(study, args) -> tuple[Study, str | None]:
+    """``(study, device)`` from ``study, [device]`` or the earlier ``cfg, paths, [device]``."""
+    if isinstance(study, Study):
+        return study, (args[0] if args else None)
+    return as_study(study, args[0]), (args[1] if len(args) > 1 else None)
+
+
+def run_stages(stages, study, *args, progress: bool = True, log=print) -> JobsReport:
+    """Run the study's ``stages`` (names from :data:`~echo_utils.compute.pipeline.STAGES`) one after the other,
     waiting for each; returns the combined report. E.g. notebook 03:
-    ``run_stages(["dir_training", "pseudo_labels"], cfg, paths, device)``.
+    ``run_stages(["dir_training", "pseudo_labels"], study, device)`` (``study, device``, or the earlier
+    ``cfg, paths, device``).
 
     The report's ``backend`` names the backend(s) the stages actually ran on (``compute.local_kinds`` may send a
     stage of an ``inline`` profile to ``local``), in the order used, e.g. ``"local"`` or ``"inline, local"``; with
     no stages, the profile's backend."""
+    study, device = _study_device(study, args)
+    cfg = study.cfg
     if isinstance(stages, str):
         stages = [stages]
-    reports = [run_jobs(stage_jobs(stage, cfg, paths, device), cfg, progress=progress, log=log) for stage in stages]
+    reports = [run_jobs(stage_jobs(stage, study, device), cfg, progress=progress, log=log) for stage in stages]
     used = list(dict.fromkeys(r.backend for r in reports))
     report = JobsReport(backend=", ".join(used) if used else compute_settings(cfg).backend)
     for r in reports:
@@ -112,13 +122,13 @@ def run_stages(stages, cfg, paths, device: str | None = None, *, progress: bool 
     return report
 
 
-def plan_study(cfg, paths, device: str | None = None, stages=STAGES) -> tuple[list[list[Job]], dict[str, str]]:
+def plan_study(study: Study, device: str | None = None, stages=STAGES) -> tuple[list[list[Job]], dict[str, str]]:
     """The jobs of every stage that can be planned now, and ``{stage: reason}`` for those that cannot (the
     pseudo-label shards need the data set's split; without the data they are listed as unknown)."""
     planned, missing = [], {}
     for stage in stages:
         try:
-            planned.append(stage_jobs(stage, cfg, paths, device))
+            planned.append(stage_jobs(stage, study, device))
         except Exception as exc:  # noqa: BLE001 - reported, the listing goes on
             planned.append([])
             missing[stage] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -138,7 +148,7 @@ def _table(planned: list[list[Job]], stages, compute, missing: dict[str, str]) -
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
 
 
-def submit_study(cfg, paths, device: str | None = None, *, stages=STAGES, dry_run: bool = False,
+def submit_study(study: Study, device: str | None = None, *, stages=STAGES, dry_run: bool = False,
                  progress: bool = True, log=print) -> int:
     """Submit the study's jobs on the profile's backend (``python -m echo_utils.run --submit``); returns an exit
     code (0 = submitted or listed).
@@ -150,9 +160,10 @@ def submit_study(cfg, paths, device: str | None = None, *, stages=STAGES, dry_ru
       other, and the call waits.
     * ``dry_run``: list every job with its resources and the sbatch header of one job per kind; submit nothing.
     """
+    cfg, paths = study.cfg, study.paths
     compute = compute_settings(cfg)
     stages = list(stages)
-    planned, missing = plan_study(cfg, paths, device, stages)
+    planned, missing = plan_study(study, device, stages)
     n_jobs = sum(len(j) for j in planned)
     n_todo = sum(not is_done(j) for jobs in planned for j in jobs)
     if dry_run:
@@ -181,7 +192,7 @@ def submit_study(cfg, paths, device: str | None = None, *, stages=STAGES, dry_ru
         log(f"{compute.backend} backend: the {n_todo} missing jobs of {n_jobs} run here, stage after stage")
         for stage, jobs in zip(stages, planned):
             # stages are re-planned when their turn comes: a stage's jobs may depend on the previous one's outputs
-            run_jobs(stage_jobs(stage, cfg, paths, device), cfg, progress=progress, log=log)
+            run_jobs(stage_jobs(stage, study, device), cfg, progress=progress, log=log)
         return 0
     backend = SubmititBackend(compute)  # NoSlurmError without sbatch/srun
     slurm_ids: dict[str, str] = {}
@@ -207,31 +218,28 @@ def submit_main(params, *, overrides=None, run_dir=None, device: str | None = No
                 log=print) -> int:
     """``python -m echo_utils.run --params FILE [--set K=V ...] --submit [--dry-run]``.
 
-    Loads the profile; a real submission then goes through the run directory's guards (``rundir.load_study``:
-    ``run.json`` settings check, no other runner holding ``run.lock``) and holds the lock while it submits (or,
-    ``local``/``inline``, while the jobs run). A dry run names the run directory but creates nothing. Every
-    expected failure (a bad profile, no Slurm, missing data, failed jobs) is one ``error:`` message on stderr and
-    exit code 1, never a traceback.
+    Loads the profile; a real submission then goes through the run directory's guards
+    (:func:`echo_utils.rundir.open_run_dir`: ``run.json`` settings check, no other runner holding ``run.lock``) and
+    holds the lock while it submits (or, ``local``/``inline``, while the jobs run). A dry run names the run directory
+    but creates nothing. Every expected failure (a bad profile, no Slurm, missing data, failed jobs) is one
+    ``error:`` message on stderr and exit code 1, never a traceback.
     """
     import sys
 
-    from ..config import PROJECT_ROOT, ConfigError, load_config
-    from ..rundir import RunLock, RunPaths, load_study
+    from ..config import ConfigError
+    from ..rundir import RunLock, RunPaths, load_profile, open_run_dir, run_dir_path
     from .progress import JobsFailed
 
     try:
-        cfg = load_config(params, overrides=overrides)
-        if device:
-            cfg = cfg.model_copy(update={"device": device})
+        cfg = load_profile(params, overrides, device)  # once: the dry run and the Slurm check need it first
         if dry_run:  # nothing is created: the run directory is only named
-            root = Path(run_dir).expanduser().resolve() if run_dir else PROJECT_ROOT / "runs" / cfg.name
-            return submit_study(cfg, RunPaths(root), device or cfg.device, dry_run=True, log=log)
+            study = Study(cfg, RunPaths(run_dir_path(cfg, run_dir)))
+            return submit_study(study, device or cfg.device, dry_run=True, log=log)
         if cfg.compute.backend == "slurm":
             SubmititBackend(cfg.compute)  # NoSlurmError first, before anything is planned or created
-        cfg, paths = load_study(params, overrides, run_dir, device)
-        with RunLock(paths.root, log=log):
-            return submit_study(cfg, paths, device or cfg.device, log=log)
+        paths = open_run_dir(cfg, run_dir, params=params, overrides=overrides)
+        with RunLock(paths.root, log=log):  # the cohort is resolved under the lock, when the shards are planned
+            return submit_study(Study(cfg, paths), device or cfg.device, log=log)
     except (ConfigError, NoSlurmError, JobsFailed, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-

@@ -1,7 +1,9 @@
 """The study's data: which cohort a profile reads, its train/val/test split, and the sequences each step may use.
 
-* :func:`study_root`, :func:`study_split`, :func:`study_sequences`, :func:`load_study`, :func:`iter_study`: the
-  cohort of a profile (the synthetic phantom, generated here if missing, or CAMUS / TED on disk) and its split.
+* :func:`study_root`, :func:`study_split`, :func:`study_sequences`, :func:`load_split`, :func:`iter_split`: the
+  cohort of a profile (the synthetic phantom, generated here if missing, or CAMUS / TED on disk) and its split;
+  :func:`read_sequences` reads given ``(patient, view)`` pairs from their folders (plain arguments: what
+  :class:`echo_utils.study.Study` calls with its resolved cohort).
 * :func:`registration_exclusions`: the patients the registration never trains on.  The paper (Section 3,
   "Pseudo-label generation") trained its DIR network "on the CAMUS training set after leaving out the overlapping
   94 TED echocardiograms" and evaluated the pseudo-labels on those 94.
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,16 +45,18 @@ from .camus import (
 from .split import split_patients
 
 __all__ = [
-    "iter_sequences",
+    "read_sequences",
     "study_root",
     "study_split",
     "split_record",
     "SplitMismatch",
     "split_patients",
     "study_sequences",
-    "iter_study",
-    "load_study",
+    "iter_split",
+    "load_split",
+    "uses_ted",
     "ted_map",
+    "ted_pairs",
     "registration_exclusions",
     "pair_ted_with_camus",
     "evaluation_sequences",
@@ -63,7 +67,8 @@ __all__ = [
     "cohort_overview",
 ]
 
-_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test",
+#: the split names a caller may use -> the split
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test",
                   "testing": "test", "all": "all"}
 
 
@@ -171,8 +176,8 @@ def study_split(cfg, paths, *, write: bool = True) -> dict[str, list[str]]:
 
 
 def study_sequences(cfg, paths, split: str = "all") -> list[tuple[str, str]]:
-    """``[(patient, view), ...]`` of a split in the order :func:`load_study` returns them (no image loaded)."""
-    key = _SPLIT_ALIASES.get(split)
+    """``[(patient, view), ...]`` of a split in the order :func:`load_split` returns them (no image loaded)."""
+    key = SPLIT_ALIASES.get(split)
     if key is None:
         raise EchoDataError(f"unknown split {split!r}: expected train, val, test or all")
     s = study_split(cfg, paths)
@@ -181,33 +186,50 @@ def study_sequences(cfg, paths, split: str = "all") -> list[tuple[str, str]]:
     return [(p, v) for p in pats for v in views]
 
 
-def iter_study(cfg, paths, split: str = "all") -> Iterator[EchoSequence]:
-    """Like :func:`load_study`, one sequence at a time (real CAMUS at 512x512 does not fit in memory at once).
+def iter_split(cfg, paths, split: str = "all") -> Iterator[EchoSequence]:
+    """Like :func:`load_split`, one sequence at a time (real CAMUS at 512x512 does not fit in memory at once).
 
     The split and every patient folder are checked before the first sequence is read.
     """
-    yield from iter_sequences(cfg, paths, study_sequences(cfg, paths, split), listed_in="the split")
-
-
-def iter_sequences(cfg, paths, keys, *, listed_in: str) -> Iterator[EchoSequence]:
-    """The sequences ``keys`` (``(patient, view)`` pairs) of the profile's cohort, read and resized to
-    ``data.resize`` one at a time; every patient folder is checked before the first sequence is read.
-
-    ``listed_in`` names where the keys came from, for the error message (e.g. ``"the split"``).
-    """
     root = study_root(cfg, paths)
-    patients = list_patients(root)
+    yield from read_sequences(list_patients(root), study_sequences(cfg, paths, split), root=root,
+                              ted=cfg.data.source == "ted", resize=cfg.data.resize, listed_in="the split")
+
+
+def read_sequences(
+    patients: Mapping[str, str | Path],
+    keys: Iterable[tuple[str, str]],
+    *,
+    root: str | Path,
+    ted: bool = False,
+    resize: int | None = None,
+    listed_in: str,
+) -> Iterator[EchoSequence]:
+    """The sequences ``keys`` (``(patient, view)`` pairs), read from their folders and resized to ``resize`` x
+    ``resize`` px (``None``: as stored), one at a time; every patient folder is checked before the first is read.
+
+    Parameters
+    ----------
+    patients : ``{patient id: folder}`` of the cohort (:func:`echo_utils.data.camus.list_patients` of ``root``).
+    keys : the ``(patient, view)`` pairs to read, in the order they are returned.
+    root : the data set root, named in the error message.
+    ted : TED folders (one full-cycle 4CH sequence per patient, :func:`load_ted_sequence`) instead of CAMUS.
+    resize : the side in px of the square the sequences are resized to (``data.resize``), or ``None``.
+    listed_in : where the keys came from, for the error message (e.g. ``"the split"``).
+    """
+    keys = list(keys)
     missing = sorted({pid for pid, _ in keys if pid not in patients})
     if missing:
         raise EchoDataError(f"{root}: patients {missing[:5]} are listed in {listed_in} but have no folder")
     for pid, view in keys:
-        seq = load_ted_sequence(patients[pid]) if cfg.data.source == "ted" else load_sequence(patients[pid], view)
-        if cfg.data.resize:
-            seq = resize_sequence(seq, (cfg.data.resize, cfg.data.resize))
+        folder = Path(patients[pid])
+        seq = load_ted_sequence(folder) if ted else load_sequence(folder, view)
+        if resize:
+            seq = resize_sequence(seq, (resize, resize))
         yield seq
 
 
-def load_study(cfg, paths, split: str = "all") -> list[EchoSequence]:
+def load_split(cfg, paths, split: str = "all") -> list[EchoSequence]:
     """The study's sequences of one split (``'train'``, ``'val'``, ``'test'`` or ``'all'``), in a deterministic
     order (patient id, then ``data.views``), resized to ``data.resize`` if set.
 
@@ -217,7 +239,14 @@ def load_study(cfg, paths, split: str = "all") -> list[EchoSequence]:
     from tqdm import tqdm
 
     n = len(study_sequences(cfg, paths, split))
-    return list(tqdm(iter_study(cfg, paths, split), total=n, desc=f"load {split}", disable=n < 40))
+    return list(tqdm(iter_split(cfg, paths, split), total=n, desc=f"load {split}", disable=n < 40))
+
+
+# The names of the previous layout, for the callers outside this module's branch (notebooks 01, 04, 05, the
+# ``echo_utils.camus`` shim): ``load_study`` was also the run directory's ``rundir.load_study`` (a profile -> the
+# profile and the run's folders), a different function; ``iter_study`` its lazy twin.
+load_study = load_split
+iter_study = iter_split
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -228,13 +257,16 @@ def load_study(cfg, paths, split: str = "all") -> list[EchoSequence]:
 TED_MAP_NOTE = "data.ted_map, default: the authors' data/ted2camus.csv"
 
 
-def _uses_ted(cfg) -> bool:
-    return cfg.data.source == "camus" and bool(cfg.data.ted_root)
+def uses_ted(data) -> bool:
+    """Whether the profile's ``data`` section (:class:`~echo_utils.config.DataConfig`) is the paper's protocol:
+    CAMUS with a TED root (the TED patients are evaluated in Fig. 2 and left out of the registration)."""
+    return data.source == "camus" and bool(data.ted_root)
 
 
-def ted_map(cfg) -> dict[str, str]:
-    """TED id -> CAMUS id from ``data.ted_map`` (default: the authors' ``data/ted2camus.csv``, shipped)."""
-    return read_ted_map(cfg.data.ted_map)
+def ted_map(data) -> dict[str, str]:
+    """TED id -> CAMUS id from the ``data`` section's ``ted_map`` (default: the authors' ``data/ted2camus.csv``,
+    shipped)."""
+    return read_ted_map(data.ted_map)
 
 
 def registration_exclusions(cfg, paths=None) -> list[str]:
@@ -248,9 +280,9 @@ def registration_exclusions(cfg, paths=None) -> list[str]:
     registration never trains on.  Pass the result as ``train_registration(..., exclude_patients=...)``; it is
     recorded in the registration's cache key (``key.json``, field ``exclude``).
     """
-    if not _uses_ted(cfg):
+    if not uses_ted(cfg.data):
         return []
-    return sorted(ted_map(cfg).values())
+    return sorted(ted_map(cfg.data).values())
 
 
 def _nearest_phase(n_camus: int, ed: int, es: int, ted_ed: int, ted_es: int) -> np.ndarray:
@@ -295,10 +327,11 @@ def pair_ted_with_camus(camus_seq: EchoSequence, ted_seq: EchoSequence) -> EchoS
                         dense=dense.astype(np.uint8), dense_kind="manual", info=info)
 
 
-def _ted_pairs(cfg, paths) -> tuple[list[tuple[str, str]], list[str]]:
-    """([(TED id, CAMUS id), ...] sorted by CAMUS id, [TED ids without a mapping])."""
-    ted = list_patients(_expand(cfg.data.ted_root, "ted_root"))
-    mapping = ted_map(cfg)
+def ted_pairs(data) -> tuple[list[tuple[str, str]], list[str]]:
+    """``([(TED id, CAMUS id), ...] sorted by CAMUS id, [TED ids without a mapping])`` of the ``data`` section's
+    ``ted_root`` and ``ted_map``."""
+    ted = list_patients(_expand(data.ted_root, "ted_root"))
+    mapping = ted_map(data)
     pairs = sorted(((t, mapping[t]) for t in ted if t in mapping), key=lambda p: p[1])
     return pairs, sorted(t for t in ted if t not in mapping)
 
@@ -323,9 +356,9 @@ def evaluation_sequences(cfg, paths, *, limit: int | None = None) -> list[EchoSe
     limit = cfg.pseudo_labels.max_sequences if limit is None else limit
     d = cfg.data
     if d.source == "synthetic":
-        seqs = load_study(cfg, paths, "val") + load_study(cfg, paths, "test")
-    elif _uses_ted(cfg):
-        pairs, unmapped = _ted_pairs(cfg, paths)
+        seqs = load_split(cfg, paths, "val") + load_split(cfg, paths, "test")
+    elif uses_ted(d):
+        pairs, unmapped = ted_pairs(d)
         if unmapped:
             warnings.warn(f"{len(unmapped)} TED patient(s) have no CAMUS id in the TED -> CAMUS mapping and are not "
                           f"evaluated: {unmapped[:6]}", UserWarning, stacklevel=2)
@@ -347,12 +380,12 @@ def evaluation_sequences(cfg, paths, *, limit: int | None = None) -> list[EchoSe
                           "their CAMUS half-sequence: their TED labels are matched by normalised phase "
                           "(see study.frame_matching)", UserWarning, stacklevel=2)
     elif d.source == "ted":
-        seqs = load_study(cfg, paths, "val") + load_study(cfg, paths, "test")
+        seqs = load_split(cfg, paths, "val") + load_split(cfg, paths, "test")
         warnings.warn("data.source is 'ted': the seeds are TED's own ED/ES labels, so ED and ES score as copies of "
                       "their reference (the paper seeds from CAMUS: data.source 'camus' with data.ted_root)",
                       UserWarning, stacklevel=2)
     else:
-        seqs = load_study(cfg, paths, "val")
+        seqs = load_split(cfg, paths, "val")
         warnings.warn("no TED root: evaluating pseudo-labels against CAMUS half_sequence_gt, which is interpolated "
                       "between ED and ES, not manual", UserWarning, stacklevel=2)
     seqs = [s for s in seqs if s.dense is not None]
@@ -399,9 +432,9 @@ def ted_pairing(cfg, paths) -> "pd.DataFrame":  # noqa: F821
     import pandas as pd
 
     cols = ["ted", "camus", "camus_split", "ted_frames", "camus_frames", "match"]
-    if not _uses_ted(cfg):
+    if not uses_ted(cfg.data):
         return pd.DataFrame(columns=cols)
-    pairs, unmapped = _ted_pairs(cfg, paths)
+    pairs, unmapped = ted_pairs(cfg.data)
     ted_dirs = list_patients(_expand(cfg.data.ted_root, "ted_root"))
     camus_dirs = list_patients(study_root(cfg, paths))
     where = {p: k for k, pats in study_split(cfg, paths).items() for p in pats}
@@ -440,7 +473,7 @@ class CohortOverview:
 
 
 def cohort_overview(cfg, paths, split: str = "all") -> CohortOverview:
-    """Read the study's sequences once (:func:`iter_study`) and keep what :class:`CohortOverview` describes.
+    """Read the study's sequences once (:func:`iter_split`) and keep what :class:`CohortOverview` describes.
 
     Each patient's views are held only until its volumes are measured, so memory stays at a few sequences.
     """
@@ -451,7 +484,7 @@ def cohort_overview(cfg, paths, split: str = "all") -> CohortOverview:
     views = list(cfg.data.views)
     out = CohortOverview(table=pd.DataFrame())
     rows, pending = [], {}
-    for s in iter_study(cfg, paths, split):
+    for s in iter_split(cfg, paths, split):
         out.n_sequences += 1
         q = str(s.info.get("ImageQuality", "unknown"))
         if s.dense is not None:
