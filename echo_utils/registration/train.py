@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..artifacts.atomic import write_bytes, write_text
 from .inference import keep_freed_memory
-from .losses import RegistrationLoss, scaled_alpha
+from .losses import LossTerms, PreparedFrames, RegistrationLoss, scaled_alpha
 from .models import BSplineDIR, input_scale_for
 from .variation import FIELD_VARIATION_MIN, field_variation
 
@@ -62,6 +62,44 @@ def _gather(sequences: Sequence, pairs: np.ndarray, device: torch.device | str) 
         torch.from_numpy(np.ascontiguousarray(fixed, dtype=np.float32)).to(device),
         torch.from_numpy(np.ascontiguousarray(moving, dtype=np.float32)).to(device),
     )
+
+
+#: frames prepared once for the loss (:class:`_PreparedLoss`) only while they take at most this many bytes
+PREPARE_MAX_BYTES = 2 * 1024**3
+
+
+class _PreparedLoss:
+    """The loss's per-frame work (:meth:`RegistrationLoss.prepare`: smoothing, sector mask) done once per frame.
+
+    For every frame of ``sequences`` the smoothed frame and its sector mask are computed before training, when they
+    fit in ``max_bytes`` (the demo's 1,000 frames at 128 px: ~80 MB); otherwise (the paper's 512-px cohort) each
+    batch computes them again, as :meth:`RegistrationLoss.pair_loss` does.  Either way :meth:`loss` gives the values
+    of ``loss_fn.pair_loss`` on the same batch.
+    """
+
+    def __init__(self, loss_fn: RegistrationLoss, sequences: Sequence, device, max_bytes: int = PREPARE_MAX_BYTES):
+        self.loss_fn = loss_fn
+        n_frames = sum(int(s.n_frames) for s in sequences)
+        h, w = sequences[0].images.shape[1:] if sequences else (0, 0)
+        per_frame = h * w * (4 + (1 if loss_fn.mask == "sector" else 0))
+        self.frames: list[PreparedFrames] | None = None
+        if n_frames * per_frame <= max_bytes:
+            self.frames = [
+                loss_fn.prepare(torch.from_numpy(np.ascontiguousarray(s.images, dtype=np.float32))[:, None].to(device))
+                for s in sequences
+            ]
+
+    def loss(self, pairs: np.ndarray, fixed: Tensor, moving: Tensor, displacement: Tensor) -> LossTerms:
+        """The loss of the batch ``pairs`` (rows: sequence, fixed frame, moving frame) whose frames are ``fixed`` and
+        ``moving`` ``(N, 1, H, W)``, for the ``displacement`` ``(N, 2, H, W)`` px."""
+        if self.frames is None:
+            return self.loss_fn.pair_loss(fixed, moving, displacement)
+        fixed_s = torch.stack([self.frames[s].smoothed[a] for s, a, _ in pairs])
+        moving_s = torch.stack([self.frames[s].smoothed[b] for s, _, b in pairs])
+        mask = None
+        if self.loss_fn.mask == "sector":
+            mask = torch.stack([self.frames[s].mask[a] for s, a, _ in pairs])
+        return self.loss_fn.prepared_loss(fixed_s, moving_s, mask, displacement)
 
 
 def _check_sequences(sequences: Sequence, what: str) -> tuple[int, int]:
@@ -184,7 +222,7 @@ def _cfg_get(config, key, default=None):
 
 
 @torch.no_grad()
-def _validate(model: BSplineDIR, loss_fn: RegistrationLoss, sequences, pairs, batch_size, device) -> dict:
+def _validate(model: BSplineDIR, loss_fn: _PreparedLoss, sequences, pairs, batch_size, device) -> dict:
     """Mean loss, NCC and bending energy over the validation pairs, and :func:`field_variation` of the network's
     control points across them."""
     from .bspline import bspline_upsample
@@ -199,7 +237,7 @@ def _validate(model: BSplineDIR, loss_fn: RegistrationLoss, sequences, pairs, ba
         cp = model.control_points(fixed, moving).float()
         u = bspline_upsample(cp, model.grid_spacing, fixed.shape[-2:])
         cps.append(cp.cpu())
-        terms = loss_fn.pair_loss(fixed, moving, u)
+        terms = loss_fn.loss(chunk, fixed, moving, u)
         for k in tot:
             tot[k] += float(getattr(terms, k)) * len(chunk)
         n += len(chunk)
@@ -357,6 +395,8 @@ def train_registration(
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]), amsgrad=True)
     loss_fn = RegistrationLoss(alpha=alpha, ncc=settings["ncc"], sigma=loss_sigma, mask=settings.get("loss_mask", "none"))
+    train_loss = _PreparedLoss(loss_fn, sequences, device)
+    val_loss = _PreparedLoss(loss_fn, val_seqs, device) if val_sequences is not None and len(val_sequences) else train_loss
     iterations, batch = int(settings["iterations"]), int(settings["batch_size"])
     warmup = float(settings.get("lr_warmup", 0.05))
     threads = _cfg_get(config, "threads", None)
@@ -394,7 +434,7 @@ def train_registration(
         save_log()
 
     def validation_row(iteration: int) -> dict:
-        vrow = {"iteration": iteration, "split": "val", **_validate(model, loss_fn, val_seqs, val_pairs, batch, device)}
+        vrow = {"iteration": iteration, "split": "val", **_validate(model, val_loss, val_seqs, val_pairs, batch, device)}
         if monitor is not None:
             model.eval()
             with torch.no_grad():
@@ -419,7 +459,7 @@ def train_registration(
             for group in opt.param_groups:
                 group["lr"] = learning_rate(it, float(settings["lr"]), iterations, schedule, warmup)
             u = model(fixed, moving)
-            terms = loss_fn.pair_loss(fixed, moving, u)
+            terms = train_loss.loss(train_pairs[idx], fixed, moving, u)
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             opt.step()
