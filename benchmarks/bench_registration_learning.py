@@ -14,7 +14,8 @@ bidirectional pseudo-labels of identity, DLIR (``sequential`` and ``composed`` p
 (:mod:`echo_utils.registration.evidence`) on consecutive-frame and ED/ES pairs.  The dead-network check
 (:func:`echo_utils.registration.evidence.network_check`): the field variation of the kept network across the
 validation pairs and across the test pairs, and its EPE against the identity's.
-Writes ``benchmarks/results/registration_learning.json``.  Targets, for every seed, in the profile's default
+Writes ``benchmarks/results/registration_learning.json``; a trial of other settings (``--set`` with ``--variant
+NAME``) writes ``benchmarks/results/registration_variants/NAME.json`` instead.  Targets, for every seed, in the profile's default
 propagation mode (``pseudo_labels.mode``):
 
 * the network is alive (field variation >= ``FIELD_VARIATION_MIN`` on validation and test pairs, EPE below identity);
@@ -42,6 +43,7 @@ import pandas as pd
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = RESULTS / "registration_variants"  # trials of other settings (--variant): what did not (or did) help
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -174,6 +176,8 @@ def main(argv=None) -> int:
                     "test videos (0: all)")
     ap.add_argument("--set", dest="sets", nargs="*", default=[], metavar="KEY=VALUE",
                     help="profile overrides, e.g. registration.iterations=3000 (recorded in the JSON)")
+    ap.add_argument("--variant", default=None, help="a name for a trial of other settings (--set): written to "
+                    "results/registration_variants/<name>.json, beside the profile's own result, never over it")
     ap.add_argument("--threads", type=int, default=2, help="torch threads outside training (training: the "
                     "profile's registration.threads)")
     args = ap.parse_args(argv)
@@ -186,8 +190,15 @@ def main(argv=None) -> int:
                        "python": sys.version.split()[0], "torch": torch.__version__},
            "overrides": list(args.sets), "seeds": results, "pass": all(r["checks"]["pass"] for r in results)}
     out["targets_met"] = out["pass"]
-    path = RESULTS / ("registration_learning.json" if args.seeds == [0, 1] else
-                      f"registration_learning_seeds{'_'.join(map(str, args.seeds))}.json")
+    if args.variant:
+        out["variant"] = args.variant
+        path = VARIANTS / f"{args.variant}.json"
+    elif args.sets:
+        raise SystemExit("--set without --variant would write other settings over the profile's result; name the trial")
+    else:
+        path = RESULTS / ("registration_learning.json" if args.seeds == [0, 1] else
+                          f"registration_learning_seeds{'_'.join(map(str, args.seeds))}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     for r in results:
         print(f"seed {r['seed']}: " + ", ".join(f"{k} {v:+.3f}" if isinstance(v, float) else f"{k} {v}"

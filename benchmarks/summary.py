@@ -111,6 +111,10 @@ def render(results: Path = RESULTS) -> str:
         "",
     ]
     out += registration_learning(json.loads((results / "registration_learning.json").read_text()))
+    variants = sorted((results / "registration_variants").glob("*.json"))
+    if variants:
+        out += registration_variants([json.loads(p.read_text()) for p in variants],
+                                     json.loads((results / "registration_learning.json").read_text()))
     if (results / "registration_alpha.json").exists():
         out += registration_alpha(json.loads((results / "registration_alpha.json").read_text()))
     if (results / "registration_recipe.json").exists():
@@ -118,6 +122,29 @@ def render(results: Path = RESULTS) -> str:
     if (results / "reference_tuning.json").exists():
         out += reference_tuning(json.loads((results / "reference_tuning.json").read_text()))
     return "\n".join(out)
+
+
+def registration_variants(trials: list[dict], profile: dict) -> list[str]:
+    """Trials of other registration settings (``bench_registration_learning.py --variant``) beside the profile's own
+    run at the same data seed: what each change did to the end-point error, the Dice gains and the training time."""
+    rows = [("the profile (demo)", sd) for sd in profile["seeds"]]
+    rows += [(f"`{t['variant']}`: " + ", ".join(f"`{o}`" for o in t["overrides"]), sd) for t in trials for sd in t["seeds"]]
+    out = ["**Trials of other registration settings** (`bench_registration_learning.py --variant`; the same "
+           "benchmark, one change each against the profile's settings; training seconds are wall time at the "
+           "load average shown, on a shared 2-core machine):", "",
+           "| setting | seed | iterations | training (s) | load at start | kept iteration | val loss at the kept iteration "
+           "| EPE DLIR (px) | DLIR / identity | forward gain LV / MYO | bidirectional minus InstanceBSpline LV / MYO |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, sd in sorted(rows, key=lambda r: (r[1]["seed"], r[0] != "the profile (demo)")):
+        c, e = sd["checks"], sd["epe"]["step"]
+        kept = [r for r in sd["curve"] if r["iteration"] == sd["kept_iteration"]]
+        out.append(f"| {name} | {sd['seed']} | {sd['registration'].get('iterations')} | {sd['train_seconds']:.0f} "
+                   f"| {sd.get('loadavg_1min_at_start', float('nan')):.1f} | {sd['kept_iteration']} "
+                   f"| {kept[0]['val_loss']:.5f} | {e['dlir']:.3f} | {c['epe_step_ratio_to_identity']:.0%} "
+                   f"| {c['forward_LV_gain_over_identity']:+.3f} / {c['forward_MYO_gain_over_identity']:+.3f} "
+                   f"| {c['bidirectional_LV_minus_instance']:+.3f} / {c['bidirectional_MYO_minus_instance']:+.3f} |"
+                   if kept else f"| {name} | {sd['seed']} | (no validation row at the kept iteration) |")
+    return out + [""]
 
 
 def registration_learning(rl: dict) -> list[str]:

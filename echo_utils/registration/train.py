@@ -26,6 +26,7 @@ from ..artifacts.atomic import write_bytes, write_text
 from .inference import keep_freed_memory
 from .losses import RegistrationLoss, scaled_alpha
 from .models import BSplineDIR, input_scale_for
+from .samples import PreparedLoss, batch_indices, check_sequences, fingerprint, frame_pairs, gather
 from .variation import FIELD_VARIATION_MIN, field_variation
 
 __all__ = ["frame_pairs", "train_registration", "load_registration", "load_training_log", "field_variation",
@@ -34,57 +35,6 @@ __all__ = ["frame_pairs", "train_registration", "load_registration", "load_train
 #: bump when the meaning of a saved checkpoint changes (part of the cache key)
 _FORMAT_VERSION = 3  # 2: bending energy averaged over the components (TorchIR), best-validation weights;
 #                    # 3: the log records the field variation across the validation pairs
-
-
-def frame_pairs(sequences: Sequence, *, exclude_patients: Sequence[str] = (), max_gap: int | None = None) -> np.ndarray:
-    """Every ordered intra-sequence frame pair ``(a, b)``, ``a != b`` (and ``|a - b| <= max_gap`` if given): rows
-    ``(sequence index, fixed, moving)``."""
-    excluded = set(exclude_patients)
-    rows = []
-    for si, seq in enumerate(sequences):
-        if seq.patient in excluded:
-            continue
-        t = seq.n_frames
-        a, b = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
-        keep = a != b
-        if max_gap is not None:
-            keep &= np.abs(a - b) <= int(max_gap)
-        rows.append(np.stack([np.full(keep.sum(), si), a[keep], b[keep]], axis=1))
-    if not rows:
-        return np.zeros((0, 3), dtype=np.int64)
-    return np.concatenate(rows).astype(np.int64)
-
-
-def _gather(sequences: Sequence, pairs: np.ndarray, device: torch.device | str) -> tuple[Tensor, Tensor]:
-    fixed = np.stack([sequences[s].images[a] for s, a, _ in pairs])[:, None]
-    moving = np.stack([sequences[s].images[b] for s, _, b in pairs])[:, None]
-    return (
-        torch.from_numpy(np.ascontiguousarray(fixed, dtype=np.float32)).to(device),
-        torch.from_numpy(np.ascontiguousarray(moving, dtype=np.float32)).to(device),
-    )
-
-
-def _check_sequences(sequences: Sequence, what: str) -> tuple[int, int]:
-    if not sequences:
-        raise ValueError(f"train_registration: no {what} sequences")
-    shapes = {tuple(s.images.shape[1:]) for s in sequences}
-    if len(shapes) != 1:
-        raise ValueError(f"train_registration: {what} sequences differ in image size {sorted(shapes)}; resize them first")
-    for s in sequences:
-        if s.images.ndim != 3 or s.n_frames < 2:
-            raise ValueError(f"train_registration: {s.key} needs (T>=2, H, W) images, got {s.images.shape}")
-    return shapes.pop()
-
-
-def _fingerprint(sequences: Sequence) -> list:
-    """Cheap content fingerprint: key, shape and a hash of every 8th pixel of every frame."""
-    import hashlib
-
-    out = []
-    for s in sequences:
-        sub = np.ascontiguousarray(np.asarray(s.images, dtype=np.float32)[:, ::8, ::8])
-        out.append([s.key, list(s.images.shape), hashlib.sha1(sub.tobytes()).hexdigest()[:16]])
-    return out
 
 
 _TRAIN_KEYS = ("grid_spacing", "alpha", "ncc", "iterations", "batch_size", "lr", "kernels", "seed")
@@ -136,23 +86,6 @@ def _atomic_torch_save(obj, path: Path) -> None:
     write_bytes(path, buf.getvalue())
 
 
-def _batch_indices(iteration: int, n_pairs: int, batch_size: int, seed: int) -> np.ndarray:
-    """The pair indices of one iteration: consecutive slices of per-epoch permutations seeded by (seed, epoch).
-
-    A pure function of the iteration number, so a resumed run draws exactly the batches of an uninterrupted one.
-    """
-    start = iteration * batch_size
-    idx = []
-    pos = start
-    while len(idx) < batch_size:
-        epoch, offset = divmod(pos, n_pairs)
-        perm = np.random.default_rng([seed, epoch]).permutation(n_pairs)
-        take = min(batch_size - len(idx), n_pairs - offset)
-        idx.extend(perm[offset : offset + take].tolist())
-        pos += take
-    return np.asarray(idx, dtype=np.int64)
-
-
 def learning_rate(iteration: int, lr: float, iterations: int, schedule: str = "constant",
                   warmup: float = 0.05) -> float:
     """The learning rate of (0-based) ``iteration``: constant (the authors), or ``'cosine'``: a linear warm-up over
@@ -184,7 +117,7 @@ def _cfg_get(config, key, default=None):
 
 
 @torch.no_grad()
-def _validate(model: BSplineDIR, loss_fn: RegistrationLoss, sequences, pairs, batch_size, device) -> dict:
+def _validate(model: BSplineDIR, loss_fn: PreparedLoss, sequences, pairs, batch_size, device) -> dict:
     """Mean loss, NCC and bending energy over the validation pairs, and :func:`field_variation` of the network's
     control points across them."""
     from .bspline import bspline_upsample
@@ -195,11 +128,11 @@ def _validate(model: BSplineDIR, loss_fn: RegistrationLoss, sequences, pairs, ba
     cps = []
     for i in range(0, len(pairs), batch_size):
         chunk = pairs[i : i + batch_size]
-        fixed, moving = _gather(sequences, chunk, device)
+        fixed, moving = gather(sequences, chunk, device)
         cp = model.control_points(fixed, moving).float()
         u = bspline_upsample(cp, model.grid_spacing, fixed.shape[-2:])
         cps.append(cp.cpu())
-        terms = loss_fn.pair_loss(fixed, moving, u)
+        terms = loss_fn.loss(chunk, fixed, moving, u)
         for k in tot:
             tot[k] += float(getattr(terms, k)) * len(chunk)
         n += len(chunk)
@@ -280,9 +213,9 @@ def train_registration(
     from ..config import config_hash
 
     device = _resolve_device(device)
-    size = _check_sequences(sequences, "training")
+    size = check_sequences(sequences, "training")
     if val_sequences is not None and len(val_sequences):
-        vsize = _check_sequences(val_sequences, "validation")
+        vsize = check_sequences(val_sequences, "validation")
         if vsize != size:
             raise ValueError(f"validation image size {vsize} differs from the training size {size}")
     settings = {k: _cfg_get(config, k) for k in _TRAIN_KEYS}
@@ -329,8 +262,8 @@ def train_registration(
         "format": _FORMAT_VERSION,
         "settings": settings,
         "arch": model.config,
-        "train": _fingerprint(sequences),
-        "val": _fingerprint(val_sequences) if val_sequences is not None else None,
+        "train": fingerprint(sequences),
+        "val": fingerprint(val_sequences) if val_sequences is not None else None,
         "exclude": sorted(exclude_patients),
         "max_val_pairs": max_val_pairs,
     }
@@ -357,6 +290,8 @@ def train_registration(
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]), amsgrad=True)
     loss_fn = RegistrationLoss(alpha=alpha, ncc=settings["ncc"], sigma=loss_sigma, mask=settings.get("loss_mask", "none"))
+    train_loss = PreparedLoss(loss_fn, sequences, device)
+    val_loss = PreparedLoss(loss_fn, val_seqs, device) if val_sequences is not None and len(val_sequences) else train_loss
     iterations, batch = int(settings["iterations"]), int(settings["batch_size"])
     warmup = float(settings.get("lr_warmup", 0.05))
     threads = _cfg_get(config, "threads", None)
@@ -394,7 +329,7 @@ def train_registration(
         save_log()
 
     def validation_row(iteration: int) -> dict:
-        vrow = {"iteration": iteration, "split": "val", **_validate(model, loss_fn, val_seqs, val_pairs, batch, device)}
+        vrow = {"iteration": iteration, "split": "val", **_validate(model, val_loss, val_seqs, val_pairs, batch, device)}
         if monitor is not None:
             model.eval()
             with torch.no_grad():
@@ -414,12 +349,12 @@ def train_registration(
         model.train()
         t0 = time.perf_counter() - (log[-1]["seconds"] if log else 0.0)
         for it in range(start, iterations):
-            idx = _batch_indices(it, len(train_pairs), batch, seed)
-            fixed, moving = _gather(sequences, train_pairs[idx], device)
+            idx = batch_indices(it, len(train_pairs), batch, seed)
+            fixed, moving = gather(sequences, train_pairs[idx], device)
             for group in opt.param_groups:
                 group["lr"] = learning_rate(it, float(settings["lr"]), iterations, schedule, warmup)
             u = model(fixed, moving)
-            terms = loss_fn.pair_loss(fixed, moving, u)
+            terms = train_loss.loss(train_pairs[idx], fixed, moving, u)
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             opt.step()
