@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 
 from ..artifacts.atomic import write_bytes, write_text
+from ..artifacts.files import REGISTRATION_KEY_FILE
+from ..artifacts.record import KeyedRecord
 from .inference import keep_freed_memory
 from .losses import RegistrationLoss, scaled_alpha
 from .models import BSplineDIR, input_scale_for
@@ -156,6 +158,17 @@ class _Threads:
             torch.set_num_threads(self.old)
 
 
+def key_record(out: str | Path) -> KeyedRecord:
+    """``<run>/key.json``: the settings, architecture and data fingerprints a registration run was trained with
+    (its folder name is their hash), as the artifact store's keyed record; written before the training starts
+    (``model.pt`` is the run's done marker), as ``json.dumps(indent=1)`` with the keys in their order (the layout
+    of every earlier run, which reads back unchanged)."""
+    out = Path(out)
+    return KeyedRecord(out / REGISTRATION_KEY_FILE, what="the registration run",
+                       advice=f"Nothing was changed. Delete {out} to train it again with these settings.",
+                       indent=1, sort_keys=False)
+
+
 def train_registration(
     sequences: Sequence,
     config,
@@ -278,7 +291,8 @@ def train_registration(
         except DamagedFile as exc:  # truncated on disk: trained again (the same weights, seeded)
             _set_aside(final, exc)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "key.json", json.dumps(key, indent=1, default=str))
+    # the run's keyed record: a key.json already there (an interrupted run resuming) must hold this very key
+    key_record(out).claim(json.loads(json.dumps(key, default=str)))
 
     seed = int(settings["seed"])
     torch.manual_seed(seed)
