@@ -484,3 +484,25 @@ def test_pooled_input_network_learns_a_known_shift_in_full_resolution_pixels():
         u = net.eval()(fixed, moving)[:, :, 16:48, 16:48].mean((2, 3))  # interior mean per pair (px)
     np.testing.assert_allclose(u[:2].mean(0).numpy(), [dy, dx], atol=0.3)
     np.testing.assert_allclose(u[2:].mean(0).numpy(), [-dy, -dx], atol=0.3)
+
+
+def test_a_run_folder_whose_key_disagrees_is_refused(tmp_path):
+    """``key.json`` is the run's keyed record: a folder named by this key but holding another key (hand-edited,
+    or a collision) is refused with an error naming the differing key, and nothing in it is overwritten."""
+    import json as _json
+
+    from echo_utils.config import RegistrationConfig
+
+    train = [_exact_sequence(f"patient{i:04d}", i) for i in range(2)]
+    cfg = RegistrationConfig(grid_spacing=8, kernels=4, iterations=2, batch_size=2, lr=1e-2, validate_every=1,
+                             checkpoint_every=1, seed=3, alpha=1.0, ncc="pair")
+    model = train_registration(train, cfg, tmp_path, device="cpu", progress=False)
+    folder = model.run_dir
+    key = _json.loads((folder / "key.json").read_text())
+    key["max_val_pairs"] = 7
+    (folder / "key.json").write_text(_json.dumps(key, indent=1))
+    (folder / "model.pt").unlink()
+    before = (folder / "key.json").read_bytes()
+    with pytest.raises(ValueError, match="max_val_pairs"):
+        train_registration(train, cfg, tmp_path, device="cpu", progress=False)
+    assert (folder / "key.json").read_bytes() == before
