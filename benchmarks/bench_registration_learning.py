@@ -181,6 +181,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch threads outside training (training: the "
                     "profile's registration.threads)")
     args = ap.parse_args(argv)
+    if args.sets and not args.variant:  # refused before anything is computed
+        ap.error("--set without --variant would write other settings over the profile's result; name the trial")
     torch.set_num_threads(args.threads)
     args.instance_sequences = args.instance_sequences or None
     results = [run_seed(s, args.params, args.work, args.instance_sequences, args.sets) for s in args.seeds]
@@ -193,8 +195,6 @@ def main(argv=None) -> int:
     if args.variant:
         out["variant"] = args.variant
         path = VARIANTS / f"{args.variant}.json"
-    elif args.sets:
-        raise SystemExit("--set without --variant would write other settings over the profile's result; name the trial")
     else:
         path = RESULTS / ("registration_learning.json" if args.seeds == [0, 1] else
                           f"registration_learning_seeds{'_'.join(map(str, args.seeds))}.json")
