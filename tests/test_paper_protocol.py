@@ -23,6 +23,7 @@ from echo_utils import fusion, registration
 from echo_utils.config import load_config
 from echo_utils.rundir import RunPaths
 from echo_utils.data import study
+from echo_utils.report import cohort
 
 TINY = {  # the paper's registration at a test's scale (64x64 images, 4x4 control cells, a few iterations)
     "data": {"resize": 64},
@@ -88,7 +89,7 @@ def test_paper_protocol_end_to_end(paper, monkeypatch):
     study.check_unseen(train + val, ev, exclude)
     with pytest.raises(study.EchoDataError, match="in the registration's training data"):
         study.check_unseen(train + val, ev)  # the control: without the exclusions the check fires
-    assert int((study.frame_matching(ev)["match"] == "phase").sum()) == 1
+    assert int((cohort.frame_matching(ev)["match"] == "phase").sum()) == 1
 
     # --- pseudo-labels with the paper's fusion and the Fig. 2 scores ---
     labels = {s.key: fusion.pseudo_labels(s, model, config=cfg.pseudo_labels) for s in ev}

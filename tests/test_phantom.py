@@ -336,7 +336,9 @@ def test_sin2_law_table(cohort):
 def test_sin2_law_statement():
     import pandas as pd
 
+    from echo_utils.report.cohort import sin2_law_statement
+
     t = pd.DataFrame({"key": ["a", "b"], "max_abs": [0.2, 0.4], "rms": [0.1, 0.3], "tau_at_max": [0.3, 0.5]})
-    assert phantom_motion.sin2_law_statement(t).startswith("2 sequences: max |area curve - sin² law| median 0.30 "
+    assert sin2_law_statement(t).startswith("2 sequences: max |area curve - sin² law| median 0.30 "
                                                            "(range 0.20-0.40), RMS median 0.20")
-    assert "not measured" in phantom_motion.sin2_law_statement(t.iloc[:0])
+    assert "not measured" in sin2_law_statement(t.iloc[:0])
