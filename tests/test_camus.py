@@ -14,8 +14,8 @@ from echo_fixtures import mhd as _mhd
 from echo_fixtures import nii as _nii
 from echo_fixtures import sequence as _sequence
 
-from echo_utils import camus
-from echo_utils.camus import EchoDataError
+from echo_utils.data import camus
+from echo_utils.data.camus import EchoDataError
 
 
 def _check_orientation(seq, T, la=True):

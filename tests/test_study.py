@@ -19,8 +19,8 @@ from echo_fixtures import (
     write_paper_study,
 )
 
-from echo_utils import camus
-from echo_utils.camus import EchoDataError, EchoSequence
+from echo_utils.data import camus
+from echo_utils.data.camus import EchoDataError, EchoSequence
 from echo_utils.config import load_config
 from echo_utils.rundir import RunPaths
 from echo_utils.data import study
