@@ -220,7 +220,7 @@ def test_an_old_cohort_record_is_reused_and_the_new_one_has_its_bytes(tmp_path):
 
 def test_an_old_pseudo_label_store_is_read_back_and_its_records_keep_their_bytes(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_fusion import CentroidTranslation, grid_warp, moving_sequence
+    from test_pseudolabels import CentroidTranslation, grid_warp, moving_sequence
 
     from echo_utils import pseudolabels
     from echo_utils.pseudolabels.confidence import confidence_key

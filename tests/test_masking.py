@@ -15,7 +15,7 @@ from echo_utils.config import ConfigError, load_config
 from echo_utils.rundir import RunPaths
 from echo_utils.report import masking as masking_report
 from echo_utils.segmentation import masking
-from test_nnunet import toy_cohort
+from test_segmentation import toy_cohort
 
 
 def _read(path):

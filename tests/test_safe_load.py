@@ -125,7 +125,7 @@ def test_damaged_registration_model_is_named_and_retrained(tmp_path, capsys):
 
 
 def test_damaged_pseudo_label_is_named_and_rebuilt_by_a_rerun(tmp_path, capsys):
-    from test_fusion import CentroidTranslation, grid_warp, moving_sequence
+    from test_pseudolabels import CentroidTranslation, grid_warp, moving_sequence
 
     seqs = [moving_sequence(t=5, patient=f"patient000{i}") for i in (1, 2)]
     reg = CentroidTranslation()

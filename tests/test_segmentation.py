@@ -379,7 +379,7 @@ def test_plain_script_without_main_guard_runs_once(pools, tmp_path):
         sys.path.insert(0, {str(os.path.dirname(__file__))!r})
         with open({str(ran)!r}, "a") as fh:
             fh.write("ran\\n")
-        from test_nnunet import toy_cohort
+        from test_segmentation import toy_cohort
         from echo_utils import segmentation
         from echo_utils.config import load_config
         from echo_utils.rundir import RunPaths

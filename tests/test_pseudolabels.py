@@ -1,4 +1,5 @@
-"""Tests of echo_utils.fusion: propagation, Eq. 1 fusion, pseudo-labels of a sequence, NIfTI cache.
+"""Tests of echo_utils.pseudolabels (its contract names through echo_utils.fusion): propagation, Eq. 1 fusion,
+pseudo-labels of a sequence, NIfTI cache.
 
 The registrations here are private test doubles: an identity, and a translation estimated from the image
 centroids (exact for the moving-disc sequences used). Label warping uses a private nearest-neighbour translation

@@ -1,8 +1,9 @@
-"""Readers: small fixtures written in each real layout (real axis conventions and header spacing), read back.
+"""Readers (echo_utils.data.camus): small fixtures written in each real layout (real axis conventions and header
+spacing), read back.
 
 The fixture writers (:mod:`echo_fixtures`) use nibabel / SimpleITK directly, not the phantom's writer, so that a
 wrong axis order in the reader cannot be hidden by the same mistake in the writer.  The study's cohort, split and
-selections are tested in ``test_study.py``; the paper protocol on CAMUS + TED in ``test_paper_protocol.py``.
+selections are tested in ``test_data_study.py``; the paper protocol on CAMUS + TED in ``test_paper_protocol.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The synthetic cohort: determinism, label topology, motion, biplane EF, and reading it back."""
+"""The synthetic cohort (echo_utils.data.phantom, phantom_patient, phantom_motion, phantom_cohort): determinism, label
+topology, motion, biplane EF, and reading it back."""
 
 from __future__ import annotations
 
@@ -332,14 +333,3 @@ def test_sin2_law_table(cohort):
     assert list(table.key) == [s.key for s in seqs]
     for s, row in zip(seqs, table.itertuples()):
         assert row.max_abs == phantom_motion.sin2_law_distance(s.dense[s.ed : s.es + 1])["max_abs"]
-
-
-def test_sin2_law_statement():
-    import pandas as pd
-
-    from echo_utils.report.cohort import sin2_law_statement
-
-    t = pd.DataFrame({"key": ["a", "b"], "max_abs": [0.2, 0.4], "rms": [0.1, 0.3], "tau_at_max": [0.3, 0.5]})
-    assert sin2_law_statement(t).startswith("2 sequences: max |area curve - sin² law| median 0.30 "
-                                                           "(range 0.20-0.40), RMS median 0.20")
-    assert "not measured" in sin2_law_statement(t.iloc[:0])
