@@ -105,7 +105,8 @@ def inference_context(registration) -> contextlib.AbstractContextManager:
     return torch.no_grad()
 
 
-def _resolve_precision(registration: Registration, precision: Precision | None) -> torch.dtype:
+def _resolve_precision(registration, precision: Precision | None) -> torch.dtype:
+    registration = _as_registration(registration)
     if precision is None:
         if registration.inference_dtype is not None:
             return registration.inference_dtype
