@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "echo_utils"
 
 #: DESIGN.md, "Public API (contract)": the names each shim keeps
 CONTRACT = {
-    "camus": ("data.camus", {"EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence"}),
+    "camus": ("data.camus",
+              {"EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence"}),
     "phantom": ("data.phantom_cohort", {"make_cohort"}),
     "fusion": ("pseudolabels", {"propagate", "fuse_bidirectional", "pseudo_labels", "PseudoLabels"}),
 }

@@ -87,7 +87,8 @@ class CohortOverview:
 
 
 def cohort_overview(cfg, paths, split: str = "all") -> CohortOverview:
-    """Read the study's sequences once (:func:`~echo_utils.data.study.iter_study`) and keep what :class:`CohortOverview` describes.
+    """Read the study's sequences once (:func:`~echo_utils.data.study.iter_study`) and keep what
+    :class:`CohortOverview` describes.
 
     Each patient's views are held only until its volumes are measured, so memory stays at a few sequences.
     """
