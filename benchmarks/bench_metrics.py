@@ -39,7 +39,7 @@ def best_of(fn, repeat=5):
 def realistic_sequence(T=20, size=512):
     """Reference labels from the phantom (if available) and a 'prediction' that is eroded/dilated and shifted."""
     try:
-        from echo_utils import phantom
+        from echo_utils.data import phantom
 
         pp = phantom.sample_patient(0, 0, frames=(T, T))
         _, lab, sp, _ = phantom.render_patient(pp, size)["4CH"]
@@ -131,7 +131,7 @@ def main():
                         "rel_err_pct": 100 * (v / exact - 1), "rel_err_vital_pct": 100 * (vv / exact - 1),
                         "time_s": dt})
     try:
-        from echo_utils import phantom
+        from echo_utils.data import phantom
 
         for i in range(6):
             pp = phantom.sample_patient(i, 0)

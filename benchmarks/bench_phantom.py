@@ -48,6 +48,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from echo_utils import camus, metrics, phantom
+    from echo_utils.data import phantom_cohort
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_phantom-"))
     try:
@@ -57,7 +58,7 @@ def main(argv=None) -> dict:
                                    workers=args.workers, progress=False)
         wall = time.perf_counter() - t0
         cpu = _cpu_seconds() - cpu0
-        summary = phantom.cohort_summary(root)
+        summary = phantom_cohort.cohort_summary(root)
         n_frames = sum(p["n_frames"] for p in summary["patients"])
         size_mb = sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
 

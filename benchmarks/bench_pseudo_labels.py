@@ -58,7 +58,7 @@ def naive_fusion_scipy(forward, backward):
     """Full-frame scipy EDT per class and frame: the slow baseline the cropped EDT of the fusion replaces."""
     from scipy import ndimage as ndi
 
-    from echo_utils.fusion import fusion_weights
+    from echo_utils.pseudolabels import fusion_weights
 
     wf, wb = fusion_weights(forward.shape[0])
     out = np.zeros_like(forward)
@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from echo_utils import fusion
+    from echo_utils import fusion, pseudolabels
     from echo_utils.pseudolabels.propagate import _warp_chains
     from echo_utils.registration import BSplineDIR, register_pairs, warp
     from echo_utils.registration.inference import default_precision
@@ -161,7 +161,7 @@ def main(argv=None) -> dict:
         "max_abs_displacement_px": float(disp32.abs().max()),
         "fp32_vs_reference_max_abs_displacement_error_px": float((disp32 - disp_ref).abs().max()),
         "bf16_max_abs_displacement_error_px": float((disp16 - disp32).abs().max()),
-        "bf16_label_pixels_changed_fraction": {k: float((pl16[k] != pl32[k]).mean()) for k in fusion.KINDS},
+        "bf16_label_pixels_changed_fraction": {k: float((pl16[k] != pl32[k]).mean()) for k in pseudolabels.KINDS},
     }
     result = {
         "what": f"pseudo-labels for one {t}-frame {args.size}x{args.size} sequence (forward+backward+fusion)",
@@ -177,7 +177,7 @@ def main(argv=None) -> dict:
         "speedup_vs_reference_cpu": rows["registration_reference"]["cpu_s"] / rows["registration"]["cpu_s"],
         "target_fraction_of_fp32_matmul": 0.35,
         "accuracy": accuracy,
-        "default_labels_equal_fp32": bool(all(np.array_equal(pl[k], pl32[k]) for k in fusion.KINDS))
+        "default_labels_equal_fp32": bool(all(np.array_equal(pl[k], pl32[k]) for k in pseudolabels.KINDS))
         if meta["native_bfloat16"] else None,
     }
     print(f"{result['what']} on {args.device} with {args.threads} threads, {meta['cpu']}, "

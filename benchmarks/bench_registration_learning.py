@@ -74,6 +74,7 @@ def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None
     from echo_utils.registration import IdentityRegistration, load_training_log, registration_from_config
     from echo_utils.registration.evidence import (control_point_variation, endpoint_error, epe_monitor,
                                                   network_check, phantom_pairs)
+    from echo_utils.report.registration import network_check_lines
     from echo_utils.study import open_study, stages
 
     overrides = [f"data.seed={seed}", *sets]
@@ -128,7 +129,8 @@ def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None
     alive_val = network_check(out["field_variation_val"], out["epe"]["step"]["dlir"], out["epe"]["step"]["identity"],
                               where="the validation pairs")
     alive_test = network_check(out["field_variation_test"], where="the test pairs")
-    out["network_check"] = {"ok": bool(alive_val and alive_test), "lines": alive_val.lines + alive_test.lines,
+    out["network_check"] = {"ok": bool(alive_val and alive_test),
+                            "lines": network_check_lines(alive_val) + network_check_lines(alive_test),
                             "problems": alive_val.problems + alive_test.problems}
     print("\n".join(f"seed {seed} check: {x}" for x in out["network_check"]["lines"]), flush=True)
     out["checks"] = checks(out)

@@ -1,14 +1,11 @@
-"""CAMUS and TED readers, kept importable as ``echo_utils.camus``: the readers are in :mod:`echo_utils.data.camus`,
-the study's cohort, split and selections (``load_study`` and friends) in :mod:`echo_utils.data.study`."""
+"""CAMUS and TED readers: the stable import path ``echo_utils.camus`` of DESIGN.md's public API.
 
-from .data import camus as _impl
-from .data.camus import *  # noqa: F401,F403 - the public names of the readers
-from .data.camus import __all__ as _readers
-from .data.study import iter_study, load_study, study_root, study_sequences, study_split  # noqa: F401
+Only the contract names live here (``EchoSequence``, ``load_sequence``, ``load_ted_sequence``, ``iter_sequences``,
+``resize_sequence``). The readers are :mod:`echo_utils.data.camus` (every other name: layouts, split files, the
+TED -> CAMUS map, ``EchoDataError``); the study's cohort, split and selections are :mod:`echo_utils.data.study`.
+Nothing inside ``echo_utils`` imports this module.
+"""
 
-__all__ = [*_readers, "study_root", "study_split", "study_sequences", "iter_study", "load_study"]
+from .data.camus import EchoSequence, iter_sequences, load_sequence, load_ted_sequence, resize_sequence
 
-
-def __getattr__(name):
-    """Any other name of the readers (private helpers used by tests)."""
-    return getattr(_impl, name)
+__all__ = ["EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence"]

@@ -1,52 +1,12 @@
-"""Pseudo-labels by propagation and Eq. 1 fusion: the stable import path of the book's first chapters.
+"""Pseudo-labels by propagation and Eq. 1 fusion: the stable import path of DESIGN.md's public API.
 
-The code lives by concept in :mod:`echo_utils.pseudolabels` (propagation, fusion, the NIfTI store), the batched
-registration in :mod:`echo_utils.registration.inference`, the choice of evaluation sequences in
-:mod:`echo_utils.data.study` and the Fig. 2 scoring in :mod:`echo_utils.report.fig2`; this module re-exports their
-public names.
+Only the contract names live here (``propagate``, ``fuse_bidirectional``, ``pseudo_labels`` and the
+``PseudoLabels`` they return). The code lives by concept in :mod:`echo_utils.pseudolabels` (propagation, fusion
+weights, the NIfTI store), the batched registration in :mod:`echo_utils.registration.inference` and the Fig. 2
+scoring in :mod:`echo_utils.report.fig2`: import any other name from there. Nothing inside ``echo_utils`` imports
+this module.
 """
 
-from .data.study import evaluation_sequences
-from .pseudolabels import (
-    KINDS,
-    PseudoLabelCacheMismatch,
-    PseudoLabels,
-    fuse_bidirectional,
-    fuse_directions,
-    fused_signed_distance,
-    fusion_weights,
-    generate_pseudo_labels,
-    load_pseudo_labels,
-    propagate,
-    pseudo_label_path,
-    pseudo_labels,
-    registration_fingerprint,
-    save_pseudo_labels,
-    signed_distance,
-)
-from .registration.inference import MemoizedRegistration, register_pairs
-from .report.fig2 import compare_directions, per_video, score_pseudo_labels
+from .pseudolabels import PseudoLabels, fuse_bidirectional, propagate, pseudo_labels
 
-__all__ = [
-    "PseudoLabels",
-    "PseudoLabelCacheMismatch",
-    "KINDS",
-    "register_pairs",
-    "MemoizedRegistration",
-    "propagate",
-    "fusion_weights",
-    "signed_distance",
-    "fused_signed_distance",
-    "fuse_bidirectional",
-    "fuse_directions",
-    "pseudo_labels",
-    "pseudo_label_path",
-    "save_pseudo_labels",
-    "load_pseudo_labels",
-    "registration_fingerprint",
-    "generate_pseudo_labels",
-    "evaluation_sequences",
-    "score_pseudo_labels",
-    "per_video",
-    "compare_directions",
-]
+__all__ = ["propagate", "fuse_bidirectional", "pseudo_labels", "PseudoLabels"]

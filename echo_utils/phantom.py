@@ -1,18 +1,11 @@
-"""The synthetic cohort generator, kept importable as ``echo_utils.phantom``: the phantom
-(:mod:`echo_utils.data.phantom`, its patients in :mod:`echo_utils.data.phantom_patient`) and its cohort writer
-(:mod:`echo_utils.data.phantom_cohort`)."""
+"""The synthetic cohort: the stable import path ``echo_utils.phantom`` of DESIGN.md's public API.
 
-from .data import phantom as _impl
-from .data import phantom_cohort as _cohort
-from .data.phantom import *  # noqa: F401,F403 - the public names of the generator
-from .data.phantom_cohort import *  # noqa: F401,F403 - make_cohort, cohort_summary, ...
+Only the contract name lives here (``make_cohort``). The generator is :mod:`echo_utils.data.phantom` (its patients
+in :mod:`echo_utils.data.phantom_patient`, their motion in :mod:`echo_utils.data.phantom_motion`) and the cohort
+writer :mod:`echo_utils.data.phantom_cohort` (``cohort_summary``, ``CohortMismatch``, ...): import any other name
+from there. Nothing inside ``echo_utils`` imports this module.
+"""
 
-__all__ = [*_impl.__all__, *_cohort.__all__]
+from .data.phantom_cohort import make_cohort
 
-
-def __getattr__(name):
-    """Any other name of the generator or the writer (private helpers used by tests and benchmarks)."""
-    for module in (_impl, _cohort):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"module 'echo_utils.phantom' has no attribute {name!r}")
+__all__ = ["make_cohort"]

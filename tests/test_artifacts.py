@@ -202,6 +202,7 @@ OLD_CONFIDENCE_PARAMS = ('{\n  "definition": {\n    "jacobian": false,\n    "r0_
 
 def test_an_old_cohort_record_is_reused_and_the_new_one_has_its_bytes(tmp_path):
     from echo_utils import phantom
+    from echo_utils.data import phantom_cohort
 
     root = tmp_path / "cohort"
     phantom.make_cohort(root, 4, size=40, frames=(4, 5), seed=0, test_fraction=0.34, val_fraction=0.25,
@@ -212,32 +213,32 @@ def test_an_old_cohort_record_is_reused_and_the_new_one_has_its_bytes(tmp_path):
     phantom.make_cohort(root, 4, size=40, frames=(4, 5), seed=0, test_fraction=0.34, val_fraction=0.25,
                         progress=False)
     assert (root / files.COHORT_FILE).stat().st_mtime_ns == mtime  # reused, not regenerated
-    with pytest.raises(phantom.CohortMismatch, match=r"n_patients: 4 there, 5 now") as err:
+    with pytest.raises(phantom_cohort.CohortMismatch, match=r"n_patients: 4 there, 5 now") as err:
         phantom.make_cohort(root, 5, size=40, frames=(4, 5), seed=0, test_fraction=0.34, val_fraction=0.25)
     assert isinstance(err.value, RecordMismatch) and err.value.path == root / files.COHORT_FILE
 
 
 def test_an_old_pseudo_label_store_is_read_back_and_its_records_keep_their_bytes(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_fusion import CentroidTranslation, grid_warp, moving_sequence
+    from test_pseudolabels import CentroidTranslation, grid_warp, moving_sequence
 
-    from echo_utils import fusion
+    from echo_utils import pseudolabels
     from echo_utils.pseudolabels.confidence import confidence_key
 
     assert confidence_key("authors") == "941404a41a1d"  # the folder name the old code gave
     seqs = [moving_sequence(t=5, patient="patient0001")]
     reg = CentroidTranslation()
-    fusion.generate_pseudo_labels(seqs, reg, tmp_path, method_name="t", registration_id="r1", warp=grid_warp,
+    pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, method_name="t", registration_id="r1", warp=grid_warp,
                                   progress=False)
     conf = tmp_path / "confidence" / "941404a41a1d" / files.PARAMS_FILE
     assert (tmp_path / files.PARAMS_FILE).read_text() == OLD_STORE_PARAMS and conf.read_text() == OLD_CONFIDENCE_PARAMS
     (tmp_path / files.PARAMS_FILE).write_text(OLD_STORE_PARAMS)
     conf.write_text(OLD_CONFIDENCE_PARAMS)
-    fusion.generate_pseudo_labels(seqs, reg, tmp_path, method_name="t", registration_id="r1", warp=grid_warp,
+    pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, method_name="t", registration_id="r1", warp=grid_warp,
                                   progress=False)
     assert reg.calls == 1, "the old store was read back, not recomputed"
-    with pytest.raises(fusion.PseudoLabelCacheMismatch, match=r"method: 't' there, 'u' now"):
-        fusion.generate_pseudo_labels(seqs, reg, tmp_path, method_name="u", registration_id="r1",
+    with pytest.raises(pseudolabels.PseudoLabelCacheMismatch, match=r"method: 't' there, 'u' now"):
+        pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, method_name="u", registration_id="r1",
                                       warp=grid_warp, progress=False)
 
 

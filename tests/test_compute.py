@@ -287,14 +287,14 @@ def test_ci_jobs_local_equal_inline(tmp_path):
     label_files = [p for p in (b / "pseudo_labels" / "dlir").rglob("*.nii.gz") if "confidence" not in p.parts]
     assert len(label_files) == 3 * n_seqs
     # notebook 03's own call reads the jobs' cache back (same registration fingerprint, nothing recomputed)
-    from echo_utils import fusion, registration
+    from echo_utils import pseudolabels, registration
     from echo_utils.data import study
 
     train, val = study.load_study(cfg, runs["local"], "train"), study.load_study(cfg, runs["local"], "val")
     dlir = registration.registration_from_config("dlir", cfg.registration, train=train, val=val,
                                                  run_dir=runs["local"].registration, device="cpu")
     before = {p: p.stat().st_mtime_ns for p in (b / "pseudo_labels").rglob("*.nii.gz")}
-    labels = fusion.generate_pseudo_labels(train + val, dlir, runs["local"].pseudo_labels / "dlir",
+    labels = pseudolabels.generate_pseudo_labels(train + val, dlir, runs["local"].pseudo_labels / "dlir",
                                            cfg_pl=cfg.pseudo_labels, progress=False)
     assert len(labels) == n_seqs
     assert {p: p.stat().st_mtime_ns for p in (b / "pseudo_labels").rglob("*.nii.gz")} == before

@@ -13,8 +13,9 @@ from echo_utils import labels as L
 from echo_utils import segmentation as nnunet
 from echo_utils.config import ConfigError, load_config
 from echo_utils.rundir import RunPaths
+from echo_utils.report import masking as masking_report
 from echo_utils.segmentation import masking
-from test_nnunet import toy_cohort
+from test_segmentation import toy_cohort
 
 
 def _read(path):
@@ -149,7 +150,7 @@ def test_notebook05_tables_take_the_optional_model():
     assert "3d_dense_masked" in mean.index and "3d_dense_masked" in t2.index
     medians = smooth.groupby(["structure", "model"])["smoothness"].median().unstack()
     assert "3d_dense_masked" in medians.columns
-    table = masking.masked_comparison(mean, t2, medians, even_odd, ["3d_dense_masked"])
+    table = masking_report.masked_comparison(mean, t2, medians, even_odd, ["3d_dense_masked"])
     name, base = L.name("3d_dense_masked"), L.name("3d_dense")
     assert list(table.columns) == [base, name, f"{name} − {base}"]
     assert table.loc["Dice ED LV", name] == pytest.approx(1.0)

@@ -23,6 +23,7 @@ from echo_utils import fusion, registration
 from echo_utils.config import load_config
 from echo_utils.rundir import RunPaths
 from echo_utils.data import study
+from echo_utils.report import cohort, fig2
 
 TINY = {  # the paper's registration at a test's scale (64x64 images, 4x4 control cells, a few iterations)
     "data": {"resize": 64},
@@ -82,20 +83,20 @@ def test_paper_protocol_end_to_end(paper, monkeypatch):
     # --- evaluation selection and the disjointness check on CAMUS ids (notebook 03) ---
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ev = fusion.evaluation_sequences(cfg, paths)
+        ev = study.evaluation_sequences(cfg, paths)
     assert any("patient019" in str(w.message) for w in caught)  # the unmapped TED patient is counted, not used
     assert {s.patient for s in ev} == ted_camus and all(s.view == "4CH" for s in ev)
     study.check_unseen(train + val, ev, exclude)
     with pytest.raises(study.EchoDataError, match="in the registration's training data"):
         study.check_unseen(train + val, ev)  # the control: without the exclusions the check fires
-    assert int((study.frame_matching(ev)["match"] == "phase").sum()) == 1
+    assert int((cohort.frame_matching(ev)["match"] == "phase").sum()) == 1
 
     # --- pseudo-labels with the paper's fusion and the Fig. 2 scores ---
     labels = {s.key: fusion.pseudo_labels(s, model, config=cfg.pseudo_labels) for s in ev}
     for s in ev:  # propagation starts from the CAMUS seeds, not from the TED reference
         np.testing.assert_array_equal(labels[s.key].forward[s.ed], s.labels[s.ed])
         np.testing.assert_array_equal(labels[s.key].backward[s.es], s.labels[s.es])
-    scores = fusion.score_pseudo_labels(ev, labels, classes=(1, 2), progress=False)
+    scores = fig2.score_pseudo_labels(ev, labels, classes=(1, 2), progress=False)
     assert set(scores["structure"]) >= {"LV", "MYO"} and "LA" not in set(scores["structure"])
     lv = scores[(scores["structure"] == "LV")]
     assert sorted(set(lv["frame"])) == list(range(PAPER_T))  # every frame ED...ES of the CAMUS half-sequence

@@ -10,7 +10,7 @@ from echo_utils.pseudolabels import compare
 from echo_utils.pseudolabels.propagate import PseudoLabels
 from echo_utils.registration import IdentityRegistration, MemoizedRegistration
 from echo_utils.report import fig2
-from test_fusion import CentroidTranslation, moving_sequence
+from test_pseudolabels import CentroidTranslation, moving_sequence
 
 
 def test_assembly_variants_scale_the_authors_closing():

@@ -153,7 +153,7 @@ def test_masked_ncc_and_sector_mask():
 
 
 def test_displacement_figure_titles_give_the_epe():
-    from echo_utils.registration.evidence import displacement_figure
+    from echo_utils.report.registration import displacement_figure
 
     truth = np.zeros((2, 8, 8), np.float32)
     truth[0] = 1.0
@@ -185,7 +185,7 @@ def test_gain_over_identity_pairs_the_same_videos():
 def test_epe_and_gain_statements():
     import pandas as pd
 
-    from echo_utils.registration.evidence import epe_statements, gain_statements
+    from echo_utils.report.registration_comparison import epe_statements, gain_statements
 
     summary = pd.DataFrame({"step": [0.5, 0.2, 0.3], "ed_es": [4.0, 3.0, 1.0]},
                            index=["identity", "DLIR", "instance"])
@@ -244,6 +244,7 @@ def test_dead_network_check_flags_a_constant_output_and_passes_a_live_one():
     fails; InstanceBSpline, which follows each pair's own shift, passes; an EPE not below the identity's fails."""
     from echo_utils.registration import BSplineDIR, InstanceBSpline
     from echo_utils.registration.evidence import control_point_variation, network_check
+    from echo_utils.report.registration import check_table, network_check_html
 
     fixed, moving = _shifted_pairs()
     dead = BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32))
@@ -254,17 +255,16 @@ def test_dead_network_check_flags_a_constant_output_and_passes_a_live_one():
     assert fv_dead["cp_mean_px"] == pytest.approx(np.hypot(0.3, 0.2), rel=1e-5)
     assert fv_dead["field_variation"] < 1e-6
     check = network_check(fv_dead["field_variation"])
-    assert not check and check.problems == ["constant field"] and "did NOT learn" in check.html()
+    assert not check and check.problems == ["constant field"] and "did NOT learn" in network_check_html(check)
 
     live = InstanceBSpline(grid_spacing=8, alpha=0.0, iterations=30, lr=0.1, sigma=1.0)
     fv_live = control_point_variation(live, fixed, moving)
     assert fv_live["field_variation"] > 0.5  # four different directions: of the order of 1
     assert network_check(fv_live["field_variation"], 0.2, 0.5)
-    assert "alive" in network_check(fv_live["field_variation"]).html()
+    assert "alive" in network_check_html(network_check(fv_live["field_variation"]))
     slow = network_check(fv_live["field_variation"], 0.5, 0.5)
     assert not slow and slow.problems == ["EPE not below identity"]
     assert network_check(None).problems == ["field variation unknown"]
-    from echo_utils.registration.evidence import check_table
 
     row = check_table(slow, dead).iloc[0]
     assert not row.ok and row.problems == "EPE not below identity" and "NOT below" in row.statement

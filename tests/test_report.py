@@ -293,7 +293,7 @@ def test_fig2_videos_and_direction_statements(cohort):
 def test_load_predictions_reports_missing(cohort, tmp_path):
     import SimpleITK as sitk
 
-    from echo_utils import nnunet
+    from echo_utils import segmentation as nnunet
     from echo_utils.rundir import RunPaths
 
     paths = RunPaths(tmp_path)
@@ -424,7 +424,7 @@ def test_fig2_medians_match_the_paper_layout_and_control(cohort):
 def test_nnunet_fig2_scores_reads_saved_predictions(cohort, tmp_path):
     import SimpleITK as sitk
 
-    from echo_utils import nnunet
+    from echo_utils import segmentation as nnunet
     from echo_utils.rundir import RunPaths
 
     paths = RunPaths(tmp_path)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from echo_utils import fusion
+from echo_utils import pseudolabels
 from echo_utils.safe_load import DamagedFile, UnsafeFile, load_torch, read_json, read_nifti, read_table, rerun_hint
 
 
@@ -125,20 +125,20 @@ def test_damaged_registration_model_is_named_and_retrained(tmp_path, capsys):
 
 
 def test_damaged_pseudo_label_is_named_and_rebuilt_by_a_rerun(tmp_path, capsys):
-    from test_fusion import CentroidTranslation, grid_warp, moving_sequence
+    from test_pseudolabels import CentroidTranslation, grid_warp, moving_sequence
 
     seqs = [moving_sequence(t=5, patient=f"patient000{i}") for i in (1, 2)]
     reg = CentroidTranslation()
     kw = dict(method_name="test", registration_id="r1", warp=grid_warp, progress=False)
-    first = fusion.generate_pseudo_labels(seqs, reg, tmp_path, **kw)
-    path = fusion.pseudo_label_path(tmp_path, seqs[1], "bidirectional")
+    first = pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, **kw)
+    path = pseudolabels.pseudo_label_path(tmp_path, seqs[1], "bidirectional")
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])
     with pytest.raises(DamagedFile, match=r"patient0002_2CH_half_sequence_bidirectional.nii.gz is damaged \("
                        r".*\); rerun notebook 03, which rebuilds it"):
-        fusion.load_pseudo_labels(tmp_path, seqs[1])
+        pseudolabels.load_pseudo_labels(tmp_path, seqs[1])
     calls = reg.calls
-    again = fusion.generate_pseudo_labels(seqs, reg, tmp_path, **kw)  # the rerun
+    again = pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, **kw)  # the rerun
     assert reg.calls == calls + 1, "only the damaged sequence is computed again"
     assert "computing patient0002_2CH again" in capsys.readouterr().err
     assert path.read_bytes() == good  # rebuilt byte for byte

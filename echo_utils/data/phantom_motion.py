@@ -17,7 +17,7 @@ labels, the speckle and :func:`~echo_utils.data.phantom.true_displacement` stay 
 The global contraction follows each patient's own time course (:func:`systole_phase`): an isovolumic start,
 rapid early ejection, then a plateau whose onset varies (the end-systolic timing).  It is *not* the
 ``sin^2(pi tau / 2)`` law of the Eq. 1 fusion weights: :func:`sin2_law_distance` reports how far each sequence's
-cavity-area curve is from that law.
+cavity-area curve is from that law (:func:`sin2_law_table`: one row per sequence).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ __all__ = [
     "to_base",
     "sin2_law_distance",
     "sin2_law_table",
-    "sin2_law_statement",
 ]
 
 #: the fixed knot positions of the legacy 3-value time course (cohort version 1)
@@ -216,12 +215,3 @@ def sin2_law_table(sequences) -> "pd.DataFrame":  # noqa: F821
         lab = np.asarray(seq.dense)[seq.ed : seq.es + step : step]
         rows.append({"key": seq.key, **sin2_law_distance(lab)})
     return pd.DataFrame(rows, columns=["key", "max_abs", "rms", "tau_at_max"])
-
-
-def sin2_law_statement(table: "pd.DataFrame") -> str:  # noqa: F821
-    """One sentence summarising :func:`sin2_law_table` (median and range of the largest difference)."""
-    if not len(table):
-        return "no sequence with dense labels: the distance from the sin² law is not measured"
-    return (f"{len(table)} sequences: max |area curve - sin² law| median {table.max_abs.median():.2f} (range "
-            f"{table.max_abs.min():.2f}-{table.max_abs.max():.2f}), RMS median {table.rms.median():.2f}; largest at "
-            f"normalised time {table.tau_at_max.median():.2f} (median)")

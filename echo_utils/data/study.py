@@ -11,8 +11,8 @@
   TED patient, the **CAMUS** 4CH half-sequence of the same patient with its **CAMUS** manual ED/ES labels as
   seeds, and the TED manual labels as the dense reference over ED...ES (:func:`pair_ted_with_camus`).
 * :func:`check_unseen`: the train/evaluation disjointness check, on CAMUS patient ids.
-* :func:`ted_pairing` (from the cfg files only) and :func:`cohort_overview` (one pass over the images): what
-  notebook 01 shows of the cohort.
+* what notebooks 01 and 03 show of the cohort (the TED pairing, the frame matching, the one-pass overview) is in
+  :mod:`echo_utils.report.cohort`.
 
 Readers are in :mod:`echo_utils.data.camus`; the generator in :mod:`echo_utils.data.phantom` (its cohort writer in
 :mod:`echo_utils.data.phantom_cohort`); the seeded patient split in :mod:`echo_utils.data.split`.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +32,9 @@ from ..artifacts.record import KeyedRecord, RecordMismatch
 from .camus import (
     EchoDataError,
     EchoSequence,
-    frame_number,
     list_patients,
     load_sequence,
     load_ted_sequence,
-    read_cfg,
     read_split,
     read_ted_map,
     resize_sequence,
@@ -60,11 +57,7 @@ __all__ = [
     "registration_exclusions",
     "pair_ted_with_camus",
     "evaluation_sequences",
-    "frame_matching",
     "check_unseen",
-    "ted_pairing",
-    "CohortOverview",
-    "cohort_overview",
 ]
 
 #: the split names a caller may use -> the split
@@ -378,7 +371,7 @@ def evaluation_sequences(cfg, paths, *, limit: int | None = None) -> list[EchoSe
         if n_phase:
             warnings.warn(f"{n_phase} of {len(seqs)} TED patients have another number of frames from ED to ES than "
                           "their CAMUS half-sequence: their TED labels are matched by normalised phase "
-                          "(see study.frame_matching)", UserWarning, stacklevel=2)
+                          "(see report.cohort.frame_matching)", UserWarning, stacklevel=2)
     elif d.source == "ted":
         seqs = load_split(cfg, paths, "val") + load_split(cfg, paths, "test")
         warnings.warn("data.source is 'ted': the seeds are TED's own ED/ES labels, so ED and ES score as copies of "
@@ -394,18 +387,6 @@ def evaluation_sequences(cfg, paths, *, limit: int | None = None) -> list[EchoSe
     return seqs[:limit] if limit else seqs
 
 
-def frame_matching(sequences: Iterable[EchoSequence]) -> "pd.DataFrame":  # noqa: F821
-    """One row per evaluation sequence built from TED: ``patient`` (CAMUS), ``ted``, ``camus_frames`` and
-    ``ted_frames`` (ED...ES, inclusive), ``match`` ('exact' or 'phase') and ``resampled`` (TED labels resized to
-    the CAMUS grid).  Empty for other sequences."""
-    import pandas as pd
-
-    rows = [dict(patient=s.patient, ted=s.info["TED"], camus_frames=s.info["CAMUSFramesEDES"],
-                 ted_frames=s.info["TEDFramesEDES"], match=s.info["FrameMatch"], resampled=s.info["TEDResampled"])
-            for s in sequences if "TED" in s.info]
-    return pd.DataFrame(rows, columns=["patient", "ted", "camus_frames", "ted_frames", "match", "resampled"])
-
-
 def check_unseen(train_sequences: Iterable, eval_sequences: Iterable, exclude_patients: Iterable[str] = ()) -> None:
     """Raise :class:`EchoDataError` if an evaluation patient is among the registration's training patients.
 
@@ -419,92 +400,3 @@ def check_unseen(train_sequences: Iterable, eval_sequences: Iterable, exclude_pa
     if leak:
         raise EchoDataError(f"{len(leak)} evaluation patient(s) are in the registration's training data: "
                             f"{leak[:6]}; pass study.registration_exclusions(cfg, paths) as exclude_patients")
-
-
-def ted_pairing(cfg, paths) -> "pd.DataFrame":  # noqa: F821
-    """The TED patients of a profile and their CAMUS counterparts, from the ``cfg`` files alone (no image read).
-
-    One row per TED patient: ``ted``, ``camus`` (``None`` without a mapping), ``camus_split`` (``train``, ``val``,
-    ``test`` or ``None``), ``ted_frames`` and ``camus_frames`` (ED...ES inclusive, from the ``_4CH_info.cfg`` and
-    ``Info_4CH.cfg`` files), ``match`` (``'exact'``, ``'phase'`` when the counts differ, or ``'unmapped'``).  Empty
-    when the profile does not use TED (:func:`registration_exclusions` is then empty too).
-    """
-    import pandas as pd
-
-    cols = ["ted", "camus", "camus_split", "ted_frames", "camus_frames", "match"]
-    if not uses_ted(cfg.data):
-        return pd.DataFrame(columns=cols)
-    pairs, unmapped = ted_pairs(cfg.data)
-    ted_dirs = list_patients(_expand(cfg.data.ted_root, "ted_root"))
-    camus_dirs = list_patients(study_root(cfg, paths))
-    where = {p: k for k, pats in study_split(cfg, paths).items() for p in pats}
-
-    def n_ed_es(path: Path) -> int:
-        info = read_cfg(path)
-        return abs(frame_number(info, "ES", path) - frame_number(info, "ED", path)) + 1
-
-    rows = []
-    for t, c in pairs:
-        nt = n_ed_es(ted_dirs[t] / f"{t}_4CH_info.cfg")
-        nc = n_ed_es(camus_dirs[c] / "Info_4CH.cfg") if c in camus_dirs else None
-        rows.append(dict(ted=t, camus=c, camus_split=where.get(c), ted_frames=nt, camus_frames=nc,
-                         match=None if nc is None else ("exact" if nt == nc else "phase")))
-    rows += [dict(ted=t, camus=None, camus_split=None, ted_frames=n_ed_es(ted_dirs[t] / f"{t}_4CH_info.cfg"),
-                  camus_frames=None, match="unmapped") for t in unmapped]
-    return pd.DataFrame(rows, columns=cols)
-
-
-@dataclass
-class CohortOverview:
-    """What one pass over a cohort keeps for notebook 01 (a real cohort at 512x512 does not fit in memory).
-
-    ``table``: one row per patient (index ``patient``): ``quality``, ``frames``, ``Info EF (%)`` (requested EF for
-    the phantom, reference EF for CAMUS) and, with both views, ``EDV (mL)``, ``ESV (mL)``, ``biplane EF (%)``
-    from the manual ED/ES LV cavity labels (Simpson's biplane rule, 20 disks).  ``examples``: every view of the
-    first patient of each image quality.  ``example``: the first sequence of the last view.  ``curves``:
-    ``(key, quality, {label: area in cm^2 per frame})`` of every sequence with dense labels.
-    """
-
-    table: "pd.DataFrame"  # noqa: F821
-    examples: dict[str, list[EchoSequence]] = field(default_factory=dict)
-    example: EchoSequence | None = None
-    curves: list[tuple[str, str, dict[int, np.ndarray]]] = field(default_factory=list)
-    n_sequences: int = 0
-
-
-def cohort_overview(cfg, paths, split: str = "all") -> CohortOverview:
-    """Read the study's sequences once (:func:`iter_split`) and keep what :class:`CohortOverview` describes.
-
-    Each patient's views are held only until its volumes are measured, so memory stays at a few sequences.
-    """
-    import pandas as pd
-
-    from .. import metrics
-
-    views = list(cfg.data.views)
-    out = CohortOverview(table=pd.DataFrame())
-    rows, pending = [], {}
-    for s in iter_split(cfg, paths, split):
-        out.n_sequences += 1
-        q = str(s.info.get("ImageQuality", "unknown"))
-        if s.dense is not None:
-            out.curves.append((s.key, q, {k: metrics.area_curve(s.dense, k, s.spacing) / 100.0 for k in (1, 2, 3)}))
-        if q not in out.examples or out.examples[q][0].patient == s.patient:
-            out.examples.setdefault(q, []).append(s)
-        if out.example is None and s.view == views[-1]:
-            out.example = s
-        pending.setdefault(s.patient, {})[s.view] = s
-        if len(pending[s.patient]) < len(views):
-            continue
-        pat = pending.pop(s.patient)
-        first = next(iter(pat.values()))
-        row = {"patient": s.patient, "quality": q, "frames": first.n_frames,
-               "Info EF (%)": first.info.get("EF", first.info.get("LVef"))}
-        if {"2CH", "4CH"} <= set(pat):
-            a, b = pat["2CH"], pat["4CH"]
-            edv = metrics.lv_volume_biplane(a.labels[a.ed] == 1, b.labels[b.ed] == 1, a.spacing, b.spacing)
-            esv = metrics.lv_volume_biplane(a.labels[a.es] == 1, b.labels[b.es] == 1, a.spacing, b.spacing)
-            row.update({"EDV (mL)": edv, "ESV (mL)": esv, "biplane EF (%)": metrics.ejection_fraction(edv, esv)})
-        rows.append(row)
-    out.table = pd.DataFrame(rows).set_index("patient")
-    return out

@@ -14,6 +14,7 @@ One concept per module (as in TorchIR and deepali, which the paper's authors' co
 * :mod:`.elastix`, :mod:`.optical_flow` -- the classical references: elastix's B-spline registration
   (:class:`ElastixBSpline`, optional ``itk-elastix``) and TV-L1 optical flow (:class:`OpticalFlowTVL1`);
 * :mod:`.train` -- frame pairs, cached resumable training, the loss log;
+* :mod:`.protocol` -- :class:`Registration`: the call and what a registration declares (gradients, precision);
 * :mod:`.inference` -- the one batched inference path (batching, precision, gradient mode, memoisation);
 * :mod:`.quality` -- Jacobian determinant, folding, per-pair quality tables.
 """
@@ -32,6 +33,7 @@ from .optical_flow import OpticalFlowTVL1
 from .losses import LossTerms, RegistrationLoss, bending_energy, gaussian_blur, ncc
 from .factory import REGISTRATIONS, available_registrations, registration_from_config
 from .models import BSplineDIR, IdentityRegistration, InstanceBSpline
+from .protocol import Registration, as_registration
 from .quality import (
     compare_registrations,
     evaluate_registration,
@@ -87,4 +89,6 @@ __all__ = [
     "seconds_per_pair",
     "MemoizedRegistration",
     "inference_context",
+    "Registration",
+    "as_registration",
 ]

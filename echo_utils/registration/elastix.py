@@ -62,7 +62,8 @@ class ElastixBSpline:
     threads : elastix's threads (1: reproducible and fair on a shared machine).
     """
 
-    needs_grad = False
+    needs_grad = False  # the registration protocol (.protocol): numpy inside, float32 out
+    inference_dtype = None
 
     def __init__(self, grid_spacing: int = 8, bending_weight: float = 1.0, iterations: int = 256, resolutions: int = 3,
                  samples: int = 2048, mask: str = "none", seed: int = 121212, threads: int = 1):
@@ -150,8 +151,9 @@ class ElastixBSpline:
             field = itk.array_from_image(transformix.GetOutputDeformationField())  # (H, W, 2): x, y
         return np.ascontiguousarray(np.moveaxis(field[..., ::-1], -1, 0), dtype=np.float32)
 
-    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:
-        """``(N, 2, H, W)`` float32 displacement in pixels such that ``warp(moving, u) ~ fixed``."""
+    def __call__(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """``(N, 2, H, W)`` float32 displacement in pixels such that ``warp(moving, u) ~ fixed`` (``dtype``, the
+        protocol's precision, is ignored: the computation is float32)."""
         if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
             raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
         if not elastix_available():

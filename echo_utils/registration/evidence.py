@@ -18,9 +18,9 @@ import numpy as np
 from ..artifacts import files
 from .inference import register
 
-__all__ = ["PAIR_KINDS", "five_way", "phantom_pairs", "pair_epe", "endpoint_error", "phantom_epe", "epe_statements", "displacement_figure",
-           "gain_over_identity", "gain_statements", "epe_monitor", "training_monitor", "control_point_variation",
-           "NetworkCheck", "network_check", "training_check", "check_table", "choose_setting", "yardstick",
+__all__ = ["PAIR_KINDS", "five_way", "phantom_pairs", "pair_epe", "endpoint_error", "phantom_epe",
+           "gain_over_identity", "epe_monitor", "training_monitor", "control_point_variation",
+           "NetworkCheck", "network_check", "training_check", "choose_setting", "yardstick",
            "REFERENCES", "registration_comparison", "comparison_summary",
            "load_comparison", "summary_yardstick", "pair_seconds"]
 
@@ -100,30 +100,6 @@ def endpoint_error(registrations: Mapping[str, Callable], pairs: dict, *, batch_
     return pd.DataFrame(rows)
 
 
-def displacement_figure(fields: Mapping[str, np.ndarray], truth: np.ndarray, mask: np.ndarray, title: str = "",
-                        step: int = 2):
-    """Plotly figure: each field's two components ``(2, H, W)`` (px) next to the ``truth``, rows above columns,
-    every ``step``-th pixel on one symmetric colour scale; each title gives its mean EPE over ``mask``."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fields = {"true motion": truth, **fields}
-    lim = float(np.abs(truth).max()) or 1.0
-    titles = [f"{k}: EPE {float(np.hypot(*(u - truth))[mask].mean()):.2f} px" for k, u in fields.items()]
-    fig = make_subplots(rows=2, cols=len(fields), subplot_titles=titles, horizontal_spacing=0.02,
-                        vertical_spacing=0.06)
-    for c, u in enumerate(fields.values(), start=1):
-        for r in (0, 1):
-            fig.add_trace(go.Heatmap(z=np.asarray(u[r])[::step, ::step], colorscale="RdBu", zmin=-lim, zmax=lim,
-                                     showscale=(c == 1 and r == 0), colorbar=dict(title="px")), row=r + 1, col=c)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(title_text="along rows", row=1, col=1)
-    fig.update_yaxes(title_text="along columns", row=2, col=1)
-    fig.update_layout(title=title, height=560, width=260 * len(fields) + 120)
-    return fig
-
-
 def gain_over_identity(videos: "pd.DataFrame", method: str, *, structures=("LV", "MYO"),  # noqa: F821
                        kinds=("forward", "bidirectional")) -> "pd.DataFrame":  # noqa: F821
     """What a registration adds over no registration: median per-video Dice of ``method`` and of ``'identity'``
@@ -162,24 +138,6 @@ def phantom_epe(registrations: Mapping[str, Callable], root: str | Path, sequenc
                       ignore_index=True)
     summary = table.pivot_table(index="registration", columns="kind", values="epe_px", aggfunc="mean")
     return table, summary.reindex(list(registrations))
-
-
-def epe_statements(summary: "pd.DataFrame", network: str, others: Sequence[str] = ()) -> list[str]:  # noqa: F821
-    """One sentence per pair kind: the network's mean EPE as a fraction of the identity's (the control)."""
-    lines = []
-    for kind in summary.columns:
-        net, ident = summary.loc[network, kind], summary.loc["identity", kind]
-        extra = "".join(f"; {o} {summary.loc[o, kind]:.3f} px" for o in others)
-        verdict = "below half of" if net < 0.5 * ident else ("below" if net < ident else "NOT below")
-        lines.append(f"{kind} pairs: {network} end-point error {net:.3f} px = {net / ident:.0%} of the identity's "
-                     f"{ident:.3f} px ({verdict} the identity's){extra}")
-    return lines
-
-
-def gain_statements(gain: "pd.DataFrame", method: str) -> list[str]:  # noqa: F821
-    """One sentence per (kind, structure) row of :func:`gain_over_identity`."""
-    return [f"{r.kind} {r.structure}: {method} median Dice {getattr(r, f'dice_{method}'):.3f} vs identity "
-            f"{r.dice_identity:.3f} ({r.gain:+.3f}; {r.n_videos} videos)" for r in gain.itertuples()]
 
 
 def pair_epe(u: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -236,27 +194,24 @@ def control_point_variation(registration, fixed: np.ndarray, moving: np.ndarray,
 
 
 class NetworkCheck:
-    """Is the trained network alive?  :func:`network_check`'s verdict: ``ok``, the reasons (``problems``), and the
-    sentences (``lines``); ``html()`` is a visible box (a warning when not ``ok``) for a notebook."""
+    """Is the trained network alive?  :func:`network_check`'s verdict: ``ok``, the reasons it fails
+    (``problems``: ``'field variation unknown'``, ``'constant field'``, ``'EPE not below identity'``) and the numbers
+    it was judged on (``field_variation``, its ``minimum``, ``epe`` and ``identity_epe`` in px or ``None``, and
+    ``where``: the pairs).  In words and as a notebook box: :func:`echo_utils.report.registration.network_check_lines`
+    and :func:`~echo_utils.report.registration.network_check_html`."""
 
-    def __init__(self, ok: bool, lines: list[str], problems: list[str]):
-        self.ok, self.lines, self.problems = bool(ok), list(lines), list(problems)
+    def __init__(self, ok: bool, problems: list[str], *, field_variation: float | None = None,
+                 minimum: float | None = None, epe: float | None = None, identity_epe: float | None = None,
+                 where: str = "the validation pairs"):
+        self.ok, self.problems = bool(ok), list(problems)
+        self.field_variation, self.minimum = field_variation, minimum
+        self.epe, self.identity_epe, self.where = epe, identity_epe, where
 
     def __bool__(self) -> bool:
         return self.ok
 
     def __repr__(self) -> str:
         return f"NetworkCheck(ok={self.ok}, problems={self.problems})"
-
-    def html(self) -> str:
-        import html
-
-        kind, title = ("tip", "The network is alive") if self.ok else ("warning", "The network did NOT learn")
-        body = "".join(f"<li>{html.escape(x)}</li>" for x in self.lines)
-        return (f'<div class="admonition {kind}"><p class="admonition-title">{title}</p><ul>{body}</ul></div>')
-
-    def _repr_html_(self) -> str:
-        return self.html()
 
 
 def network_check(field_variation: float | None, epe: float | None = None, identity_epe: float | None = None, *,
@@ -270,27 +225,15 @@ def network_check(field_variation: float | None, epe: float | None = None, ident
     from .train import FIELD_VARIATION_MIN
 
     minimum = FIELD_VARIATION_MIN if minimum is None else float(minimum)
-    lines, problems = [], []
+    problems = []
     if field_variation is None or not np.isfinite(field_variation):
         problems.append("field variation unknown")
-        lines.append("The field variation of this network was not recorded: it cannot be shown to depend on the pair.")
     elif field_variation < minimum:
         problems.append("constant field")
-        lines.append(f"Field variation across {where}: {field_variation:.3f} (spread of the control points / their "
-                     f"mean length), below {minimum}: the network outputs nearly ONE field for every pair, whatever "
-                     "it is shown.")
-    else:
-        lines.append(f"Field variation across {where}: {field_variation:.2f} (spread of the control points / their "
-                     f"mean length; >= {minimum}): the field depends on the pair.")
-    if epe is not None and identity_epe is not None:
-        if not epe < identity_epe:
-            problems.append("EPE not below identity")
-            lines.append(f"End-point error {epe:.3f} px is NOT below the identity's {identity_epe:.3f} px: the field "
-                         "is no closer to the true motion than no registration at all.")
-        else:
-            lines.append(f"End-point error {epe:.3f} px = {epe / identity_epe:.0%} of the identity's "
-                         f"{identity_epe:.3f} px.")
-    return NetworkCheck(not problems, lines, problems)
+    if epe is not None and identity_epe is not None and not epe < identity_epe:
+        problems.append("EPE not below identity")
+    return NetworkCheck(not problems, problems, field_variation=field_variation, minimum=minimum, epe=epe,
+                        identity_epe=identity_epe, where=where)
 
 
 def training_check(model) -> NetworkCheck:
@@ -310,17 +253,6 @@ def training_check(model) -> NetworkCheck:
             epe, ident = float(row.val_step_epe_px.iloc[-1]), float(row.val_step_identity_epe_px.iloc[-1])
     return network_check(getattr(model, "field_variation", None), epe, ident,
                          where=f"the validation pairs (kept iteration {model.kept_iteration})")
-
-
-def check_table(check: NetworkCheck, model=None) -> "pd.DataFrame":  # noqa: F821
-    """One row for the run's metrics: the verdict (``ok``, ``problems``) and the network's kept iteration and field
-    variation (``metrics/registration_check.csv``)."""
-    import pandas as pd
-
-    return pd.DataFrame([{"ok": check.ok, "problems": "; ".join(check.problems),
-                          "kept_iteration": getattr(model, "kept_iteration", None),
-                          "field_variation": getattr(model, "field_variation", None),
-                          "statement": " ".join(check.lines)}])
 
 
 # ----------------------------------------------------------------------------------------------------------------

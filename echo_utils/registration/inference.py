@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bspline import bspline_upsample
+from .models import BSplineDIR
+from .protocol import CallableRegistration, Registration, as_registration, unwrap
 
 __all__ = [
     "register_pairs",
@@ -37,7 +39,6 @@ __all__ = [
     "PRECISIONS",
 ]
 
-Registration = Callable[[Tensor, Tensor], Tensor]
 Precision = Literal["auto", "float32", "bfloat16"]
 PRECISIONS = ("auto", "float32", "bfloat16")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -75,19 +76,11 @@ def default_precision(device: str | torch.device = "cpu") -> str:
     return "bfloat16" if native_bfloat16(device) else "float32"
 
 
-def _is_network(registration) -> bool:
-    """A B-spline network: a module that predicts control points on a grid (``BSplineDIR``)."""
-    return (
-        isinstance(registration, torch.nn.Module)
-        and hasattr(registration, "control_points")
-        and hasattr(registration, "grid_spacing")
-    )
-
-
 def registration_device(registration) -> torch.device:
     """The device of a module's parameters (or buffers); the CPU for any other callable."""
     if isinstance(registration, MemoizedRegistration):
         registration = registration.registration
+    registration = unwrap(registration)
     if isinstance(registration, torch.nn.Module):
         for p in registration.parameters():
             return p.device
@@ -99,22 +92,24 @@ def registration_device(registration) -> torch.device:
 def inference_context(registration) -> contextlib.AbstractContextManager:
     """``inference_mode`` for a trained network (a module with parameters); ``no_grad`` otherwise.
 
-    A per-pair optimiser such as ``InstanceBSpline`` (``needs_grad = True``) re-enables gradients inside its call,
-    which works under ``no_grad`` but not with the inference tensors that ``inference_mode`` would create.
+    A per-pair optimiser such as ``InstanceBSpline`` declares ``needs_grad = True`` (:mod:`.protocol`): it
+    re-enables gradients inside its call, which works under ``no_grad`` but not with the inference tensors that
+    ``inference_mode`` would create.
     """
-    if getattr(registration, "needs_grad", None) is True:
+    registration = as_registration(registration)
+    if registration.needs_grad:
         return torch.no_grad()
-    if isinstance(registration, torch.nn.Module) and any(True for _ in registration.parameters()):
-        if not hasattr(registration, "iterations"):
-            return torch.inference_mode()
+    inner = unwrap(registration)
+    if isinstance(inner, torch.nn.Module) and any(True for _ in inner.parameters()):
+        return torch.inference_mode()
     return torch.no_grad()
 
 
 def _resolve_precision(registration, precision: Precision | None) -> torch.dtype:
+    registration = _as_registration(registration)
     if precision is None:
-        dtype = getattr(registration, "inference_dtype", None)
-        if dtype is not None:
-            return dtype
+        if registration.inference_dtype is not None:
+            return registration.inference_dtype
         precision = "auto"
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -166,31 +161,64 @@ def _network_fields(net, fixed: Tensor, moving: Tensor, dtype: torch.dtype, scra
     return bspline_upsample(cp, net.grid_spacing, fixed.shape[-2:])
 
 
-def _pairs_per_call(registration, shape: tuple[int, int], dtype: torch.dtype, step: int) -> int:
+class _NetworkInference(CallableRegistration):
+    """:class:`~echo_utils.registration.models.BSplineDIR` as a :class:`~.protocol.Registration` while ``models.py``
+    does not declare the protocol: ``net(fixed, moving, dtype=...)`` with the fast inference path
+    (:func:`_network_fields`) for a ``dtype`` in eval mode, the network's own forward pass otherwise.  With the
+    network's single forward pass taking ``dtype`` (``models.patch``), this adapter, :func:`_network_fields`,
+    :func:`_network_control_points` and :func:`_elu_` go."""
+
+    def __init__(self, net: BSplineDIR):
+        super().__init__(net)
+
+    @property
+    def inference_dtype(self) -> torch.dtype | None:
+        return self.registration.inference_dtype
+
+    def __call__(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None,
+                 scratch: dict | None = None) -> Tensor:
+        net = self.registration
+        if dtype is None or net.training:
+            return net(fixed, moving)
+        return _network_fields(net, fixed, moving, dtype, {} if scratch is None else scratch)
+
+
+def _as_registration(registration) -> Registration:
+    """:func:`~.protocol.as_registration`, with :class:`_NetworkInference` for a network that does not declare the
+    protocol yet."""
+    if isinstance(registration, BSplineDIR) and not isinstance(registration, Registration):
+        return _NetworkInference(registration)
+    return as_registration(registration)
+
+
+def _pairs_per_call(net: BSplineDIR, shape: tuple[int, int], dtype: torch.dtype, step: int) -> int:
     """``step``, capped for a network so that its first-layer activation stays within ``_ACTIVATION_BUDGET``."""
-    kernels = getattr(registration, "config", {}).get("kernels", 32)
-    scale = int(getattr(registration, "input_scale", 1))  # the first layer runs on the pooled input
+    kernels = net.config["kernels"]
+    scale = int(net.input_scale)  # the first layer runs on the pooled input
     per_pair = kernels * (shape[0] // scale) * (shape[1] // scale) * torch.finfo(dtype).bits // 8
     return max(1, min(step, _ACTIVATION_BUDGET // max(per_pair, 1)))
 
 
-def _run(registration, frames: Tensor, fixed_idx: Tensor, moving_idx: Tensor, step: int, dtype) -> Tensor:
-    """Register ``frames[fixed_idx[i]]`` with ``frames[moving_idx[i]]`` in batches of ``step``; float32 CPU fields."""
+def _run(registration: Registration, frames: Tensor, fixed_idx: Tensor, moving_idx: Tensor, step: int,
+         dtype) -> Tensor:
+    """Register ``frames[fixed_idx[i]]`` with ``frames[moving_idx[i]]`` in batches of ``step``; float32 CPU fields.
+
+    ``registration(fixed, moving, dtype=dtype)``; a network in eval mode also gets the pair cap of
+    :func:`_pairs_per_call` and a ``scratch`` dict, the buffers its in-place activations reuse from batch to batch."""
     device = registration_device(registration)
     h, w = frames.shape[-2:]
-    network = _is_network(registration) and not registration.training
+    net = unwrap(registration)
+    network = isinstance(net, BSplineDIR) and not net.training
+    extra: dict = {}
     if network:
-        step = _pairs_per_call(registration, (h, w), dtype, step)
-    scratch: dict = {}
+        step = _pairs_per_call(net, (h, w), dtype, step)
+        extra["scratch"] = {}
     out = []
     with inference_context(registration):
         for s in range(0, len(fixed_idx), step):
             fixed = frames[fixed_idx[s : s + step]].to(device)
             moving = frames[moving_idx[s : s + step]].to(device)
-            if network:
-                u = _network_fields(registration, fixed, moving, dtype, scratch)
-            else:
-                u = registration(fixed, moving)
+            u = registration(fixed, moving, dtype=dtype, **extra)
             if tuple(u.shape) != (fixed.shape[0], 2, h, w):
                 raise ValueError(
                     f"registration returned a displacement of shape {tuple(u.shape)}; "
@@ -236,6 +264,7 @@ def register_pairs(
         return torch.zeros((0, 2, h, w), dtype=torch.float32)
     if isinstance(registration, MemoizedRegistration):
         return registration.register_pairs(images, pairs, batch_size=batch_size, precision=precision)
+    registration = _as_registration(registration)
     dtype = _resolve_precision(registration, precision)
     frames = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)  # (T,1,H,W)
     fixed_idx = torch.as_tensor([p[0] for p in pairs])
@@ -283,7 +312,13 @@ class MemoizedRegistration:
         self.store: dict[bytes, Tensor] = {}
         self.hits = 0
         self.misses = 0
-        self.needs_grad = getattr(registration, "needs_grad", False)
+        self._protocol = _as_registration(registration)
+        self.needs_grad = self._protocol.needs_grad
+
+    @property
+    def inference_dtype(self) -> torch.dtype | None:
+        """The wrapped registration's (:mod:`.protocol`)."""
+        return self._protocol.inference_dtype
 
     @staticmethod
     def _digest(x) -> bytes:
@@ -308,13 +343,13 @@ class MemoizedRegistration:
         self.hits += len(keys) - len(todo)
         return torch.stack([self.store[k] for k in keys])
 
-    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:
+    def __call__(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         keys = [self._digest(fixed[i]) + self._digest(moving[i]) for i in range(fixed.shape[0])]
         todo = [i for i, k in enumerate(keys) if k not in self.store]
         if todo:
             idx = torch.as_tensor(todo)
-            with inference_context(self.registration):
-                u = self.registration(fixed[idx], moving[idx]).detach().float().cpu()
+            with inference_context(self._protocol):
+                u = self._protocol(fixed[idx], moving[idx], dtype=dtype).detach().float().cpu()
             for j, i in enumerate(todo):
                 self.store[keys[i]] = u[j]
         self.misses += len(todo)

@@ -34,7 +34,8 @@ class OpticalFlowTVL1:
     prefilter : median-filter the flow between warps (skimage's ``prefilter``).
     """
 
-    needs_grad = False
+    needs_grad = False  # the registration protocol (.protocol): numpy inside, float32 out
+    inference_dtype = None
 
     def __init__(self, attachment: float = 15.0, tightness: float = 0.3, num_warp: int = 5, num_iter: int = 10,
                  tol: float = 1e-4, sigma: float = 0.0, prefilter: bool = False):
@@ -69,8 +70,9 @@ class OpticalFlowTVL1:
                               num_iter=self.num_iter, tol=self.tol, prefilter=self.prefilter, dtype=np.float32)
         return np.asarray(v, dtype=np.float32)
 
-    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:
-        """``(N, 2, H, W)`` float32 displacement in pixels such that ``warp(moving, u) ~ fixed``."""
+    def __call__(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """``(N, 2, H, W)`` float32 displacement in pixels such that ``warp(moving, u) ~ fixed`` (``dtype``, the
+        protocol's precision, is ignored: the computation is float32)."""
         if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
             raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
         f = fixed.detach().float().cpu().numpy()[:, 0]

@@ -1,4 +1,5 @@
-"""Figures of the registration chapter: B-spline weights, training curves, registered pairs, averages, Jacobians.
+"""Figures of the registration chapter: B-spline weights, training curves, registered pairs, averages, Jacobians,
+displacement fields against the true motion, and the dead-network check in words.
 
 Each function returns a plotly figure that notebook 02 shows after setting its title; the numbers come from
 :mod:`echo_utils.registration.quality` and the training log of :func:`echo_utils.registration.train_registration`.
@@ -12,7 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = ["bspline_weights_figure", "training_curves_figure", "learning_curve_figure", "registered_pairs_figure",
-           "averages_figure", "jacobian_figure", "ncc_scatter_figure"]
+           "averages_figure", "jacobian_figure", "ncc_scatter_figure", "displacement_figure", "network_check_lines",
+           "network_check_html", "check_table"]
 
 
 def _gray(img: np.ndarray, max_size: int = 160) -> tuple[np.ndarray, int]:
@@ -170,3 +172,73 @@ def ncc_scatter_figure(a, b, names: Sequence[str], labels: Sequence[str]):
     fig.add_scatter(x=[lo, 1], y=[lo, 1], mode="lines", line=dict(dash="dash", color="gray"), name="equal")
     fig.update_layout(xaxis_title=f"NCC after {names[0]}", yaxis_title=f"NCC after {names[1]}")
     return fig
+
+
+def displacement_figure(fields: Mapping[str, np.ndarray], truth: np.ndarray, mask: np.ndarray, title: str = "",
+                        step: int = 2):
+    """Plotly figure: each field's two components ``(2, H, W)`` (px) next to the ``truth``, rows above columns,
+    every ``step``-th pixel on one symmetric colour scale; each title gives its mean EPE over ``mask``."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fields = {"true motion": truth, **fields}
+    lim = float(np.abs(truth).max()) or 1.0
+    titles = [f"{k}: EPE {float(np.hypot(*(u - truth))[mask].mean()):.2f} px" for k, u in fields.items()]
+    fig = make_subplots(rows=2, cols=len(fields), subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.06)
+    for c, u in enumerate(fields.values(), start=1):
+        for r in (0, 1):
+            fig.add_trace(go.Heatmap(z=np.asarray(u[r])[::step, ::step], colorscale="RdBu", zmin=-lim, zmax=lim,
+                                     showscale=(c == 1 and r == 0), colorbar=dict(title="px")), row=r + 1, col=c)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(title_text="along rows", row=1, col=1)
+    fig.update_yaxes(title_text="along columns", row=2, col=1)
+    fig.update_layout(title=title, height=560, width=260 * len(fields) + 120)
+    return fig
+
+
+def network_check_lines(check) -> list[str]:
+    """The sentences of a :class:`~echo_utils.registration.evidence.NetworkCheck`: the field variation across its
+    pairs against its minimum, and (when it was judged on the phantom's exact motion) the end-point error against
+    the identity's."""
+    fv, minimum, where = check.field_variation, check.minimum, check.where
+    if "field variation unknown" in check.problems:
+        lines = ["The field variation of this network was not recorded: it cannot be shown to depend on the pair."]
+    elif "constant field" in check.problems:
+        lines = [f"Field variation across {where}: {fv:.3f} (spread of the control points / their "
+                 f"mean length), below {minimum}: the network outputs nearly ONE field for every pair, whatever "
+                 "it is shown."]
+    else:
+        lines = [f"Field variation across {where}: {fv:.2f} (spread of the control points / their "
+                 f"mean length; >= {minimum}): the field depends on the pair."]
+    epe, ident = check.epe, check.identity_epe
+    if epe is not None and ident is not None:
+        if "EPE not below identity" in check.problems:
+            lines.append(f"End-point error {epe:.3f} px is NOT below the identity's {ident:.3f} px: the field "
+                         "is no closer to the true motion than no registration at all.")
+        else:
+            lines.append(f"End-point error {epe:.3f} px = {epe / ident:.0%} of the identity's {ident:.3f} px.")
+    return lines
+
+
+def network_check_html(check) -> str:
+    """A visible box for a notebook (``display(HTML(...))``): a tip when the network is alive, a warning when not,
+    with :func:`network_check_lines` as its items."""
+    import html
+
+    kind, title = ("tip", "The network is alive") if check.ok else ("warning", "The network did NOT learn")
+    body = "".join(f"<li>{html.escape(x)}</li>" for x in network_check_lines(check))
+    return (f'<div class="admonition {kind}"><p class="admonition-title">{title}</p><ul>{body}</ul></div>')
+
+
+def check_table(check, model=None) -> "pd.DataFrame":  # noqa: F821
+    """One row for the run's metrics (``metrics/registration_check.csv``): the verdict of a
+    :class:`~echo_utils.registration.evidence.NetworkCheck` (``ok``, ``problems``), the network's kept iteration and
+    field variation, and :func:`network_check_lines` joined (``statement``)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"ok": check.ok, "problems": "; ".join(check.problems),
+                          "kept_iteration": getattr(model, "kept_iteration", None),
+                          "field_variation": getattr(model, "field_variation", None),
+                          "statement": " ".join(network_check_lines(check))}])

@@ -21,7 +21,8 @@ from ..labels import NAMES, REGISTRATION_COLORS
 from ..registration.evidence import REFERENCES, yardstick
 
 __all__ = ["comparison_table", "yardstick_statements", "comparison_statements", "comparison_figure",
-           "label_comparison", "label_comparison_table", "label_comparison_statements"]
+           "label_comparison", "label_comparison_table", "label_comparison_statements", "epe_statements",
+           "gain_statements"]
 
 #: the registrations in the order every table and figure lists them
 ORDER = ("identity", "dlir", "instance", "elastix", "optical_flow")
@@ -196,3 +197,23 @@ def label_comparison_statements(long: pd.DataFrame, network: str = "dlir",
             line += f"; {_name(network)} minus the yardstick {_name(yardstick_key)}: {d:+.3f}"
         out.append(line)
     return out
+
+
+def epe_statements(summary: pd.DataFrame, network: str, others: Sequence[str] = ()) -> list[str]:
+    """One sentence per pair kind of :func:`~echo_utils.registration.evidence.phantom_epe`'s summary: the
+    network's mean EPE as a fraction of the identity's (the control)."""
+    lines = []
+    for kind in summary.columns:
+        net, ident = summary.loc[network, kind], summary.loc["identity", kind]
+        extra = "".join(f"; {o} {summary.loc[o, kind]:.3f} px" for o in others)
+        verdict = "below half of" if net < 0.5 * ident else ("below" if net < ident else "NOT below")
+        lines.append(f"{kind} pairs: {network} end-point error {net:.3f} px = {net / ident:.0%} of the identity's "
+                     f"{ident:.3f} px ({verdict} the identity's){extra}")
+    return lines
+
+
+def gain_statements(gain: pd.DataFrame, method: str) -> list[str]:
+    """One sentence per (kind, structure) row of
+    :func:`~echo_utils.registration.evidence.gain_over_identity`."""
+    return [f"{r.kind} {r.structure}: {method} median Dice {getattr(r, f'dice_{method}'):.3f} vs identity "
+            f"{r.dice_identity:.3f} ({r.gain:+.3f}; {r.n_videos} videos)" for r in gain.itertuples()]

@@ -67,13 +67,6 @@ def test_configure_sets_run_paths_and_process_counts(cfg, tmp_path):
     assert os.environ["nnUNet_n_proc_DA"] == "0" and os.environ["nnUNet_compile"] == "0"
 
 
-def test_old_module_reexports_the_package():
-    from echo_utils import nnunet as old
-
-    assert old.predict_all is nnunet.predict_all and old.export_dataset is nnunet.export_dataset
-    assert set(nnunet.__all__) <= set(old.__all__)
-
-
 def test_cli_finds_the_trainer_by_name(cfg, tmp_path):
     """nnUNetv2_train -tr EchoTrainer: nnU-Net's own lookup finds our class through nnUNet_extTrainer."""
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -386,7 +379,7 @@ def test_plain_script_without_main_guard_runs_once(pools, tmp_path):
         sys.path.insert(0, {str(os.path.dirname(__file__))!r})
         with open({str(ran)!r}, "a") as fh:
             fh.write("ran\\n")
-        from test_nnunet import toy_cohort
+        from test_segmentation import toy_cohort
         from echo_utils import segmentation
         from echo_utils.config import load_config
         from echo_utils.rundir import RunPaths

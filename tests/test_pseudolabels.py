@@ -1,4 +1,5 @@
-"""Tests of echo_utils.fusion: propagation, Eq. 1 fusion, pseudo-labels of a sequence, NIfTI cache.
+"""Tests of echo_utils.pseudolabels (its contract names through echo_utils.fusion): propagation, Eq. 1 fusion,
+pseudo-labels of a sequence, NIfTI cache.
 
 The registrations here are private test doubles: an identity, and a translation estimated from the image
 centroids (exact for the moving-disc sequences used). Label warping uses a private nearest-neighbour translation
@@ -18,9 +19,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from echo_utils import fusion
+from echo_utils import fusion, pseudolabels
 from echo_utils.camus import EchoSequence
-from echo_utils.fusion import PseudoLabelCacheMismatch, PseudoLabels
+from echo_utils.fusion import PseudoLabels
+from echo_utils.pseudolabels import PseudoLabelCacheMismatch
+from echo_utils.registration import inference
+from echo_utils.report import fig2
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -171,13 +175,13 @@ def test_propagate_rejects_bad_input():
 
 
 def test_fusion_weights_conventions():
-    wf, wb = fusion.fusion_weights(5, "authors")
+    wf, wb = pseudolabels.fusion_weights(5, "authors")
     assert wf[0] == 1.0 and wb[-1] == 1.0 and np.allclose(wf + wb, 1)
     assert np.isclose(wf[2], 0.5)
-    wf, wb = fusion.fusion_weights(5, "paper")
+    wf, wb = pseudolabels.fusion_weights(5, "paper")
     assert np.isclose(wf[0], np.cos(np.pi / 10) ** 2) and wb[-1] == 1.0  # Eq. 1 as printed, t = 1..N
     with pytest.raises(ValueError):
-        fusion.fusion_weights(5, "other")
+        pseudolabels.fusion_weights(5, "other")
 
 
 @pytest.mark.parametrize("spacing", [None, (0.7, 0.3)])
@@ -186,8 +190,8 @@ def test_signed_distance_matches_scipy(spacing):
     mask = ndi.binary_opening(rng.random((40, 50)) > 0.4, iterations=2)
     sp = spacing or (1.0, 1.0)
     ref = ndi.distance_transform_edt(mask, sampling=sp) - ndi.distance_transform_edt(~mask, sampling=sp)
-    assert np.allclose(fusion.signed_distance(mask, spacing), ref, atol=1e-4)
-    assert (fusion.signed_distance(np.zeros((5, 6), bool)) < -10).all()  # empty: farther than the image
+    assert np.allclose(pseudolabels.signed_distance(mask, spacing), ref, atol=1e-4)
+    assert (pseudolabels.signed_distance(np.zeros((5, 6), bool)) < -10).all()  # empty: farther than the image
 
 
 def random_labels(rng, t=6, shape=(48, 56)):
@@ -202,7 +206,7 @@ def random_labels(rng, t=6, shape=(48, 56)):
 def naive_fusion(forward, backward, weights, assemble):
     """Full-frame scipy reference of Eq. 1 (independent of the cropping and the edt package)."""
     t = forward.shape[0]
-    wf, wb = fusion.fusion_weights(t, weights)
+    wf, wb = pseudolabels.fusion_weights(t, weights)
     k = int(max(forward.max(), backward.max())) + 1
     out = np.zeros_like(forward)
     for i in range(t):
@@ -230,8 +234,8 @@ def test_fused_signed_distance_is_eq1_before_thresholding():
     rng = np.random.default_rng(2)
     f, b = random_labels(rng, t=5), random_labels(rng, t=5)
     for c in (1, 2):
-        s = fusion.fused_signed_distance(f, b, c, weights="paper")
-        wf, wb = fusion.fusion_weights(5, "paper")
+        s = pseudolabels.fused_signed_distance(f, b, c, weights="paper")
+        wf, wb = pseudolabels.fusion_weights(5, "paper")
         ref = np.stack([wf[i] * (ndi.distance_transform_edt(f[i] == c) - ndi.distance_transform_edt(f[i] != c))
                         + wb[i] * (ndi.distance_transform_edt(b[i] == c) - ndi.distance_transform_edt(b[i] != c))
                         for i in range(5)])
@@ -248,7 +252,7 @@ def test_fuse_directions_fuses_ed_to_es_and_copies_the_rest():
     fwd, bwd = random_labels(rng, t=8), random_labels(rng, t=8)
     marker = np.full(fwd.shape, 7, np.uint8)
     pl = PseudoLabels(forward=fwd, backward=bwd, bidirectional=marker)
-    out = fusion.fuse_directions(seq, pl, assemble="argmax", weights="paper")
+    out = pseudolabels.fuse_directions(seq, pl, assemble="argmax", weights="paper")
     assert (out[[0, 1, 7]] == 7).all()
     assert np.array_equal(out[2:7], fusion.fuse_bidirectional(fwd[2:7], bwd[2:7], assemble="argmax", weights="paper"))
     assert (pl.bidirectional == 7).all()  # the input is not modified
@@ -382,18 +386,18 @@ def test_config_supplies_options_and_keywords_win():
 def test_nifti_round_trip_uses_camus_layout(tmp_path):
     seq = moving_sequence(t=5, shape=(40, 48))
     pl = fusion.pseudo_labels(seq, CentroidTranslation(), warp=grid_warp)
-    written = fusion.save_pseudo_labels(pl, tmp_path, seq)
+    written = pseudolabels.save_pseudo_labels(pl, tmp_path, seq)
     path = tmp_path / "patient0001" / "patient0001_2CH_half_sequence_bidirectional.nii.gz"
     assert written["bidirectional"] == path and path.is_file()
     img = nib.load(str(path))
     assert img.shape == (48, 40, 5)  # (W, H, T) like CAMUS
     assert np.allclose(img.header.get_zooms(), (0.2, 0.3, 1.0))  # (sx, sy, 1)
     assert img.get_data_dtype() == np.uint8
-    back = fusion.load_pseudo_labels(tmp_path, seq)
-    assert all(np.array_equal(back[k], pl[k]) for k in fusion.KINDS)
-    assert np.array_equal(fusion.load_pseudo_labels(tmp_path, "patient0001_2CH").forward, pl.forward)
+    back = pseudolabels.load_pseudo_labels(tmp_path, seq)
+    assert all(np.array_equal(back[k], pl[k]) for k in pseudolabels.KINDS)
+    assert np.array_equal(pseudolabels.load_pseudo_labels(tmp_path, "patient0001_2CH").forward, pl.forward)
     with pytest.raises(FileNotFoundError, match="patient0002"):
-        fusion.load_pseudo_labels(tmp_path, "patient0002_2CH")
+        pseudolabels.load_pseudo_labels(tmp_path, "patient0002_2CH")
 
 
 def test_generate_caches_and_refuses_to_mix(tmp_path):
@@ -401,30 +405,30 @@ def test_generate_caches_and_refuses_to_mix(tmp_path):
 
     seqs = [moving_sequence(t=5, patient=f"patient000{i}") for i in (1, 2)]
     reg = CentroidTranslation()
-    out = fusion.generate_pseudo_labels(seqs, reg, tmp_path, method_name="test", registration_id="r1",
+    out = pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, method_name="test", registration_id="r1",
                                         warp=grid_warp, progress=False)
     assert list(out) == ["patient0001_2CH", "patient0002_2CH"] and reg.calls == 2
     record = json.loads((tmp_path / "params.json").read_text())
     assert record["registration"] == "r1" and record["pseudo_labels"]["assemble"] == "sdf"
-    again = fusion.generate_pseudo_labels(seqs, reg, tmp_path, method_name="test", registration_id="r1",
+    again = pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, method_name="test", registration_id="r1",
                                           warp=grid_warp, progress=False)
     assert reg.calls == 2, "cached sequences are read back, not recomputed"
     assert np.array_equal(again["patient0002_2CH"].bidirectional, out["patient0002_2CH"].bidirectional)
     with pytest.raises(PseudoLabelCacheMismatch, match="registration"):
-        fusion.generate_pseudo_labels(seqs, reg, tmp_path, method_name="test", registration_id="r2",
+        pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, method_name="test", registration_id="r2",
                                       warp=grid_warp, progress=False)
     with pytest.raises(PseudoLabelCacheMismatch, match="assemble"):
-        fusion.generate_pseudo_labels(seqs, reg, tmp_path, cfg_pl=PseudoLabelConfig(assemble="argmax"),
+        pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, cfg_pl=PseudoLabelConfig(assemble="argmax"),
                                       method_name="test", registration_id="r1", warp=grid_warp, progress=False)
 
 
 def test_registration_fingerprint_tracks_weights():
     a = torch.nn.Conv2d(2, 2, 1)
-    fp = fusion.registration_fingerprint(a)
-    assert fusion.registration_fingerprint(a) == fp
+    fp = pseudolabels.registration_fingerprint(a)
+    assert pseudolabels.registration_fingerprint(a) == fp
     with torch.no_grad():
         a.weight.add_(1e-3)
-    assert fusion.registration_fingerprint(a) != fp
+    assert pseudolabels.registration_fingerprint(a) != fp
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -441,15 +445,15 @@ def test_scores_and_wilcoxon_table():
         labels[s.key] = PseudoLabels(forward=shifted, backward=shifted.copy(), bidirectional=s.dense.copy())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        scores = fusion.score_pseudo_labels(seqs, labels, progress=False)
+        scores = fig2.score_pseudo_labels(seqs, labels, progress=False)
     assert set(scores["structure"]) == {"LV", "MYO", "EPI", "LA"}
     bi = scores[scores.kind == "bidirectional"]
     assert np.allclose(bi["dice"], 1) and np.allclose(bi["hd_mm"], 0)
     fw = scores[(scores.kind == "forward") & (scores.structure == "LV") & (scores.frame == 2)]
     assert (fw["hd_px"] > 0).all() and np.allclose(fw["hd_px"] / fw["hd_mm"], (512 / 64) / 0.2)
-    videos = fusion.per_video(scores)
+    videos = fig2.per_video(scores)
     assert len(videos) == 6 * 3 * 4 and (videos["n_frames"] == 5).all()
-    table = fusion.compare_directions(videos)
+    table = fig2.compare_directions(videos)
     row = table[(table.structure == "LV") & (table.metric == "dice")].iloc[0]
     assert row["median_bidirectional"] == 1 and row["median_forward"] < 1
     assert row["p_bidirectional_vs_forward"] == pytest.approx(0.03125)  # exact two-sided test, n = 6, all better
@@ -461,7 +465,7 @@ def test_px_at_512_shortcut_matches_direct_measure():
     seq = moving_sequence(t=4, shape=(64, 64))
     seq.spacing = (0.25, 0.25)  # square pixels on a square image: px-at-512 = mm x one factor
     pred = np.roll(seq.dense, 2, axis=1)
-    scores = fusion.score_pseudo_labels([seq], {seq.key: {"shifted": pred}}, progress=False)
+    scores = fig2.score_pseudo_labels([seq], {seq.key: {"shifted": pred}}, progress=False)
     row = scores[(scores.structure == "LV") & (scores.frame == 1)].iloc[0]
     lv_p, lv_r = pred[1] == 1, seq.dense[1] == 1
     assert row["hd_px"] == pytest.approx(metrics.hausdorff(lv_p, lv_r, (8.0, 8.0)))
@@ -471,12 +475,12 @@ def test_px_at_512_shortcut_matches_direct_measure():
 def test_memoized_registration_registers_each_pair_once():
     seq = moving_sequence(t=6)
     inner = CentroidTranslation()
-    memo = fusion.MemoizedRegistration(inner)
+    memo = inference.MemoizedRegistration(inner)
     a = fusion.pseudo_labels(seq, memo, mode="sequential", warp=grid_warp)
     b = fusion.pseudo_labels(seq, memo, mode="composed", warp=grid_warp)
     assert inner.pairs == 10 and memo.hits == 10 and memo.misses == 10  # 5 forward + 5 backward pairs, once
     assert np.array_equal(a.bidirectional, b.bidirectional) and np.array_equal(b.forward, seq.dense)
-    assert fusion.registration_fingerprint(memo) == fusion.registration_fingerprint(inner)
+    assert pseudolabels.registration_fingerprint(memo) == pseudolabels.registration_fingerprint(inner)
 
 
 def test_bfloat16_network_registration_is_close_to_float32():
@@ -489,10 +493,10 @@ def test_bfloat16_network_registration_is_close_to_float32():
     net.optimise_for_inference()
     images = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
     pairs = [(1, 0), (2, 1), (3, 2)]
-    u32 = fusion.register_pairs(net, images, pairs)
-    u16 = fusion.register_pairs(net, images, pairs, precision="bfloat16")
+    u32 = inference.register_pairs(net, images, pairs)
+    u16 = inference.register_pairs(net, images, pairs, precision="bfloat16")
     assert u16.dtype == torch.float32 and u16.shape == u32.shape
     scale = float(u32.abs().max())
     assert scale > 0.05 and float((u16 - u32).abs().max()) < 0.05 * scale
     with pytest.raises(ValueError, match="precision"):
-        fusion.register_pairs(net, images, pairs, precision="half")
+        inference.register_pairs(net, images, pairs, precision="half")

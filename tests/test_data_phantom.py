@@ -1,4 +1,5 @@
-"""The synthetic cohort: determinism, label topology, motion, biplane EF, and reading it back."""
+"""The synthetic cohort (echo_utils.data.phantom, phantom_patient, phantom_motion, phantom_cohort): determinism, label
+topology, motion, biplane EF, and reading it back."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from echo_utils import camus, metrics, phantom
+from echo_utils import metrics
+from echo_utils.data import camus, phantom, phantom_cohort
 from echo_utils.data import phantom_motion
 
 SIZE = 96  # >= 96 exercises the coarse backward map used at the study's sizes
@@ -32,7 +34,7 @@ def _hashes(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cohort")
-    return phantom.make_cohort(root, 3, size=64, frames=(6, 9), seed=3, full_cycle=True, progress=False)
+    return phantom_cohort.make_cohort(root, 3, size=64, frames=(6, 9), seed=3, full_cycle=True, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +48,10 @@ def rendered() -> list:
 
 
 def test_same_seed_same_files(cohort, tmp_path):
-    again = phantom.make_cohort(tmp_path / "again", 3, size=64, frames=(6, 9), seed=3, full_cycle=True,
+    again = phantom_cohort.make_cohort(tmp_path / "again", 3, size=64, frames=(6, 9), seed=3, full_cycle=True,
                                 progress=False, workers=2)  # the number of processes does not matter
     assert _hashes(cohort) == _hashes(again)
-    other = phantom.make_cohort(tmp_path / "other", 3, size=64, frames=(6, 9), seed=4, full_cycle=True,
+    other = phantom_cohort.make_cohort(tmp_path / "other", 3, size=64, frames=(6, 9), seed=4, full_cycle=True,
                                 progress=False)
     a, b = _hashes(cohort), _hashes(other)
     assert a.keys() == b.keys()
@@ -68,10 +70,10 @@ def test_cohort_layout_and_reuse(cohort):
     assert sorted(sum(split.values(), [])) == ["patient0001", "patient0002", "patient0003"]
     assert split["test"]
     mtime = (cohort / "cohort.json").stat().st_mtime_ns
-    phantom.make_cohort(cohort, 3, size=64, frames=(6, 9), seed=3, full_cycle=True, progress=False)
+    phantom_cohort.make_cohort(cohort, 3, size=64, frames=(6, 9), seed=3, full_cycle=True, progress=False)
     assert (cohort / "cohort.json").stat().st_mtime_ns == mtime  # reused, not regenerated
-    with pytest.raises(phantom.CohortMismatch, match="size"):
-        phantom.make_cohort(cohort, 3, size=80, frames=(6, 9), seed=3, full_cycle=True, progress=False)
+    with pytest.raises(phantom_cohort.CohortMismatch, match="size"):
+        phantom_cohort.make_cohort(cohort, 3, size=80, frames=(6, 9), seed=3, full_cycle=True, progress=False)
 
 
 def test_read_back_through_load_sequence(cohort):
@@ -95,7 +97,7 @@ def test_read_back_through_load_sequence(cohort):
 
 
 def test_ted_like_full_cycle(cohort):
-    ted = phantom.ted_root(cohort)
+    ted = phantom_cohort.ted_root(cohort)
     seqs = list(camus.iter_sequences(ted))
     assert len(seqs) == 3
     for seq in seqs:
@@ -210,7 +212,7 @@ def test_speckle_moves_and_decorrelates():
 
 def test_true_displacement_carries_speckle_and_labels(cohort):
     """The exact motion field: warping the ED frame with it reproduces frame t (speckle, labels)."""
-    pp = phantom.patient_params(cohort, "patient0002")
+    pp = phantom_cohort.patient_params(cohort, "patient0002")
     pp_big = phantom.sample_patient(1, seed=3, frames=(12, 12))
     pp_big.quality = "Good"
     T = pp_big.n_frames
@@ -331,12 +333,3 @@ def test_sin2_law_table(cohort):
     assert list(table.key) == [s.key for s in seqs]
     for s, row in zip(seqs, table.itertuples()):
         assert row.max_abs == phantom_motion.sin2_law_distance(s.dense[s.ed : s.es + 1])["max_abs"]
-
-
-def test_sin2_law_statement():
-    import pandas as pd
-
-    t = pd.DataFrame({"key": ["a", "b"], "max_abs": [0.2, 0.4], "rms": [0.1, 0.3], "tau_at_max": [0.3, 0.5]})
-    assert phantom_motion.sin2_law_statement(t).startswith("2 sequences: max |area curve - sin² law| median 0.30 "
-                                                           "(range 0.20-0.40), RMS median 0.20")
-    assert "not measured" in phantom_motion.sin2_law_statement(t.iloc[:0])

@@ -1,8 +1,9 @@
-"""Readers: small fixtures written in each real layout (real axis conventions and header spacing), read back.
+"""Readers (echo_utils.data.camus): small fixtures written in each real layout (real axis conventions and header
+spacing), read back.
 
 The fixture writers (:mod:`echo_fixtures`) use nibabel / SimpleITK directly, not the phantom's writer, so that a
 wrong axis order in the reader cannot be hidden by the same mistake in the writer.  The study's cohort, split and
-selections are tested in ``test_study.py``; the paper protocol on CAMUS + TED in ``test_paper_protocol.py``.
+selections are tested in ``test_data_study.py``; the paper protocol on CAMUS + TED in ``test_paper_protocol.py``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from echo_fixtures import mhd as _mhd
 from echo_fixtures import nii as _nii
 from echo_fixtures import sequence as _sequence
 
-from echo_utils import camus
-from echo_utils.camus import EchoDataError
+from echo_utils.data import camus
+from echo_utils.data.camus import EchoDataError
 
 
 def _check_orientation(seq, T, la=True):
@@ -288,15 +289,15 @@ def test_no_partial_dataset(tmp_path):
 
 
 def test_public_names_stay_importable():
-    """The readers moved to echo_utils.data; echo_utils.camus and echo_utils.phantom re-export the same objects."""
+    """The readers live in echo_utils.data; echo_utils.camus and echo_utils.phantom re-export the contract's objects
+    (DESIGN.md), not the study's selections, which are echo_utils.data.study's alone."""
+    from echo_utils import camus as public_camus
     from echo_utils import phantom
-    from echo_utils.data import camus as data_camus
     from echo_utils.data import phantom_cohort
-    from echo_utils.data import study
 
-    for name in ("EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence",
-                 "read_ted_map"):
-        assert getattr(camus, name) is getattr(data_camus, name)
+    for name in ("EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence"):
+        assert getattr(public_camus, name) is getattr(camus, name)
+    assert hasattr(camus, "read_ted_map") and not hasattr(public_camus, "read_ted_map")
     for name in ("load_study", "iter_study", "study_split", "study_sequences", "study_root"):
-        assert getattr(camus, name) is getattr(study, name)
+        assert not hasattr(public_camus, name)
     assert phantom.make_cohort is phantom_cohort.make_cohort

@@ -19,11 +19,12 @@ from echo_fixtures import (
     write_paper_study,
 )
 
-from echo_utils import camus
-from echo_utils.camus import EchoDataError, EchoSequence
+from echo_utils.data import camus
+from echo_utils.data.camus import EchoDataError, EchoSequence
 from echo_utils.config import load_config
 from echo_utils.rundir import RunPaths
 from echo_utils.data import study
+from echo_utils.report import cohort
 
 # --- cohort and split ---------------------------------------------------------------------------------------------
 
@@ -177,7 +178,7 @@ def test_evaluation_sequences_paper_protocol(tmp_path, monkeypatch):
     assert any(m.startswith("1 of 3 TED patients have another number of frames") for m in msgs)
     assert [s.key for s in seqs] == ["patient0002_4CH", "patient0004_4CH", "patient0005_4CH"]
     assert all(s.n_frames == PAPER_T and s.dense.shape == s.images.shape for s in seqs)
-    fm = study.frame_matching(seqs)
+    fm = cohort.frame_matching(seqs)
     assert fm["match"].tolist() == ["exact", "exact", "phase"] and fm["resampled"].tolist() == [False, True, False]
     assert int((fm["match"] == "phase").sum()) == 1
     for s in seqs:
@@ -217,31 +218,6 @@ def test_check_unseen_on_camus_ids(tmp_path, monkeypatch):
     with pytest.raises(EchoDataError, match=r"3 evaluation patient\(s\) are in the registration's training data"):
         study.check_unseen(train, ev)
     study.check_unseen(train, ev, study.registration_exclusions(cfg, paths))
-
-
-def test_ted_pairing_from_cfg_files(tmp_path, monkeypatch):
-    cfg, paths = _paper_cfg(tmp_path, monkeypatch)
-    t = study.ted_pairing(cfg, paths).set_index("ted")
-    assert list(t.index) == ["patient001", "patient002", "patient003", "patient019"]
-    assert t["match"].tolist() == ["exact", "exact", "phase", "unmapped"]
-    assert t.loc["patient003", ["ted_frames", "camus_frames"]].tolist() == [PAPER_T + 2, PAPER_T]
-    assert t["camus_split"].tolist()[:3] == ["train"] * 3
-    assert study.ted_pairing(load_config("notebooks/params/ci.yaml"), paths).empty
-
-
-def test_cohort_overview_biplane_ef(tmp_path):
-    """One pass over the synthetic cohort: per-patient biplane EF close to the EF the phantom was asked for."""
-    cfg = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 3, "frames": [4, 5], "size": 64}})
-    paths = RunPaths(tmp_path / "run")
-    ov = study.cohort_overview(cfg, paths)
-    assert ov.n_sequences == 6 and list(ov.table.index) == [f"patient{i:04d}" for i in (1, 2, 3)]
-    assert (ov.table["biplane EF (%)"] - ov.table["Info EF (%)"]).abs().max() < 5  # 3.3 pp measured at 64 px
-    assert len(ov.curves) == 6 and ov.example.view == "4CH"
-    assert all({s.view for s in seqs} == {"2CH", "4CH"} for seqs in ov.examples.values())
-    areas = ov.curves[0][2][1]
-    key = ov.curves[0][0]
-    seq = next(s for s in study.load_split(cfg, paths, "all") if s.key == key)
-    np.testing.assert_allclose(areas, (seq.dense == 1).sum(axis=(1, 2)) * np.prod(seq.spacing) / 100.0)
 
 
 def test_evaluation_sequences_ted_alone_and_camus_alone(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from echo_utils.config import ComputeConfig, load_config
 from echo_utils.rundir import RunPaths
 from echo_utils.report import smoothness, tables
 
-from test_nnunet import toy_cohort, toy_sequence
+from test_segmentation import toy_cohort, toy_sequence
 
 
 def _parent(time_spacing: float, in_plane: float = 1.4, size: int = 128) -> dict:
