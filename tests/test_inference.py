@@ -8,7 +8,7 @@ import torch
 
 from echo_utils.registration import BSplineDIR, InstanceBSpline, MemoizedRegistration, register_pairs
 from echo_utils.registration import inference
-from echo_utils.registration.models import ELU
+from echo_utils.registration.models import ELU, elu_
 
 
 def random_network(size: int = 64, spacing: int = 8, kernels: int = 8, scale: float = 0.5) -> BSplineDIR:
@@ -35,7 +35,7 @@ def test_elu_matches_torch_values_and_gradients():
     assert torch.autograd.gradcheck(lambda t: ELU()(t), (x,))
     torch.testing.assert_close(ELU()(x), torch.nn.functional.elu(x), rtol=0, atol=1e-15)
     y = x.detach().float().contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(inference._elu_(y.clone(), {}), torch.nn.functional.elu(y), rtol=0, atol=1e-6)
+    torch.testing.assert_close(elu_(y.clone(), {}), torch.nn.functional.elu(y), rtol=0, atol=1e-6)
 
 
 def test_fast_float32_path_equals_the_module_and_chunking_changes_nothing():

@@ -21,12 +21,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from .bspline import bspline_upsample
 from .models import BSplineDIR
-from .protocol import CallableRegistration, Registration, as_registration, unwrap
+from .protocol import Registration, as_registration, unwrap
 
 __all__ = [
     "register_pairs",
@@ -106,7 +104,7 @@ def inference_context(registration) -> contextlib.AbstractContextManager:
 
 
 def _resolve_precision(registration, precision: Precision | None) -> torch.dtype:
-    registration = _as_registration(registration)
+    registration = as_registration(registration)
     if precision is None:
         if registration.inference_dtype is not None:
             return registration.inference_dtype
@@ -116,79 +114,6 @@ def _resolve_precision(registration, precision: Precision | None) -> torch.dtype
     if precision == "auto":
         precision = default_precision(registration_device(registration))
     return _DTYPES[precision]
-
-
-def _elu_(x: Tensor, scratch: dict) -> Tensor:
-    """ELU (alpha 1) in place, as ``max(x, exp(min(x, 0)) - 1)`` (``exp(t) - 1 >= t``, with equality only at 0): four
-    vectorised passes over a reused buffer. PyTorch's CPU ELU kernel costs ~10 ns per element here, several times
-    the rest of the network at 512 px; this form is ~5x cheaper and agrees to one rounding of the dtype (positive
-    values are exact)."""
-    key = (tuple(x.shape), x.dtype, x.device)
-    buf = scratch.get(key)
-    if buf is None:
-        buf = scratch[key] = torch.empty_like(x)
-    torch.clamp(x, max=0, out=buf)
-    buf.exp_().sub_(1)
-    return torch.maximum(x, buf, out=x)
-
-
-def _network_control_points(net, fixed: Tensor, moving: Tensor, dtype: torch.dtype, scratch: dict) -> Tensor:
-    """``net.control_points`` for inference: channels_last activations in ``dtype`` (weights cast once per call,
-    the same arithmetic as bfloat16 autocast), ELU in place (:func:`_elu_`); float32 ``(N, 2, gh, gw)`` out.  A
-    network with ``input_scale`` f > 1 reads the pair average-pooled by f (in float32, as in training)."""
-    if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
-        raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
-    x = torch.cat((fixed, moving), dim=1)
-    scale = int(getattr(net, "input_scale", 1))
-    if scale != 1:
-        x = F.avg_pool2d(x, scale)
-    x = x.to(dtype).contiguous(memory_format=torch.channels_last)
-    for layer in net.net:
-        if isinstance(layer, nn.Conv2d):
-            w = layer.weight.to(dtype)
-            b = None if layer.bias is None else layer.bias.to(dtype)
-            x = F.conv2d(x, w, b, layer.stride, layer.padding, layer.dilation, layer.groups)
-        elif isinstance(layer, nn.ELU) and layer.alpha == 1.0:
-            x = _elu_(x, scratch)
-        else:
-            x = layer(x)
-    return x.float().contiguous()
-
-
-def _network_fields(net, fixed: Tensor, moving: Tensor, dtype: torch.dtype, scratch: dict) -> Tensor:
-    """Dense fields of a B-spline network: its control points in ``dtype``, upsampled in float32."""
-    cp = _network_control_points(net, fixed, moving, dtype, scratch)
-    return bspline_upsample(cp, net.grid_spacing, fixed.shape[-2:])
-
-
-class _NetworkInference(CallableRegistration):
-    """:class:`~echo_utils.registration.models.BSplineDIR` as a :class:`~.protocol.Registration` while ``models.py``
-    does not declare the protocol: ``net(fixed, moving, dtype=...)`` with the fast inference path
-    (:func:`_network_fields`) for a ``dtype`` in eval mode, the network's own forward pass otherwise.  With the
-    network's single forward pass taking ``dtype`` (``models.patch``), this adapter, :func:`_network_fields`,
-    :func:`_network_control_points` and :func:`_elu_` go."""
-
-    def __init__(self, net: BSplineDIR):
-        super().__init__(net)
-
-    @property
-    def inference_dtype(self) -> torch.dtype | None:
-        return self.registration.inference_dtype
-
-    def __call__(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None,
-                 scratch: dict | None = None) -> Tensor:
-        net = self.registration
-        if dtype is None or net.training:
-            return net(fixed, moving)
-        return _network_fields(net, fixed, moving, dtype, {} if scratch is None else scratch)
-
-
-def _as_registration(registration) -> Registration:
-    """:func:`~.protocol.as_registration`, with :class:`_NetworkInference` for a network that does not declare the
-    protocol yet."""
-    if isinstance(registration, BSplineDIR) and not isinstance(registration, Registration):
-        return _NetworkInference(registration)
-    return as_registration(registration)
 
 
 def _pairs_per_call(net: BSplineDIR, shape: tuple[int, int], dtype: torch.dtype, step: int) -> int:
@@ -264,7 +189,7 @@ def register_pairs(
         return torch.zeros((0, 2, h, w), dtype=torch.float32)
     if isinstance(registration, MemoizedRegistration):
         return registration.register_pairs(images, pairs, batch_size=batch_size, precision=precision)
-    registration = _as_registration(registration)
+    registration = as_registration(registration)
     dtype = _resolve_precision(registration, precision)
     frames = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)  # (T,1,H,W)
     fixed_idx = torch.as_tensor([p[0] for p in pairs])
@@ -312,7 +237,7 @@ class MemoizedRegistration:
         self.store: dict[bytes, Tensor] = {}
         self.hits = 0
         self.misses = 0
-        self._protocol = _as_registration(registration)
+        self._protocol = as_registration(registration)
         self.needs_grad = self._protocol.needs_grad
 
     @property

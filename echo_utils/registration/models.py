@@ -13,6 +13,7 @@ along columns); ``warp(moving, u) ~ fixed``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from .bspline import bspline_upsample, control_grid_shape
 from .losses import bending_energy, gaussian_blur, ncc, scaled_alpha, sector_mask
 from .warp import warp
 
-__all__ = ["BSplineDIR", "ELU", "InstanceBSpline", "IdentityRegistration", "input_scale_for"]
+__all__ = ["BSplineDIR", "ELU", "elu_", "InstanceBSpline", "IdentityRegistration", "input_scale_for"]
 
 
 class _ELUFunction(torch.autograd.Function):
@@ -33,7 +34,7 @@ class _ELUFunction(torch.autograd.Function):
     ``y``: the same function as ``torch.nn.functional.elu`` (to one rounding), built from vectorised element-wise
     kernels. PyTorch's CPU ELU kernel costs ~10 ns per element in the forward pass on this project's machines; in
     training the extra passes and allocations of this form cost about as much as they save (profiled at the demo
-    size), the large gain is in the in-place inference path (:func:`echo_utils.registration.inference._elu_`)."""
+    size), the large gain is in the in-place inference path (:func:`elu_`)."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
@@ -58,8 +59,27 @@ class ELU(nn.ELU):
         return _ELUFunction.apply(x)
 
 
+def elu_(x: Tensor, scratch: dict) -> Tensor:
+    """ELU (alpha 1) in place, as ``max(x, exp(min(x, 0)) - 1)`` (``exp(t) - 1 >= t``, with equality only at 0): four
+    vectorised passes over a buffer of ``scratch`` (``{(shape, dtype, device): tensor}``, reused from call to call).
+    PyTorch's CPU ELU kernel costs ~10 ns per element here, several times the rest of the network at 512 px; this
+    form is ~5x cheaper and agrees to one rounding of the dtype (positive values are exact).  No autograd: the
+    inference path of :meth:`BSplineDIR.control_points`."""
+    key = (tuple(x.shape), x.dtype, x.device)
+    buf = scratch.get(key)
+    if buf is None:
+        buf = scratch[key] = torch.empty_like(x)
+    torch.clamp(x, max=0, out=buf)
+    buf.exp_().sub_(1)
+    return torch.maximum(x, buf, out=x)
+
+
 class BSplineDIR(nn.Module):
-    """DIRNet (de Vos et al. 2019, as in TorchIR) + cubic B-spline transformer: ``reg(fixed, moving) -> u``.
+    """DIRNet (de Vos et al. 2019, as in TorchIR) + cubic B-spline transformer: ``reg(fixed, moving, dtype=None) -> u``.
+
+    A :class:`~echo_utils.registration.protocol.Registration`: ``needs_grad`` False, ``inference_dtype`` the
+    precision of its fast inference path when the caller does not choose one (``None``: the device's choice), and
+    one forward pass whose ``dtype`` selects that path (:meth:`control_points`).
 
     Architecture (the paper, Sec. 2.2, and the authors' TorchIR code): fixed and moving stacked as 2 channels; ``num_conv_layers`` (5) blocks of
     3x3 conv + ELU, the first ``log2(grid_spacing)`` of them followed by 2x2 average pooling (5 poolings at
@@ -165,18 +185,42 @@ class BSplineDIR(nn.Module):
             x = F.avg_pool2d(x, self.input_scale)
         return x.contiguous(memory_format=torch.channels_last)
 
-    def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
-        """``(N, 2, H/s, W/s)`` control-point displacements in (full-resolution) pixels."""
-        x = self.network_input(fixed, moving)
-        low = self.training_dtype if self.training else None
-        if low is not None and low != torch.float32:
-            with torch.autocast(x.device.type, dtype=low):
-                return self.net(x).float().contiguous()
-        return self.net(x).contiguous()
+    #: the registration protocol (:mod:`~echo_utils.registration.protocol`): a trained network needs no gradients
+    needs_grad = False
 
-    def forward(self, fixed: Tensor, moving: Tensor) -> Tensor:
-        """``(N, 2, H, W)`` displacement in pixels such that ``warp(moving, u) ~ fixed`` (upsampled in float32)."""
-        cp = self.control_points(fixed, moving).float()
+    def control_points(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None,
+                       scratch: dict | None = None) -> Tensor:
+        """``(N, 2, H/s, W/s)`` control-point displacements in (full-resolution) pixels: the network's one pass.
+
+        ``dtype=None`` (and always in training mode): the layers as modules, under autocast to ``training_dtype``
+        in training when it is set (the autograd path).  A ``dtype`` in eval mode: the fast inference path of the
+        same layers, activations in ``dtype`` (the convolutions' weights cast once per call: the arithmetic of
+        autocast), ELU in place (:func:`elu_`, buffers from ``scratch``), float32 out; the batched path
+        (:func:`~echo_utils.registration.inference.register_pairs`) calls it so."""
+        x = self.network_input(fixed, moving)
+        fast = dtype is not None and not self.training
+        low = self.training_dtype if self.training else None
+        autocast = low is not None and low != torch.float32
+        if fast:
+            x = x.to(dtype)
+            scratch = {} if scratch is None else scratch
+        with torch.autocast(x.device.type, dtype=low) if autocast else contextlib.nullcontext():
+            for layer in self.net:
+                if fast and isinstance(layer, nn.Conv2d):
+                    b = None if layer.bias is None else layer.bias.to(dtype)
+                    x = F.conv2d(x, layer.weight.to(dtype), b, layer.stride, layer.padding, layer.dilation,
+                                 layer.groups)
+                elif fast and isinstance(layer, nn.ELU) and layer.alpha == 1.0:
+                    x = elu_(x, scratch)
+                else:
+                    x = layer(x)
+        return (x.float() if fast or autocast else x).contiguous()
+
+    def forward(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None,
+                scratch: dict | None = None) -> Tensor:
+        """``(N, 2, H, W)`` displacement in pixels such that ``warp(moving, u) ~ fixed`` (upsampled in float32);
+        ``dtype`` and ``scratch``: :meth:`control_points`."""
+        cp = self.control_points(fixed, moving, dtype, scratch).float()
         with torch.autocast(fixed.device.type, enabled=False):
             return bspline_upsample(cp, self.grid_spacing, fixed.shape[-2:])
 
@@ -212,14 +256,15 @@ class BSplineDIR(nn.Module):
         self.to(memory_format=torch.channels_last)
         return self
 
-    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:  # type: ignore[override]
+    def __call__(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None,  # type: ignore[override]
+                 scratch: dict | None = None) -> Tensor:
         # In eval mode with nothing requiring a gradient, run under inference_mode (channels_last fast path).
         if not self.training and not (fixed.requires_grad or moving.requires_grad) and not any(
             p.requires_grad for p in self.parameters()
         ):
             with torch.inference_mode():
-                return super().__call__(fixed, moving)
-        return super().__call__(fixed, moving)
+                return super().__call__(fixed, moving, dtype, scratch)
+        return super().__call__(fixed, moving, dtype, scratch)
 
 
 def input_scale_for(image_size: Sequence[int], input_size: int | None, grid_spacing: int) -> int:
@@ -280,9 +325,10 @@ class InstanceBSpline:
         self.sigma = float(sigma)
         self.history: list[float] | None = None
 
-    #: tells callers (``inference.register_pairs``) to call it under ``no_grad``, not ``inference_mode``; it works
-    #: under both, since it re-enables autograd on copies of its inputs.
+    #: the registration protocol (:mod:`~echo_utils.registration.protocol`): called under ``no_grad``, not
+    #: ``inference_mode`` (it works under both, since it re-enables autograd on copies of its inputs); float32 only
     needs_grad = True
+    inference_dtype = None
 
     def __repr__(self) -> str:
         return (
@@ -317,8 +363,8 @@ class InstanceBSpline:
             self.history = history
             return cp.detach()
 
-    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:
-        """``(N, 2, H, W)`` displacement in pixels such that ``warp(moving, u) ~ fixed``."""
+    def __call__(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """``(N, 2, H, W)`` displacement in pixels such that ``warp(moving, u) ~ fixed`` (``dtype`` ignored: float32)."""
         cp = self.control_points(fixed, moving)
         return bspline_upsample(cp, self.grid_spacing, fixed.shape[-2:])
 
@@ -331,12 +377,13 @@ class IdentityRegistration:
     pure shape interpolation between the two references.
     """
 
-    needs_grad = False
+    needs_grad = False  # the registration protocol (:mod:`~echo_utils.registration.protocol`)
+    inference_dtype = None
 
     def __repr__(self) -> str:
         return "IdentityRegistration()"
 
-    def __call__(self, fixed: Tensor, moving: Tensor) -> Tensor:
+    def __call__(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         """``(N, 2, H, W)`` zeros (pixels) on the device of ``fixed``."""
         if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
             raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")

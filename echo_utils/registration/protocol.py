@@ -67,13 +67,11 @@ class CallableRegistration:
 def as_registration(registration) -> Registration:
     """``registration`` itself when it declares the protocol, else a :class:`CallableRegistration` around it.
 
-    A callable that declares only ``needs_grad`` keeps it: :class:`~echo_utils.registration.models.InstanceBSpline`
-    and :class:`~echo_utils.registration.models.IdentityRegistration` until ``models.py`` declares the whole protocol
-    (this compatibility read is the only place an undeclared attribute is looked for).  Anything else gets the
-    defaults.  Not callable: a ``TypeError``."""
+    Every registration of the package declares the protocol; anything else gets the defaults (a callable that
+    optimises with autograd inside must declare ``needs_grad = True``).  Not callable: a ``TypeError``."""
     if isinstance(registration, Registration):
         return registration
-    return CallableRegistration(registration, needs_grad=getattr(registration, "needs_grad", False) is True)
+    return CallableRegistration(registration)
 
 
 def unwrap(registration):
