@@ -112,11 +112,29 @@ def test_exported_3d_dataset_holds_reflected_frames(model, cohort, tmp_path):
         pad = np.r_[0:k, k + T:T + 2 * k]
         if model == "3d_dense":  # the pseudo-labels reflected with their frames
             np.testing.assert_array_equal(label[pad], seq.dense[padded_sources(T, k)[pad]])
-        else:  # reflected frames copy unlabelled frames: all ignored, the manual labels appear once each
+        else:  # k <= T - 2: reflected frames copy unlabelled frames: all ignored, the manual labels appear once each
+            assert k <= T - 2
             assert np.all(label[pad] == nnunet.IGNORE_LABEL)
             assert int(np.sum(np.any(label != nnunet.IGNORE_LABEL, axis=(1, 2)))) == 2
     for seq in cohort["test"]:  # the command-line volumes are padded the same way
         assert _read(folder / "imagesTs" / f"{seq.key}_0000.nii.gz").shape[0] == seq.n_frames + 2 * k
+
+
+def test_padding_longer_than_the_sequence_folds_back_with_exact_labels(cohort, tmp_path):
+    """k > T - 2 (ci's 7 frames on 5-7 frame sequences): the mirror folds back onto ED and ES, and those copies carry
+    their manual labels (the same image, the same label); every other padded frame of 3D sparse stays ignored."""
+    cfg = _cfg(time_padding="reflect", time_padding_frames=7)
+    paths = RunPaths(tmp_path)
+    folder = nnunet.export_dataset(cfg, paths, "3d_sparse", cohort["train"], cohort["val"])
+    seq = min(cohort["train"], key=lambda s: s.n_frames)
+    label = _read(folder / "labelsTr" / f"{seq.key}.nii.gz")
+    source = padded_sources(seq.n_frames, 7)
+    assert label.shape[0] == seq.n_frames + 14 and {seq.ed, seq.es} <= set(source[:7]) | set(source[-7:])
+    for t, src in enumerate(source):
+        if src in (seq.ed, seq.es):
+            np.testing.assert_array_equal(label[t], seq.labels[src])
+        else:
+            assert np.all(label[t] == nnunet.IGNORE_LABEL)
 
 
 def test_2d_datasets_are_not_padded(cohort, tmp_path):
@@ -132,7 +150,7 @@ def test_padding_setting_is_part_of_the_dataset_key(cohort, tmp_path):
     """A dataset exported with one padding setting is never reused with another (refused, left untouched)."""
     paths = RunPaths(tmp_path)
     args = (cohort["train"], cohort["val"], [], cohort["dense"])
-    folder = nnunet.export_dataset(_cfg(), paths, "3d_dense", *args)
+    folder = nnunet.export_dataset(_cfg(time_padding="none"), paths, "3d_dense", *args)
     record = json.loads((folder / "echo_export.json").read_text())
     assert record["time_padding_frames"] == 0
     with pytest.raises(nnunet.NnUNetError, match="already holds a different dataset"):
@@ -190,8 +208,8 @@ def test_prediction_marker_records_the_padding_and_reads_old_records_as_none(coh
     assert calls == [2] and json.loads((out / "echo_predictions.json").read_text())["time_padding_frames"] == 2
     # an old record (no padding key) of an unpadded dataset is still accepted ...
     plain = RunPaths(tmp_path / "plain")
-    nnunet.export_dataset(_cfg(), plain, "3d_dense", cohort["train"], cohort["val"], [], cohort["dense"])
-    pckpt = predict.fold_folder(_cfg(), plain, "3d_dense", 0) / "checkpoint_final.pth"
+    nnunet.export_dataset(_cfg(time_padding="none"), plain, "3d_dense", cohort["train"], cohort["val"], [], cohort["dense"])
+    pckpt = predict.fold_folder(_cfg(time_padding="none"), plain, "3d_dense", 0) / "checkpoint_final.pth"
     pckpt.parent.mkdir(parents=True)
     pckpt.write_bytes(b"weights")
     key = {"model": "3d_dense", "dataset": nnunet.dataset_name(_cfg(), "3d_dense"),
@@ -201,7 +219,7 @@ def test_prediction_marker_records_the_padding_and_reads_old_records_as_none(coh
     pout = plain.predictions / "3d_dense"
     pout.mkdir(parents=True)
     (pout / "echo_predictions.json").write_text(json.dumps(key))
-    nnunet.predict_all(_cfg(), plain, "3d_dense", cohort["test"])
+    nnunet.predict_all(_cfg(time_padding="none"), plain, "3d_dense", cohort["test"])
     # ... but predictions made without padding are never reused for a padded model
     (out / "echo_predictions.json").write_text(json.dumps({**key, "dataset": nnunet.dataset_name(cfg, "3d_dense"),
                                                            "checkpoints": [nnunet.env.file_digest(ckpt)],

@@ -288,7 +288,8 @@ def export_dataset(
     3D models one case per sequence ((T, H, W) volumes with spacing (:func:`volume_time_spacing`, sy, sx); with
     ``nnunet.time_padding: reflect``, (T + 2k, H, W): ``k`` = :func:`~echo_utils.segmentation.time_padding.
     time_padding_frames` frames reflected at each end, every padded frame with the label of the frame it copies;
-    ED and ES are the end frames of a half sequence, so their manual labels are never copied). The 3D sparse labels are
+    ED and ES are the end frames of a half sequence, so their manual labels are copied only when ``k > T - 2``
+    folds the mirror back onto them). The 3D sparse labels are
     :data:`IGNORE_LABEL` on every frame but ED and ES. ``dataset.json`` holds the channel, the
     labels (plus ``ignore``), ``numTraining`` and ``file_ending``; ``splits_final.json`` (patient-wise folds) goes
     to the preprocessed folder, where nnU-Net reads it.

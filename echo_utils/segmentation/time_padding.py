@@ -17,9 +17,12 @@ point there, as the true cycle has; only the mirror is exact in its shape, not t
 
 The 3D datasets are written padded (images and training labels alike, :func:`pad_time`): every padded frame
 carries the label of the frame it copies, so a pseudo-labelled frame gives a pseudo-labelled copy and an ignored
-frame an ignored copy (the 3D sparse labels: its reflected frames are all ignored, since they copy unlabelled
-frames). The end frames themselves are not repeated, and in a half sequence they are ED and ES, so the manual
-labels are never copied: each is supervised once, as without padding, and no padded frame invents a label. Prediction
+frame an ignored copy, a manually labelled frame a copy with its manual label: no padded frame invents a label,
+and none hides one. The end frames themselves are not repeated, and in a half sequence they are ED and ES, so with
+``k <= T - 2`` (the demo: ``T >= 10``, ``k = 7``) the manual labels are never copied: each is supervised once, as
+without padding, and every reflected frame of the 3D sparse dataset is ignored. A longer padding folds back (frame
+``-(T-1)`` shows ES again, as numpy's 'reflect' does); those copies of ED and ES carry their manual labels, exact
+supervision of an exact copy, only counted twice. Prediction
 pads the input the same way and crops the ``k`` frames off the output (:func:`crop_time`) before anything is
 written, so every prediction, and every metric computed from it, has exactly the sequence's frames.
 
