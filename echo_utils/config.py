@@ -289,6 +289,27 @@ class NnUNetConfig(_Section):
     pools: Literal["thread", "process"] = Field(
         "thread", description="nnU-Net's dataset-step pools (speed only); env ECHO_NNUNET_POOLS overrides"
     )
+    time_padding: Literal["none", "reflect"] = Field(
+        "none", description="3D models only: 'reflect' pads every sequence along time by reflection (numpy "
+        "'reflect', the end frame not repeated) with time_padding_frames frames on each side, in the exported 3D "
+        "datasets (images and labels) and at prediction (cropped off before anything is written), so the network "
+        "sees temporal context past ED and ES (segmentation.time_padding); 'none': nnU-Net's zero padding (the authors)"
+    )
+    time_padding_frames: int | None = Field(
+        None, ge=1, description="frames added at each end with time_padding 'reflect'; None: half the 3D patch's "
+        "time extent (patch_3d[0] // 2), so a patch centred on ED or ES lies inside the padded sequence"
+    )
+
+    @model_validator(mode="after")
+    def _check_time_padding(self) -> "NnUNetConfig":
+        if self.time_padding == "none" and self.time_padding_frames is not None:
+            raise ValueError(f"time_padding_frames = {self.time_padding_frames} is set but time_padding is 'none': "
+                             "set time_padding: reflect, or remove time_padding_frames")
+        if self.time_padding == "reflect" and self.time_padding_frames is None and self.patch_3d is None:
+            raise ValueError("time_padding 'reflect' derives its frame count from patch_3d (half its time extent), "
+                             "but patch_3d is not set (nnU-Net plans the patch after the export): set patch_3d or "
+                             "time_padding_frames")
+        return self
 
     @field_validator("time_reference_spacing")
     @classmethod

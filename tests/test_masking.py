@@ -14,6 +14,7 @@ from echo_utils import segmentation as nnunet
 from echo_utils.config import ConfigError, load_config
 from echo_utils.rundir import RunPaths
 from echo_utils.report import masking as masking_report
+from echo_utils.segmentation.time_padding import crop_time
 from echo_utils.segmentation import masking
 from test_segmentation import toy_cohort
 
@@ -57,7 +58,9 @@ def test_export_ignores_low_confidence_pseudo_pixels_and_keeps_ed_es(tmp_path):
     assert ds["labels"]["ignore"] == nnunet.IGNORE_LABEL == max(ds["labels"].values())
     ignored = pseudo = 0
     for seq in train + val:
-        label = _read(folder / "labelsTr" / f"{seq.key}.nii.gz")
+        # the original frames (ci mirrors the 3D volumes past their ends: segmentation.time_padding)
+        label = crop_time(_read(folder / "labelsTr" / f"{seq.key}.nii.gz"),
+                          nnunet.dataset_time_padding(cfg, RunPaths(tmp_path), "3d_dense_masked"), seq.n_frames)
         for t in (seq.ed, seq.es):  # the manual frames: fully labelled, whatever their confidence says
             np.testing.assert_array_equal(label[t], seq.labels[t])
             assert (conf[seq.key][t] < 0.3).any()

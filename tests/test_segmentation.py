@@ -125,11 +125,15 @@ def test_export_3d_sparse_format_and_ignore_label(cfg, cohort, tmp_path):
     seq = cohort["train"][1]
     label = _read(folder / "labelsTr" / f"{seq.key}.nii.gz")
     image = sitk.ReadImage(str(folder / "imagesTr" / f"{seq.key}_0000.nii.gz"))
-    assert label.shape == seq.images.shape
+    k = nnunet.dataset_time_padding(cfg, paths, "3d_sparse")  # ci mirrors k frames past each end (test_time_padding)
+    assert label.shape == (seq.n_frames + 2 * k, *seq.shape)
     assert image.GetSpacing() == pytest.approx((0.5, 0.5, nnunet.volume_time_spacing(cfg, cohort["train"] + cohort["val"])))  # (x, y, time)
-    np.testing.assert_array_equal(label[seq.ed], seq.labels[seq.ed])
-    np.testing.assert_array_equal(label[seq.es], seq.labels[seq.es])
-    middle = [t for t in range(seq.n_frames) if t not in (seq.ed, seq.es)]
+    np.testing.assert_array_equal(label[k + seq.ed], seq.labels[seq.ed])
+    np.testing.assert_array_equal(label[k + seq.es], seq.labels[seq.es])
+    from echo_utils.segmentation.time_padding import padded_sources
+
+    source = padded_sources(seq.n_frames, k)  # a padded frame carries what the frame it copies carries
+    middle = [t for t in range(label.shape[0]) if source[t] not in (seq.ed, seq.es)]
     assert np.all(label[middle] == nnunet.IGNORE_LABEL)
     # nnU-Net's own integrity check passes on the published folder too
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
@@ -137,7 +141,7 @@ def test_export_3d_sparse_format_and_ignore_label(cfg, cohort, tmp_path):
     verify_dataset_integrity(str(folder), num_processes=1)
     # and so do its per-case checks run in threads, which reject a label value that is not declared
     nnunet.verify_dataset(cfg, folder, tmp_path / "verify.log")
-    bad = sitk.GetImageFromArray(np.full(seq.images.shape, 7, np.uint8))
+    bad = sitk.GetImageFromArray(np.full(label.shape, 7, np.uint8))
     bad.CopyInformation(image)
     sitk.WriteImage(bad, str(folder / "labelsTr" / f"{seq.key}.nii.gz"))
     with pytest.raises(nnunet.NnUNetError, match="integrity check failed"):

@@ -106,7 +106,8 @@ def test_time_spacing_changes_the_plan_only(tmp_path):
     ds = infer_dataset_class(str(pre))(str(pre))
     for seq in train + val:
         data, seg, _, props = ds.load_case(seq.key)
-        assert data.shape[1] == seq.n_frames and seg.shape[1] == seq.n_frames
+        k = nnunet.dataset_time_padding(cfg, paths, "3d_dense")  # frames mirrored past each end (ci: reflect)
+        assert data.shape[1] == seq.n_frames + 2 * k and seg.shape[1] == seq.n_frames + 2 * k
     table = nnunet.plans_table(cfg, paths, ["3d_dense"])
     t, y, x = cfg.nnunet.time_reference_spacing
     assert table.loc["3d_dense", "time / in-plane spacing"] == pytest.approx(t / min(y, x), rel=0.01)

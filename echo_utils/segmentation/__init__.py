@@ -13,6 +13,7 @@ module              concept
 ``env``             model names, dataset ids, the run's nnU-Net folders, pools, threads, per-model seeds
 ``export``          the raw datasets (``export_dataset``), patient-wise splits, frame roles
 ``masking``         the optional ``3d_dense_masked`` set: confidence threshold, ignored pixels
+``time_padding``    optional reflect padding of the 3D volumes along time (context past ED and ES)
 ``plans``           fingerprint, plans, the narrow CPU configuration, preprocessing, training settings
 ``trainer``         ``EchoTrainer``, the ``nnUNetTrainer`` subclass nnU-Net's command line finds by name
 ``train``           cached, resumable, seeded training; training curves and convergence verdicts
@@ -34,11 +35,11 @@ train); importing this package is cheap.
 
 from .env import (FILE_ENDING, IGNORE_LABEL, LABELS, MODELS, PLANS, SPECS, TRAINER, ModelSpec, NnUNetError,
                   configuration_name, configure_nnunet, dataset_id, dataset_name, model_seed)
-from .export import (dataset_masking, dataset_time_spacing, datasets_table, dense_pseudo_labels, export_dataset, frame_roles,
-                     make_splits, verify_dataset, volume_time_spacing)
+from .export import (dataset_masking, dataset_time_padding, dataset_time_spacing, datasets_table, dense_pseudo_labels,
+                     export_dataset, frame_roles, make_splits, verify_dataset, volume_time_spacing)
 from .plans import (REFERENCE_VOLUMES, plan_and_preprocess, plan_stages, plans_table, reference_plan,
                     small_configuration, stage_table, training_settings)
-from . import masking
+from . import masking, time_padding
 from .predict import load_prediction, load_predictor, predict_all, predict_sequence, prediction_path
 from .train import convergence, train_model, training_log
 
@@ -46,7 +47,8 @@ __all__ = [
     "MODELS", "LABELS", "IGNORE_LABEL", "PLANS", "TRAINER", "FILE_ENDING", "SPECS", "ModelSpec", "NnUNetError",
     "configure_nnunet", "dataset_id", "dataset_name", "configuration_name", "model_seed",
     "export_dataset", "datasets_table", "dense_pseudo_labels", "frame_roles", "make_splits", "verify_dataset",
-    "volume_time_spacing", "dataset_time_spacing", "dataset_masking", "masking",
+    "volume_time_spacing", "dataset_time_spacing", "dataset_time_padding", "dataset_masking", "masking",
+    "time_padding",
     "plan_and_preprocess", "plans_table", "small_configuration", "training_settings",
     "reference_plan", "stage_table", "plan_stages", "REFERENCE_VOLUMES",
     "train_model", "training_log", "convergence",

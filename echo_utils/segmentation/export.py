@@ -16,6 +16,12 @@ masked``              a threshold chosen on the validation patients as the *igno
 :func:`export_dataset` writes nnU-Net's raw format (``imagesTr``/``labelsTr``/``imagesTs``, a ``dataset.json``
 that lists every case explicitly, so nnU-Net needs no process pool to find the files), checks it with nnU-Net's
 own per-case checks and writes the patient-wise ``splits_final.json``.
+
+With ``nnunet.time_padding: reflect`` every 3D volume (training images and labels, and the ``imagesTs`` volumes)
+is padded along time by reflection, ``k`` frames at each end (:mod:`~echo_utils.segmentation.time_padding`: the
+heart before ED was filling and after ES re-expands, which the mirrored frames continue); the 2D datasets are
+untouched. The export record holds ``k`` (:func:`dataset_time_padding`), which prediction reads to pad and crop
+the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from . import masking as masking_rules
 from .env import (FILE_ENDING, IGNORE_LABEL, LABELS, ModelSpec, NnUNetError, configure_nnunet, dataset_id,
                   dataset_name, nnunet_dirs, pools, quiet, read_json, write_json, write_nifti)
 from .env import spec as _spec
+from .time_padding import pad_time, time_padding_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -52,6 +59,7 @@ __all__ = [
     "volume_time_spacing",
     "dataset_time_spacing",
     "dataset_masking",
+    "dataset_time_padding",
 ]
 
 CHANNELS = {"0": "echo"}  # any name but 'CT' selects nnU-Net's per-image z-score normalisation
@@ -129,6 +137,15 @@ def dataset_time_spacing(cfg: StudyConfig, paths: RunPaths, model: str) -> float
     return float(cfg.nnunet.time_spacing)
 
 
+def dataset_time_padding(cfg: StudyConfig, paths: RunPaths, model: str) -> int:
+    """Frames the exported dataset of ``model`` was padded with at each end of time (its export record,
+    :mod:`~echo_utils.segmentation.time_padding`); 2D models and datasets exported before it was recorded: 0."""
+    marker = nnunet_dirs(paths)["nnUNet_raw"] / dataset_name(cfg, model) / EXPORT_MARKER
+    if _spec(model).dim == 3 and marker.is_file():
+        return int(read_json(marker).get("time_padding_frames", 0))
+    return 0
+
+
 def _training_label(spec: ModelSpec, seq: "EchoSequence", dense_labels: dict | None,
                     ignore: dict | None = None) -> np.ndarray:
     """(T, H, W) uint8 training label of one sequence: dense (manual at ED/ES) or sparse (ignore elsewhere);
@@ -145,13 +162,14 @@ def _training_label(spec: ModelSpec, seq: "EchoSequence", dense_labels: dict | N
 
 
 def _training_cases(
-    spec: ModelSpec, seq: "EchoSequence", dense_labels: dict | None, ignore: dict | None = None
+    spec: ModelSpec, seq: "EchoSequence", dense_labels: dict | None, ignore: dict | None = None, pad: int = 0
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(case id, image, label) of one sequence: one case per frame (2D) or per sequence (3D)."""
+    """(case id, image, label) of one sequence: one case per frame (2D) or per sequence (3D; ``pad`` frames
+    reflected at each end of time, images and labels alike, :func:`~echo_utils.segmentation.time_padding.pad_time`)."""
     label = _training_label(spec, seq, dense_labels, ignore)
     images = np.asarray(seq.images, dtype=np.float32)
     if spec.dim == 3:
-        yield seq.key, images, label
+        yield seq.key, pad_time(images, pad), pad_time(label, pad)
         return
     frames = range(seq.n_frames) if spec.dense else sorted({seq.ed, seq.es})
     for t in frames:
@@ -267,8 +285,12 @@ def export_dataset(
     verify : run nnU-Net's integrity checks (:func:`verify_dataset`) before the folder is published.
 
     Layout: 2D models get one case per frame (``patient0001_2CH_f004``, (H, W) images with spacing (sy, sx)),
-    3D models one case per sequence ((T, H, W) volumes with spacing (:func:`volume_time_spacing`, sy, sx)). The 3D
-    sparse labels are :data:`IGNORE_LABEL` on every frame but ED and ES. ``dataset.json`` holds the channel, the
+    3D models one case per sequence ((T, H, W) volumes with spacing (:func:`volume_time_spacing`, sy, sx); with
+    ``nnunet.time_padding: reflect``, (T + 2k, H, W): ``k`` = :func:`~echo_utils.segmentation.time_padding.
+    time_padding_frames` frames reflected at each end, every padded frame with the label of the frame it copies;
+    ED and ES are the end frames of a half sequence, so their manual labels are copied only when ``k > T - 2``
+    folds the mirror back onto them). The 3D sparse labels are
+    :data:`IGNORE_LABEL` on every frame but ED and ES. ``dataset.json`` holds the channel, the
     labels (plus ``ignore``), ``numTraining`` and ``file_ending``; ``splits_final.json`` (patient-wise folds) goes
     to the preprocessed folder, where nnU-Net reads it.
 
@@ -300,8 +322,11 @@ def export_dataset(
 
     patient_splits = make_splits(cfg, train, val)
     time_spacing = volume_time_spacing(cfg, train + val) if spec.dim == 3 else float(cfg.nnunet.time_spacing)
+    pad = time_padding_frames(cfg) if spec.dim == 3 else 0
     digest = hashlib.sha256()
-    digest.update(json.dumps([spec.name, time_spacing, patient_splits, sorted(s.key for s in test)]).encode())
+    # the padding is part of the content key; unpadded datasets hash as before the key existed (still reused)
+    padding = [{"time_padding": cfg.nnunet.time_padding, "frames": pad}] if pad else []
+    digest.update(json.dumps([spec.name, time_spacing, patient_splits, sorted(s.key for s in test), *padding]).encode())
     for seq in train + val:
         digest.update(seq.key.encode() + np.asarray(seq.spacing, np.float64).tobytes())
         digest.update(np.ascontiguousarray(seq.images, np.float32).tobytes())
@@ -332,7 +357,7 @@ def export_dataset(
     case_ids = []
     for seq in train + val:
         sy, sx = (float(v) for v in seq.spacing)
-        for case, image, label in _training_cases(spec, seq, dense_labels, ignore):
+        for case, image, label in _training_cases(spec, seq, dense_labels, ignore, pad):
             spacing = (sy, sx) if spec.dim == 2 else (time_spacing, sy, sx)
             write_nifti(partial / "imagesTr" / f"{case}_0000{FILE_ENDING}", image, spacing)
             write_nifti(partial / "labelsTr" / f"{case}{FILE_ENDING}", label, spacing)
@@ -341,7 +366,7 @@ def export_dataset(
         sy, sx = (float(v) for v in seq.spacing)
         write_nifti(
             partial / "imagesTs" / f"{seq.key}_0000{FILE_ENDING}",
-            np.asarray(seq.images, np.float32),
+            pad_time(np.asarray(seq.images, np.float32), pad),
             (time_spacing, sy, sx),
         )
 
@@ -360,6 +385,7 @@ def export_dataset(
         description=f"echo pseudo-labels study, model {model}: "
         + ("one case per frame" if spec.dim == 2 else "one (T, H, W) volume per sequence, time as the first axis")
         + (f"; time spacing {time_spacing}" if spec.dim == 3 else "")
+        + (f"; {pad} frames reflected at each end of time (crop them off predictions)" if pad else "")
         + (f"; pseudo-labelled pixels of confidence < {masking['threshold']:g} ignored" if masking else ""),
         license="CC BY-NC-SA 4.0 for CAMUS-derived data; synthetic data: MIT",
         converted_by="echo_utils.segmentation.export_dataset",
@@ -372,7 +398,7 @@ def export_dataset(
     write_json(
         partial / EXPORT_MARKER,
         {"content": content, "model": model, "cases": len(case_ids), "test": len(test), "splits": patient_splits,
-         "time_spacing": time_spacing, **({"masking": masking} if masking else {})},
+         "time_spacing": time_spacing, "time_padding_frames": pad, **({"masking": masking} if masking else {})},
     )
     os.replace(partial, final)
     _write_splits(paths, cfg, model, patient_splits, final)
@@ -432,7 +458,8 @@ def verify_dataset(cfg: StudyConfig, folder: Path, log: Path) -> None:
 
 
 def datasets_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | None = None) -> "pd.DataFrame":
-    """One row per exported dataset: folder name, training cases, labels, train / val patients per fold and, when
+    """One row per exported dataset: folder name, training cases, labels, train / val patients per fold, the frames
+    reflected at each end of time (3D, ``nnunet.time_padding``; 0: none) and, when
     a confidence-masked dataset is listed, its threshold and the share of the pseudo-labelled pixels it ignores."""
     import pandas as pd
 
@@ -449,6 +476,7 @@ def datasets_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | No
             "test sequences": info["test"],
             "labels": ", ".join(read_json(folder / "dataset.json")["labels"]),
             "train / val patients": "; ".join(f"{len(f['train'])} / {len(f['val'])}" for f in info["splits"]),
+            "time padding (frames at each end)": info.get("time_padding_frames", 0),
             **({"confidence threshold": info["masking"]["threshold"],
                 "ignored (of pseudo-labelled pixels)": info["masking"]["ignored_fraction_of_pseudo"]}
                if "masking" in info else {}),

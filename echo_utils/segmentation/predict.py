@@ -4,6 +4,10 @@
 ``predict_single_npy_array``): about 2 s per sequence on CPU, against 12-16 s for ``nnUNetv2_predict``, which
 starts worker processes for every call. Predictions go to ``<run>/predictions/<model>/<patient>_<view>.nii.gz``,
 (T, H, W) uint8 aligned with the sequence, and are cached with the digest of the checkpoints that made them.
+
+A 3D model whose dataset was exported with ``nnunet.time_padding: reflect`` predicts the sequence padded the same
+way (``k`` reflected frames at each end, :mod:`~echo_utils.segmentation.time_padding`), and the ``k`` frames are
+cropped off its output before it is written: every prediction has exactly the sequence's frames.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from ..rundir import RunPaths
 from .env import (FILE_ENDING, TRAINER, NnUNetError, configuration_name, configure_nnunet, cpu_threads,
                   dataset_name, file_digest, quiet, read_json, write_json, write_nifti)
 from .checkpoint import load_checkpoint
-from .export import dataset_time_spacing
+from .export import dataset_time_padding, dataset_time_spacing
+from .time_padding import crop_time, pad_time
 from .train import fold_folder, results_folder
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,19 +80,25 @@ def load_predictor(cfg: StudyConfig, paths: RunPaths, model: str, device: str = 
     return predictor
 
 
-def predict_sequence(predictor, seq: "EchoSequence", time_spacing: float = 1.0) -> np.ndarray:
+def predict_sequence(predictor, seq: "EchoSequence", time_spacing: float = 1.0, time_padding: int = 0) -> np.ndarray:
     """Segment every frame of ``seq``: (T, H, W) uint8 label map aligned with ``seq.images``.
 
     The sequence goes in as one (1, T, H, W) volume with spacing (time_spacing, sy, sx): a 3D model slides its
     patch over the volume; a 2D model predicts it frame by frame (nnU-Net's 2D inference is slice-wise). A 3D model
     needs the time spacing its dataset was exported with (:func:`~echo_utils.segmentation.export.
-    dataset_time_spacing`): with any other, nnU-Net would resample the frames along time.
+    dataset_time_spacing`): with any other, nnU-Net would resample the frames along time. ``time_padding``: the
+    frames its dataset was padded with at each end (:func:`~echo_utils.segmentation.export.dataset_time_padding`):
+    the volume goes in as (1, T + 2k, H, W), reflected along time, and the ``k`` padded frames are cropped off the
+    output, which is (T, H, W) again.
     """
-    image = np.asarray(seq.images, np.float32)[None]
+    image = pad_time(np.asarray(seq.images, np.float32), int(time_padding))[None]
     props = {"spacing": [float(time_spacing), *(float(s) for s in seq.spacing)]}
     with quiet(Path(os.devnull)):
         seg = predictor.predict_single_npy_array(image, props, None, None, False)
     seg = np.asarray(seg).astype(np.uint8)
+    if seg.shape != image.shape[1:]:
+        raise NnUNetError(f"{seq.key}: prediction has shape {seg.shape}, its input {image.shape[1:]}")
+    seg = crop_time(seg, int(time_padding))
     if seg.shape != seq.images.shape:
         raise NnUNetError(f"{seq.key}: prediction has shape {seg.shape}, images {seq.images.shape}")
     return seg
@@ -110,8 +121,9 @@ def predict_all(
 ) -> Path:
     """Predict every frame of every sequence with ``model``; returns ``<run>/predictions/<out_name or model>``.
 
-    Predictions that exist are reused. The folder records the checkpoint it was made with; predicting into it
-    with a different model is a :class:`NnUNetError` (nothing is overwritten).
+    Predictions that exist are reused. The folder records the checkpoint it was made with (and the time spacing
+    and padding of its dataset); predicting into it with a different model is a :class:`NnUNetError` (nothing is
+    overwritten). A record written before the padding was recorded reads as padding 0.
     """
     out = Path(paths.predictions) / (out_name or model)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,10 +133,12 @@ def predict_all(
         raise NnUNetError(f"{model}: no trained model at {missing}; run train_model first")
     key = {"model": model, "dataset": dataset_name(cfg, model), "configuration": configuration_name(cfg, model),
            "checkpoints": [file_digest(c) for c in ckpts], "mirroring": cfg.nnunet.mirroring,
-           "time_spacing": dataset_time_spacing(cfg, paths, model)}
+           "time_spacing": dataset_time_spacing(cfg, paths, model),
+           "time_padding_frames": dataset_time_padding(cfg, paths, model)}
     marker = out / PREDICTION_MARKER
-    if marker.is_file() and read_json(marker) != key:
-        raise NnUNetError(f"{out} holds predictions of another model ({read_json(marker)}); "
+    old = {"time_padding_frames": 0, **read_json(marker)} if marker.is_file() else key
+    if old != key:
+        raise NnUNetError(f"{out} holds predictions of another model ({old}); "
                           "finished work is never overwritten: remove the folder yourself or use a new run directory")
     write_json(marker, key)
     todo = [s for s in sequences if not (out / f"{s.key}{FILE_ENDING}").is_file()]
@@ -132,16 +146,17 @@ def predict_all(
         return out
     predictor = load_predictor(cfg, paths, model, device)
     with cpu_threads(cfg, device):
-        _predict_into(out, predictor, todo, key["time_spacing"], progress)
+        _predict_into(out, predictor, todo, key["time_spacing"], progress, key["time_padding_frames"])
     return out
 
 
-def _predict_into(out: Path, predictor, todo: list, time_spacing: float, progress: bool) -> None:
+def _predict_into(out: Path, predictor, todo: list, time_spacing: float, progress: bool,
+                  time_padding: int = 0) -> None:
     from tqdm import tqdm
 
     for seq in tqdm(todo, desc=f"predict {out.name}", unit="seq", disable=not progress, mininterval=2.0,
                     file=sys.stderr):
-        seg = predict_sequence(predictor, seq, time_spacing)
+        seg = predict_sequence(predictor, seq, time_spacing, time_padding)
         write_nifti(out / f"{seq.key}{FILE_ENDING}", seg, (time_spacing, *map(float, seq.spacing)))
 
 
