@@ -17,7 +17,7 @@ from echo_utils.report import frame_position as fp
 from echo_utils.rundir import RunPaths
 from echo_utils.segmentation.time_padding import crop_time, pad_time, padded_sources, time_padding_frames
 
-from test_nnunet import toy_cohort, toy_sequence
+from test_segmentation import toy_cohort, toy_sequence
 
 
 def _cfg(**nnunet_overrides):

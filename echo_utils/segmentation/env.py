@@ -34,6 +34,7 @@ import numpy as np
 
 from ..artifacts.atomic import atomic_path
 from ..artifacts.atomic import write_json as _write_json
+from ..artifacts.record import KeyedRecord
 from ..config import StudyConfig
 from ..rundir import RunPaths
 from ..labels import LABEL_VALUES as LABELS  # name -> label value, as nnU-Net's dataset.json wants
@@ -202,6 +203,13 @@ def cpu_threads(cfg: StudyConfig, device: str):
 def write_json(path: Path, obj) -> None:
     """Atomic JSON write (the run directory's one writer, :func:`echo_utils.artifacts.write_json`)."""
     _write_json(path, jsonable(obj), indent=2, sort_keys=True, default=str)
+
+
+def marker_record(path: Path, what: str, field: str) -> KeyedRecord:
+    """One of our done markers beside nnU-Net's files (``echo_export.json``, ``echo_preprocess.json``) as the
+    artifact store's keyed record: the key under ``field``, written last, as :func:`write_json` writes (indent 2,
+    sorted keys: the layout of every earlier marker, which reads back unchanged)."""
+    return KeyedRecord(path, what=what, field=field, indent=2, sort_keys=True)
 
 
 def read_json(path: Path):

@@ -40,7 +40,8 @@ from ..config import StudyConfig
 from ..rundir import RunPaths
 from . import masking as masking_rules
 from .env import (FILE_ENDING, IGNORE_LABEL, LABELS, ModelSpec, NnUNetError, configure_nnunet, dataset_id,
-                  dataset_name, nnunet_dirs, pools, quiet, read_json, write_json, write_nifti)
+                  dataset_name, jsonable, marker_record, nnunet_dirs, pools, quiet, read_json, write_json,
+                  write_nifti)
 from .env import spec as _spec
 from .time_padding import pad_time, time_padding_frames
 
@@ -337,9 +338,10 @@ def export_dataset(
 
     _check_id_free(raw, dataset_id(cfg, model), name)
     final = raw / name
-    marker = final / EXPORT_MARKER
+    marker = marker_record(final / EXPORT_MARKER, f"the nnU-Net dataset {name}", "content")
     if final.exists():
-        old = read_json(marker).get("content") if marker.is_file() else None
+        stored = marker.read()
+        old = None if stored is None else stored["content"]
         if old == content:
             _write_splits(paths, cfg, model, patient_splits, final)
             return final
@@ -395,11 +397,9 @@ def export_dataset(
     )
     if verify:
         verify_dataset(cfg, partial, Path(paths.nnunet) / "logs" / f"{name}_verify.log")
-    write_json(
-        partial / EXPORT_MARKER,
+    marker_record(partial / EXPORT_MARKER, f"the nnU-Net dataset {name}", "content").write(jsonable(
         {"content": content, "model": model, "cases": len(case_ids), "test": len(test), "splits": patient_splits,
-         "time_spacing": time_spacing, "time_padding_frames": pad, **({"masking": masking} if masking else {})},
-    )
+         "time_spacing": time_spacing, "time_padding_frames": pad, **({"masking": masking} if masking else {})}))
     os.replace(partial, final)
     _write_splits(paths, cfg, model, patient_splits, final)
     return final

@@ -26,7 +26,7 @@ import numpy as np
 from ..config import NnUNetConfig, StudyConfig, config_hash
 from ..rundir import RunPaths
 from .env import (LABELS, PLANS, NnUNetError, configure_nnunet, configuration_name, dataset_id, dataset_name,
-                  jsonable, model_seed, nnunet_dirs, pools, quiet, read_json, spec, write_json)
+                  jsonable, marker_record, model_seed, nnunet_dirs, pools, quiet, read_json, spec, write_json)
 from .export import EXPORT_MARKER
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -253,11 +253,12 @@ def plan_and_preprocess(cfg: StudyConfig, paths: RunPaths, model: str) -> dict:
         raise NnUNetError(f"dataset {name} has not been exported yet ({raw_marker} missing); call export_dataset first")
     content = read_json(raw_marker)["content"]
     pfile = plans_file(cfg, paths, model)
-    marker = pfile.parent / PREPROCESS_MARKER
+    marker = marker_record(pfile.parent / PREPROCESS_MARKER, f"the preprocessed dataset {name}", "key")
     conf_name = configuration_name(cfg, model)
     key = config_hash(content, nn.configuration, nn.features_divisor, nn.patch_2d, nn.patch_3d, nn.batch_2d,
                       nn.batch_3d, nn.in_plane_size)
-    if not (marker.is_file() and read_json(marker).get("key") == key and pfile.is_file()):
+    stored = marker.read()  # another key: planned with other settings, preprocessed again
+    if not (stored is not None and stored["key"] == key and pfile.is_file()):
         log = Path(paths.nnunet) / "logs" / f"{name}_plan_and_preprocess.log"
         with quiet(log):
             small = nn.configuration == "small"
@@ -285,7 +286,7 @@ def plan_and_preprocess(cfg: StudyConfig, paths: RunPaths, model: str) -> dict:
                 preprocess_dataset(ds_id, PLANS, configurations=[conf_name], num_processes=[nn.n_proc], verbose=False)
             else:
                 _preprocess_in_threads(cfg, paths, model, conf_name)
-        write_json(marker, {"key": key, "content": content})
+        marker.write({"key": key, "content": content})
     plans = read_json(pfile)
     settings = training_settings(cfg, model)
     if plans["configurations"][conf_name].get("echo") != settings:  # the trainer's settings: no new preprocessing
