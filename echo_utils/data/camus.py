@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..labels import LABEL_NAMES as LABELS  # label value -> name (the one vocabulary)
+from ..labels import LABEL_NAMES  # label value -> name (the one vocabulary)
 from .sequence import DenseKind, EchoSequence, resize_sequence  # what every reader returns (re-exported here)
 
 # ================================================================================================================
@@ -41,7 +41,7 @@ from .sequence import DenseKind, EchoSequence, resize_sequence  # what every rea
 __all__ = [
     "EchoSequence",
     "EchoDataError",
-    "LABELS",
+    "LABEL_NAMES",
     "read_cfg",
     "frame_number",
     "detect_layout",

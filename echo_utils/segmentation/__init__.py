@@ -33,7 +33,7 @@ The modules that need torch and nnU-Net import them inside their functions, exce
 train); importing this package is cheap.
 """
 
-from .env import (FILE_ENDING, IGNORE_LABEL, LABELS, MODELS, PLANS, SPECS, TRAINER, ModelSpec, NnUNetError,
+from .env import (FILE_ENDING, IGNORE_LABEL, LABEL_VALUES, MODELS, PLANS, SPECS, TRAINER, ModelSpec, NnUNetError,
                   configuration_name, configure_nnunet, dataset_id, dataset_name, model_seed)
 from .export import (dataset_masking, dataset_time_padding, dataset_time_spacing, datasets_table, dense_pseudo_labels,
                      export_dataset, frame_roles, make_splits, verify_dataset, volume_time_spacing)
@@ -44,7 +44,7 @@ from .predict import load_prediction, load_predictor, predict_all, predict_seque
 from .train import convergence, train_model, training_log
 
 __all__ = [
-    "MODELS", "LABELS", "IGNORE_LABEL", "PLANS", "TRAINER", "FILE_ENDING", "SPECS", "ModelSpec", "NnUNetError",
+    "MODELS", "LABEL_VALUES", "IGNORE_LABEL", "PLANS", "TRAINER", "FILE_ENDING", "SPECS", "ModelSpec", "NnUNetError",
     "configure_nnunet", "dataset_id", "dataset_name", "configuration_name", "model_seed",
     "export_dataset", "datasets_table", "dense_pseudo_labels", "frame_roles", "make_splits", "verify_dataset",
     "volume_time_spacing", "dataset_time_spacing", "dataset_time_padding", "dataset_masking", "masking",

@@ -37,13 +37,13 @@ from ..artifacts.atomic import write_json as _write_json
 from ..artifacts.record import KeyedRecord
 from ..config import StudyConfig
 from ..rundir import RunPaths
-from ..labels import LABEL_VALUES as LABELS  # name -> label value, as nnU-Net's dataset.json wants
+from ..labels import LABEL_VALUES  # name -> label value, as nnU-Net's dataset.json wants
 from ..labels import ALL_MODELS, MODELS
 
 __all__ = [
     "MODELS",
     "ALL_MODELS",
-    "LABELS",
+    "LABEL_VALUES",
     "IGNORE_LABEL",
     "PLANS",
     "TRAINER",

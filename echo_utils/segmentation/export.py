@@ -39,7 +39,7 @@ import numpy as np
 from ..config import StudyConfig
 from ..rundir import RunPaths
 from . import masking as masking_rules
-from .env import (FILE_ENDING, IGNORE_LABEL, LABELS, ModelSpec, NnUNetError, configure_nnunet, dataset_id,
+from .env import (FILE_ENDING, IGNORE_LABEL, LABEL_VALUES, ModelSpec, NnUNetError, configure_nnunet, dataset_id,
                   dataset_name, jsonable, marker_record, nnunet_dirs, pools, quiet, read_json, write_json,
                   write_nifti)
 from .env import spec as _spec
@@ -88,7 +88,7 @@ def _dense_for(seq: "EchoSequence", dense_labels: dict | None) -> np.ndarray:
     dense = np.asarray(dense_labels[seq.key])
     if dense.shape != seq.images.shape:
         raise NnUNetError(f"{seq.key}: pseudo-labels have shape {dense.shape}, images {seq.images.shape}")
-    if dense.min() < 0 or dense.max() > max(LABELS.values()):
+    if dense.min() < 0 or dense.max() > max(LABEL_VALUES.values()):
         raise NnUNetError(f"{seq.key}: pseudo-label values must lie in 0..3, got {np.unique(dense)}")
     return dense
 
@@ -374,7 +374,7 @@ def export_dataset(
 
     from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 
-    labels = dict(LABELS)
+    labels = dict(LABEL_VALUES)
     if (not spec.dense and spec.dim == 3) or spec.masked:
         labels["ignore"] = IGNORE_LABEL
     generate_dataset_json(

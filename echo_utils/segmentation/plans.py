@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import NnUNetConfig, StudyConfig, config_hash
 from ..rundir import RunPaths
-from .env import (LABELS, PLANS, NnUNetError, configure_nnunet, configuration_name, dataset_id, dataset_name,
+from .env import (LABEL_VALUES, PLANS, NnUNetError, configure_nnunet, configuration_name, dataset_id, dataset_name,
                   jsonable, marker_record, model_seed, nnunet_dirs, pools, quiet, read_json, spec, write_json)
 from .export import EXPORT_MARKER
 
@@ -337,7 +337,7 @@ def _count_parameters(conf) -> int:
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     net = get_network_from_plans(conf.network_arch_class_name, conf.network_arch_init_kwargs,
-                                 conf.network_arch_init_kwargs_req_import, 1, len(LABELS), allow_init=False,
+                                 conf.network_arch_init_kwargs_req_import, 1, len(LABEL_VALUES), allow_init=False,
                                  deep_supervision=False)
     return sum(p.numel() for p in net.parameters())
 
@@ -388,7 +388,7 @@ def reference_plan(spacing: Iterable[float] | None = None, size: int | None = No
         (pre / name).mkdir(parents=True)
         ids = [f"case{i:03d}" for i in range(cases)]
         write_json(raw / name / "dataset.json", {
-            "channel_names": {"0": "echo"}, "labels": dict(LABELS), "numTraining": cases, "file_ending": ".nii.gz",
+            "channel_names": {"0": "echo"}, "labels": dict(LABEL_VALUES), "numTraining": cases, "file_ending": ".nii.gz",
             "dataset": {c: {"images": [f"imagesTr/{c}_0000.nii.gz"], "label": f"labelsTr/{c}.nii.gz"} for c in ids}})
         write_json(pre / name / "dataset_fingerprint.json", {
             "spacings": [spacing] * cases, "shapes_after_crop": [[int(t), size, size] for t in n_frames],

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import StudyConfig, config_hash
 from ..rundir import RunPaths
-from .env import (LABELS, PLANS, TRAINER, NnUNetError, configure_nnunet, configuration_name, cpu_threads,
+from .env import (LABEL_VALUES, PLANS, TRAINER, NnUNetError, configure_nnunet, configuration_name, cpu_threads,
                   dataset_name, nnunet_dirs, quiet, read_json, spec, write_json)
 from .plans import plans_file, training_settings
 
@@ -118,7 +118,7 @@ def training_log(cfg: StudyConfig, paths: RunPaths, model: str, fold: int = 0) -
 
     per_class = np.asarray(log["dice_per_class_or_region"][:n], dtype=float)
     ema = class_ema(per_class) if per_class.ndim == 2 and len(per_class) else per_class
-    for i, label in enumerate(list(LABELS)[1:]):
+    for i, label in enumerate(list(LABEL_VALUES)[1:]):
         if per_class.ndim == 2 and per_class.shape[1] > i:
             df[f"dice {label}"] = per_class[:, i]
             df[f"ema dice {label}"] = ema[:, i]
