@@ -36,7 +36,7 @@ from .config import (
     PROJECT_ROOT,
     ConfigError,
     StudyConfig,
-    _deep_merge,
+    deep_merge,
     display_path,
     load_config,
     parse_overrides,
@@ -181,7 +181,7 @@ def run_notebooks(
 
     params = resolve_params_path(params)
     extra = parse_overrides(overrides)
-    cfg = load_config(params, overrides=_deep_merge(extra, {"device": device}) if device else extra)
+    cfg = load_config(params, overrides=deep_merge(extra, {"device": device}) if device else extra)
     run_dir = _run_dir_path(cfg, run_dir)
     notebooks = discover_notebooks(only, Path(notebook_dir))
     if not notebooks:

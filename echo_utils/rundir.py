@@ -37,7 +37,7 @@ from .config import (
     PROJECT_ROOT,
     ConfigError,
     StudyConfig,
-    _deep_merge,
+    deep_merge,
     config_hash,
     display_path,
     load_config,
@@ -451,7 +451,7 @@ def load_profile(params: str | Path, overrides: object = None, device: str | Non
     """``params`` loaded and validated with ``overrides`` and, if given, ``device`` (:func:`load_config`)."""
     extra = parse_overrides(overrides)
     if device:
-        extra = _deep_merge(extra, {"device": device})
+        extra = deep_merge(extra, {"device": device})
     return load_config(params, overrides=extra)
 
 
