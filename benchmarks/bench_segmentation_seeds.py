@@ -273,6 +273,10 @@ def main(argv=None) -> dict:
         report = {
             "profile": cfg.name, "seeds": [r["seed"] for r in results], "seeds_requested": args.seeds,
             "models": models, "results": results,
+            # what the pseudo-labels and the 3D datasets came from: a result is stale when these differ from the profile
+            "settings": {"registration": cfg.registration.model_dump(mode="json", exclude={"threads"}),
+                         "pseudo_labels": cfg.pseudo_labels.model_dump(mode="json"),
+                         "nnunet": cfg.nnunet.model_dump(mode="json", exclude={"threads", "n_proc", "pools"})},
             "held_at_every_seed": held(results, "targets"),
             "comparisons_held_at_every_seed": held(results, "comparisons"),
             "fig3_ordering_held_at_every_seed": {st: all(r["fig3_ordering_holds"][st] for r in results)

@@ -319,6 +319,29 @@ _COMPARISONS = {  # issue 25: the confidence-masked 3D dense against plain 3D de
 }
 
 
+def _staleness(d: dict) -> str:
+    """A sentence when the seeds' results were measured with other registration / pseudo-label / nnU-Net settings
+    than the profile now has (or do not record theirs): the reader then knows the tables are not the book's run."""
+    params = ROOT.parent / "notebooks" / "params" / f"{d['profile']}.yaml"
+    if not params.exists():
+        return ""
+    if "settings" not in d:
+        return (" **These results do not record the settings they were measured with** (measured before the "
+                "benchmark recorded them): the profile may have changed since.")
+    from echo_utils.config import load_config
+
+    cfg = load_config(params)
+    now = {"registration": cfg.registration.model_dump(mode="json", exclude={"threads"}),
+           "pseudo_labels": cfg.pseudo_labels.model_dump(mode="json"),
+           "nnunet": cfg.nnunet.model_dump(mode="json", exclude={"threads", "n_proc", "pools"})}
+    changed = [f"{sec}.{k}" for sec, vals in now.items() for k in sorted(set(vals) | set(d["settings"].get(sec, {})))
+               if vals.get(k) != d["settings"].get(sec, {}).get(k)]
+    if not changed:
+        return ""
+    return (f" **Measured with other settings than the profile now has** ({', '.join(f'`{c}`' for c in changed)}): "
+            "rerun the benchmark to compare with the book's run.")
+
+
 def render_seeds(results: Path = RESULTS) -> str:
     """The results chapter's tables: the demo nnU-Nets at two seeds (``bench_segmentation_seeds.py``): per seed and
     model the scores; per conclusion whether it held at each seed and at every seed; the sentence that lists them."""
@@ -334,7 +357,8 @@ def render_seeds(results: Path = RESULTS) -> str:
         f"{', '.join(str(s) for s in d['seeds'])} ({mach['cpus']} CPU cores, {mach['threads']} torch "
         f"thread(s) per training, {at_once} training(s) at once{load}). A model missing from a seed was not trained "
         "there within the session's budget."
-        + (f" Seed(s) {', '.join(map(str, unfinished))} were requested but not finished." if unfinished else ""),
+        + (f" Seed(s) {', '.join(map(str, unfinished))} were requested but not finished." if unfinished else "")
+        + _staleness(d),
         "",
         "| seed | model | verdict | epochs | EMA val. Dice LV / MYO / LA | train s | LV Dice ED / ES | MYO Dice ED / ES | LA Dice ED / ES | "
         "EF MAE (points) | EF missing | median Eq. 2 LV / MYO / LA | median even/odd amplitude LV / MYO (px) |",
