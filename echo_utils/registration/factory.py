@@ -52,7 +52,7 @@ def registration_from_config(
     exclude_patients : for ``'dlir'`` only: patients never trained or validated on
         (``echo_utils.data.study.registration_exclusions``: the TED patients on the paper profile).
     monitor : for ``'dlir'`` only: extra columns logged at every validation
-        (:func:`echo_utils.registration.evidence.training_monitor`: the end-point error on the phantom).
+        (:func:`echo_utils.study.stages.training_monitor`: the end-point error on the phantom).
 
     Returns
     -------
