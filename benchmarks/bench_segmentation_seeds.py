@@ -100,7 +100,7 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
     cfg = load_config(params, overrides={"nnunet": {"seed": seed, "models": list(models or default_models(params))}})
     nn = cfg.nnunet
     paths = RunPaths(_seed_run(base, seed, load_config(params).nnunet.seed))
-    tr, val, test = (study.load_study(cfg, paths, s) for s in ("train", "val", "test"))
+    tr, val, test = (study.load_split(cfg, paths, s) for s in ("train", "val", "test"))
     if train:
         dense = segmentation.dense_pseudo_labels(cfg, paths, tr + val)
         for model in nn.models:

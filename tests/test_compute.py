@@ -290,7 +290,7 @@ def test_ci_jobs_local_equal_inline(tmp_path):
     from echo_utils import pseudolabels, registration
     from echo_utils.data import study
 
-    train, val = study.load_study(cfg, runs["local"], "train"), study.load_study(cfg, runs["local"], "val")
+    train, val = study.load_split(cfg, runs["local"], "train"), study.load_split(cfg, runs["local"], "val")
     dlir = registration.registration_from_config("dlir", cfg.registration, train=train, val=val,
                                                  run_dir=runs["local"].registration, device="cpu")
     before = {p: p.stat().st_mtime_ns for p in (b / "pseudo_labels").rglob("*.nii.gz")}

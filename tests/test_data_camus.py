@@ -298,6 +298,6 @@ def test_public_names_stay_importable():
     for name in ("EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence"):
         assert getattr(public_camus, name) is getattr(camus, name)
     assert hasattr(camus, "read_ted_map") and not hasattr(public_camus, "read_ted_map")
-    for name in ("load_study", "iter_study", "study_split", "study_sequences", "study_root"):
+    for name in ("load_split", "iter_split", "study_split", "study_sequences", "study_root"):
         assert not hasattr(public_camus, name)
     assert phantom.make_cohort is phantom_cohort.make_cohort

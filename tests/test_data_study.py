@@ -29,7 +29,7 @@ from echo_utils.report import cohort
 # --- cohort and split ---------------------------------------------------------------------------------------------
 
 
-def test_load_study_synthetic(tmp_path):
+def test_load_split_synthetic(tmp_path):
     cfg = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48}})
     paths = RunPaths(tmp_path / "run")
     split = study.study_split(cfg, paths)
@@ -78,7 +78,7 @@ def test_read_sequences_reads_only_the_given_keys_and_names_a_missing_folder(tmp
         next(lazy)  # checked before the first sequence is read
 
 
-def test_load_study_camus_env_and_seeded_split(tmp_path, monkeypatch):
+def test_load_split_camus_env_and_seeded_split(tmp_path, monkeypatch):
     def cfg_for(**data):
         return load_config("notebooks/params/ci.yaml", {"data": {"source": "camus", "root": "${CAMUS_ROOT}",
                                                                  "test_fraction": 0.1, "val_fraction": 0.0,
