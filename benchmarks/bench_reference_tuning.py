@@ -83,8 +83,8 @@ def _configured(rc, method: str, setting: dict):
 
 def run(params: Path, work: Path, n_step: int, n_ed_es: int, seed: int, grids: dict) -> dict:
     from echo_utils.config import config_hash, load_config
-    from echo_utils.data.study import load_split
-    from echo_utils.data.study import study_root, study_split
+    from echo_utils.data.cohort import load_split
+    from echo_utils.data.cohort import study_root, study_split
     from echo_utils.registration import IdentityRegistration, elastix_available, registration_from_config
     from echo_utils.registration.evidence import choose_setting, phantom_pairs
     from echo_utils.rundir import open_run

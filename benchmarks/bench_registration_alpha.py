@@ -36,8 +36,8 @@ SWEEP = (1 / 16, 16.0, 64.0, 256.0, 1024.0, 2048.0, 4096.0, 16384.0)
 
 def run_seed(seed: int, params: Path, work: Path, n_seq: int, sweep) -> dict:
     from echo_utils.config import config_hash, load_config
-    from echo_utils.data.study import load_split
-    from echo_utils.data.study import study_root
+    from echo_utils.data.cohort import load_split
+    from echo_utils.data.cohort import study_root
     from echo_utils.registration import IdentityRegistration, registration_from_config
     from echo_utils.registration.evidence import endpoint_error, phantom_pairs
     from echo_utils.rundir import open_run

@@ -62,8 +62,8 @@ BASE = {"lr": 3e-3, "alpha": 16384.0, "alpha_reference_size": 512, "batch_size":
 
 def run(variant: str, seed: int, params: Path, work: Path, base: dict, threads: int) -> dict:
     from echo_utils.config import config_hash, load_config
-    from echo_utils.data.study import load_split
-    from echo_utils.data.study import study_root
+    from echo_utils.data.cohort import load_split
+    from echo_utils.data.cohort import study_root
     from echo_utils.registration import register
     from echo_utils.registration.evidence import phantom_pairs
     from echo_utils.registration.train import load_training_log, train_registration
