@@ -36,15 +36,15 @@ SWEEP = (1 / 16, 16.0, 64.0, 256.0, 1024.0, 2048.0, 4096.0, 16384.0)
 
 def run_seed(seed: int, params: Path, work: Path, n_seq: int, sweep) -> dict:
     from echo_utils.config import config_hash, load_config
-    from echo_utils.data.study import load_study as load_split
-    from echo_utils.data.study import study_root
+    from echo_utils.data.cohort import load_split
+    from echo_utils.data.cohort import study_root
     from echo_utils.registration import IdentityRegistration, registration_from_config
     from echo_utils.registration.evidence import endpoint_error, phantom_pairs
-    from echo_utils.rundir import load_study
+    from echo_utils.rundir import open_run
 
     probe = load_config(params, {"data": {"seed": seed}})
     run_dir = work / f"data{seed}-{config_hash(probe.data.model_dump(mode='json'))}"
-    cfg, paths = load_study(params, {"data": {"seed": seed}}, run_dir, "cpu", create=True)
+    cfg, paths = open_run(params, {"data": {"seed": seed}}, run_dir, "cpu", create=True)
     train = load_split(cfg, paths, "train")[:n_seq]
     root = study_root(cfg, paths, generate=False)
     size = train[0].shape[0]

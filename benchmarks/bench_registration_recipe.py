@@ -62,18 +62,18 @@ BASE = {"lr": 3e-3, "alpha": 16384.0, "alpha_reference_size": 512, "batch_size":
 
 def run(variant: str, seed: int, params: Path, work: Path, base: dict, threads: int) -> dict:
     from echo_utils.config import config_hash, load_config
-    from echo_utils.data.study import load_study as load_split
-    from echo_utils.data.study import study_root
+    from echo_utils.data.cohort import load_split
+    from echo_utils.data.cohort import study_root
     from echo_utils.registration import register
     from echo_utils.registration.evidence import phantom_pairs
     from echo_utils.registration.train import load_training_log, train_registration
-    from echo_utils.rundir import load_study
+    from echo_utils.rundir import open_run
 
     reg_over = {**({} if variant in DEMO_VARIANTS else base), **VARIANTS[variant], "threads": threads}
     # one run folder (cohort) per data seed, shared by the variants: the registration cache is keyed by its settings
     probe = load_config(params, {"data": {"seed": seed}})
     run_dir = work / f"data{seed}-{config_hash(probe.data.model_dump(mode='json'))}"
-    _, paths = load_study(params, {"data": {"seed": seed}}, run_dir, "cpu", create=True)
+    _, paths = open_run(params, {"data": {"seed": seed}}, run_dir, "cpu", create=True)
     cfg = load_config(params, {"data": {"seed": seed}, "registration": reg_over})
     train, val = (load_split(cfg, paths, s) for s in ("train", "val"))
     root = study_root(cfg, paths, generate=False)

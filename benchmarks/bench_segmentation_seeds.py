@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from echo_utils import compute, segmentation  # noqa: E402
 from echo_utils.config import load_config  # noqa: E402
-from echo_utils.data import study  # noqa: E402
+from echo_utils.data import cohort as cohort_data  # noqa: E402
 from echo_utils.labels import MODELS, OPTIONAL_MODELS  # noqa: E402
 from echo_utils.report import smoothness, tables  # noqa: E402
 from echo_utils.rundir import RunPaths  # noqa: E402
@@ -100,7 +100,7 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
     cfg = load_config(params, overrides={"nnunet": {"seed": seed, "models": list(models or default_models(params))}})
     nn = cfg.nnunet
     paths = RunPaths(_seed_run(base, seed, load_config(params).nnunet.seed))
-    tr, val, test = (study.load_study(cfg, paths, s) for s in ("train", "val", "test"))
+    tr, val, test = (cohort_data.load_split(cfg, paths, s) for s in ("train", "val", "test"))
     if train:
         dense = segmentation.dense_pseudo_labels(cfg, paths, tr + val)
         for model in nn.models:

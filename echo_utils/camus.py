@@ -2,7 +2,7 @@
 
 Only the contract names live here (``EchoSequence``, ``load_sequence``, ``load_ted_sequence``, ``iter_sequences``,
 ``resize_sequence``). The readers are :mod:`echo_utils.data.camus` (every other name: layouts, split files, the
-TED -> CAMUS map, ``EchoDataError``); the study's cohort, split and selections are :mod:`echo_utils.data.study`.
+TED -> CAMUS map, ``EchoDataError``); the study's cohort, split and selections are :mod:`echo_utils.data.cohort`.
 Nothing inside ``echo_utils`` imports this module.
 """
 

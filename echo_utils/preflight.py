@@ -10,7 +10,7 @@ and ``run.json`` checks. Nothing is written and no image is read:
   ``data.ted_map`` file), found by :mod:`echo_utils.data.camus`'s own layout detection: patient folders, and
   the files of each view in the first one;
 * the split leaves at least one patient for training and testing, and for validation when ``data.val_fraction``
-  asks for one: computed as the run will compute it (:func:`echo_utils.data.study.study_split` without writing;
+  asks for one: computed as the run will compute it (:func:`echo_utils.data.cohort.study_split` without writing;
   for a synthetic cohort not generated yet, from ``data.n_patients``).
 
 Each problem is a :class:`PreflightError` (a :class:`~echo_utils.config.ConfigError`: the runner prints it as one
@@ -46,7 +46,7 @@ def check_data(cfg: StudyConfig, run_dir: str | Path) -> None:
     """The data roots of the profile exist and hold a CAMUS / TED layout (a missing synthetic cohort is fine: the
     run generates it)."""
     from .data.camus import EchoDataError, detect_layout, list_patients
-    from .data.study import study_root
+    from .data.cohort import study_root
     from .rundir import RunPaths
 
     def first_patient_reads(root: Path, views) -> None:
@@ -60,7 +60,7 @@ def check_data(cfg: StudyConfig, run_dir: str | Path) -> None:
             root = study_root(cfg, RunPaths(run_dir), generate=False)
             first_patient_reads(root, ("4CH",) if d.source == "ted" else d.views)
         if d.source == "camus" and d.ted_root:
-            from .data.study import _expand
+            from .data.cohort import _expand
 
             first_patient_reads(_expand(d.ted_root, "ted_root"), ("4CH",))
         if d.ted_map and not Path(d.ted_map).is_file():
@@ -74,7 +74,7 @@ def check_split(cfg: StudyConfig, run_dir: str | Path) -> dict[str, int]:
     split while ``data.val_fraction`` > 0, is a :class:`PreflightError`."""
     from .data.camus import EchoDataError
     from .data.split import split_patients
-    from .data.study import study_split
+    from .data.cohort import study_split
     from .rundir import RunPaths
 
     d = cfg.data

@@ -43,7 +43,7 @@ from .config import (
     resolve_params_path,
 )
 from .preflight import preflight
-from .rundir import RunLock, RunPaths, _run_dir_path, _set_items, check_settings, load_study, resume_command
+from .rundir import RunLock, RunPaths, _set_items, check_settings, open_run, resume_command, run_dir_path
 
 __all__ = [
     "NotebookFailed",
@@ -120,10 +120,10 @@ def setup_notebook(
         :func:`echo_utils.config.parse_overrides` accepts.
     create : create a missing run directory (notebook 01) or require it (later notebooks).
 
-    Raises what :func:`echo_utils.rundir.load_study` raises: a bad profile, a run directory made with other
+    Raises what :func:`echo_utils.rundir.open_run` raises: a bad profile, a run directory made with other
     settings, or one locked by another runner, before anything is written.
     """
-    cfg, paths = load_study(params, overrides, run_dir, device, create=create)
+    cfg, paths = open_run(params, overrides, run_dir, device, create=create)
     seed_everything(cfg.seed)
     from .report.widgets import setup_plotly
 
@@ -182,7 +182,7 @@ def run_notebooks(
     params = resolve_params_path(params)
     extra = parse_overrides(overrides)
     cfg = load_config(params, overrides=deep_merge(extra, {"device": device}) if device else extra)
-    run_dir = _run_dir_path(cfg, run_dir)
+    run_dir = run_dir_path(cfg, run_dir)
     notebooks = discover_notebooks(only, Path(notebook_dir))
     if not notebooks:
         raise ConfigError(f"no NN_*.ipynb notebooks in {display_path(notebook_dir)}")

@@ -67,7 +67,6 @@ __all__ = [
     "open_run",
     "load_profile",
     "open_run_dir",
-    "load_study",
     "resume_command",
 ]
 
@@ -375,9 +374,6 @@ def run_dir_path(cfg: StudyConfig, run_dir: str | Path | None = None) -> Path:
     return path.expanduser().resolve()
 
 
-_run_dir_path = run_dir_path  # its earlier private name (echo_utils.run imports it)
-
-
 class RunPaths:
     """The sub-folders of a run directory that the notebooks exchange (the data flow in the reproducibility chapter)."""
 
@@ -475,11 +471,6 @@ def open_run_dir(
     check_settings(paths.root, cfg, record=True, params=resolve_params_path(params),
                    overrides=parse_overrides(overrides))
     return paths
-
-
-#: the previous name of :func:`open_run`, for ``run.setup_notebook`` until it calls ``open_run`` (the data set's
-#: ``load_study`` is ``echo_utils.data.study.load_split`` now: the two were different functions of one name)
-load_study = open_run
 
 
 def _set_items(tree: dict, prefix: str = "") -> list[str]:

@@ -288,9 +288,9 @@ def test_ci_jobs_local_equal_inline(tmp_path):
     assert len(label_files) == 3 * n_seqs
     # notebook 03's own call reads the jobs' cache back (same registration fingerprint, nothing recomputed)
     from echo_utils import pseudolabels, registration
-    from echo_utils.data import study
+    from echo_utils.data import cohort as cohort_data
 
-    train, val = study.load_study(cfg, runs["local"], "train"), study.load_study(cfg, runs["local"], "val")
+    train, val = cohort_data.load_split(cfg, runs["local"], "train"), cohort_data.load_split(cfg, runs["local"], "val")
     dlir = registration.registration_from_config("dlir", cfg.registration, train=train, val=val,
                                                  run_dir=runs["local"].registration, device="cpu")
     before = {p: p.stat().st_mtime_ns for p in (b / "pseudo_labels").rglob("*.nii.gz")}
@@ -316,13 +316,13 @@ def test_compute_section_never_a_settings_mismatch():
 def test_study_jobs_stable_names_and_keys(tmp_path):
     """The ci study's jobs: one per shard / (model, fold) / prediction set; names and keys do not depend on the
     backend, keys follow the settings the work depends on."""
-    from echo_utils.data import study
+    from echo_utils.data import cohort as cohort_data
 
     over = {"data": {"root": str(tmp_path / "cohort")}, "compute": {"shard_size": 3}}
     cfg = load_config(PARAMS / "ci.yaml", over)
     paths = RunPaths(tmp_path / "run")
     stages = compute.study_jobs(cfg, paths, "cpu")
-    n_seqs = len(study.study_sequences(cfg, paths, "train")) + len(study.study_sequences(cfg, paths, "val"))
+    n_seqs = len(cohort_data.study_sequences(cfg, paths, "train")) + len(cohort_data.study_sequences(cfg, paths, "val"))
     shards = stages[1]
     assert len(shards) == -(-n_seqs // 3) and [j.name for j in shards][0] == "pseudo-labels-dlir-000"
     assert sum(len(j.kwargs["keys"]) for j in shards) == n_seqs

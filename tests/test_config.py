@@ -17,7 +17,7 @@ from echo_utils.config import (
     parse_overrides,
     resolve_params_path,
 )
-from echo_utils.rundir import RunPaths, load_study, resolve_run_dir
+from echo_utils.rundir import RunPaths, open_run, resolve_run_dir
 
 PARAMS = Path(__file__).resolve().parent.parent / "notebooks" / "params"
 
@@ -244,17 +244,17 @@ def test_display_path_is_project_relative(tmp_path):
     assert display_path(tmp_path / "x") == str(tmp_path.resolve() / "x")
 
 
-def test_load_study_records_and_checks_the_run_settings(tmp_path):
-    cfg, paths = load_study(PARAMS / "ci.yaml", ["registration.alpha=0"], tmp_path / "run")
+def test_open_run_records_and_checks_the_run_settings(tmp_path):
+    cfg, paths = open_run(PARAMS / "ci.yaml", ["registration.alpha=0"], tmp_path / "run")
     record = json.loads((paths.root / "run.json").read_text())
     assert record["profile"] == cfg.model_dump(mode="json") and record["overrides"] == {"registration": {"alpha": 0}}
-    again, _ = load_study(PARAMS / "ci.yaml", {"registration": {"alpha": 0}}, tmp_path / "run", create=False)
+    again, _ = open_run(PARAMS / "ci.yaml", {"registration": {"alpha": 0}}, tmp_path / "run", create=False)
     assert again == cfg
     # speed-only keys may differ; a setting may not, and the refusal changes nothing
-    load_study(PARAMS / "ci.yaml", ["registration.alpha=0", "nnunet.threads=2"], tmp_path / "run")
+    open_run(PARAMS / "ci.yaml", ["registration.alpha=0", "nnunet.threads=2"], tmp_path / "run")
     before = (paths.root / "run.json").stat().st_mtime_ns
     with pytest.raises(ConfigError) as e:
-        load_study(PARAMS / "ci.yaml", ["data.n_patients=8"], tmp_path / "run")
+        open_run(PARAMS / "ci.yaml", ["data.n_patients=8"], tmp_path / "run")
     msg = str(e.value)
     assert "registration.alpha: 0.0 there, 1.0 now" in msg and "data.n_patients: 6 there, 8 now" in msg
     assert "--run-dir" in msg and (paths.root / "run.json").stat().st_mtime_ns == before

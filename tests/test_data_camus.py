@@ -3,7 +3,7 @@ spacing), read back.
 
 The fixture writers (:mod:`echo_fixtures`) use nibabel / SimpleITK directly, not the phantom's writer, so that a
 wrong axis order in the reader cannot be hidden by the same mistake in the writer.  The study's cohort, split and
-selections are tested in ``test_data_study.py``; the paper protocol on CAMUS + TED in ``test_paper_protocol.py``.
+selections are tested in ``test_data_cohort.py``; the paper protocol on CAMUS + TED in ``test_paper_protocol.py``.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def test_no_partial_dataset(tmp_path):
 
 def test_public_names_stay_importable():
     """The readers live in echo_utils.data; echo_utils.camus and echo_utils.phantom re-export the contract's objects
-    (DESIGN.md), not the study's selections, which are echo_utils.data.study's alone."""
+    (DESIGN.md), not the study's selections, which are echo_utils.data.cohort's alone."""
     from echo_utils import camus as public_camus
     from echo_utils import phantom
     from echo_utils.data import phantom_cohort
@@ -298,6 +298,6 @@ def test_public_names_stay_importable():
     for name in ("EchoSequence", "load_sequence", "load_ted_sequence", "iter_sequences", "resize_sequence"):
         assert getattr(public_camus, name) is getattr(camus, name)
     assert hasattr(camus, "read_ted_map") and not hasattr(public_camus, "read_ted_map")
-    for name in ("load_study", "iter_study", "study_split", "study_sequences", "study_root"):
+    for name in ("load_split", "iter_split", "study_split", "study_sequences", "study_root"):
         assert not hasattr(public_camus, name)
     assert phantom.make_cohort is phantom_cohort.make_cohort

@@ -22,7 +22,7 @@ import echo_utils.registration.train as reg_train
 from echo_utils import fusion, registration
 from echo_utils.config import load_config
 from echo_utils.rundir import RunPaths
-from echo_utils.data import study
+from echo_utils.data import cohort as cohort_data
 from echo_utils.report import cohort, fig2
 
 TINY = {  # the paper's registration at a test's scale (64x64 images, 4x4 control cells, a few iterations)
@@ -53,10 +53,10 @@ def test_paper_protocol_end_to_end(paper, monkeypatch):
     ted_camus = {c for c, _ in PAPER_TED.values() if c}  # patient0002, patient0004, patient0005
 
     # --- data selection and exclusion (notebook 02) ---
-    train = study.load_split(cfg, paths, "train")
-    val = study.load_split(cfg, paths, "val")
+    train = cohort_data.load_split(cfg, paths, "train")
+    val = cohort_data.load_split(cfg, paths, "val")
     assert ted_camus <= {s.patient for s in train}  # the TED patients are CAMUS training patients ...
-    exclude = study.registration_exclusions(cfg, paths)
+    exclude = cohort_data.registration_exclusions(cfg, paths)
     assert ted_camus <= set(exclude)  # ... and are left out
 
     seen: set[str] = set()
@@ -83,12 +83,12 @@ def test_paper_protocol_end_to_end(paper, monkeypatch):
     # --- evaluation selection and the disjointness check on CAMUS ids (notebook 03) ---
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ev = study.evaluation_sequences(cfg, paths)
+        ev = cohort_data.evaluation_sequences(cfg, paths)
     assert any("patient019" in str(w.message) for w in caught)  # the unmapped TED patient is counted, not used
     assert {s.patient for s in ev} == ted_camus and all(s.view == "4CH" for s in ev)
-    study.check_unseen(train + val, ev, exclude)
-    with pytest.raises(study.EchoDataError, match="in the registration's training data"):
-        study.check_unseen(train + val, ev)  # the control: without the exclusions the check fires
+    cohort_data.check_unseen(train + val, ev, exclude)
+    with pytest.raises(cohort_data.EchoDataError, match="in the registration's training data"):
+        cohort_data.check_unseen(train + val, ev)  # the control: without the exclusions the check fires
     assert int((cohort.frame_matching(ev)["match"] == "phase").sum()) == 1
 
     # --- pseudo-labels with the paper's fusion and the Fig. 2 scores ---

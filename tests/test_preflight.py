@@ -130,7 +130,7 @@ def test_read_only_run_directory_is_one_line_from_check_and_runner(tmp_path, cap
     with pytest.raises(RunDirNotWritable):  # the settings record
         rundir.check_settings(run, load_config(ci_params), record=True)
     with pytest.raises(RunDirNotWritable, match="read-only file system"):  # a notebook opened by hand
-        rundir.load_study(ci_params, run_dir=run)
+        rundir.open_run(ci_params, run_dir=run)
     assert list(run.iterdir()) == []
 
 

@@ -1,16 +1,16 @@
 """Tests of :mod:`echo_utils.report.cohort`: what notebooks 01 and 03 show of the cohort (the TED pairing from the
 ``cfg`` files, the one-pass overview with its biplane EF, the sin² law in one sentence); the frame matching is
-checked with the evaluation sequences it describes in ``test_data_study.py``."""
+checked with the evaluation sequences it describes in ``test_data_cohort.py``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from echo_fixtures import PAPER_T
-from test_data_study import _paper_cfg
+from test_data_cohort import _paper_cfg
 
 from echo_utils.config import load_config
-from echo_utils.data import study
+from echo_utils.data import cohort as cohort_data
 from echo_utils.report import cohort
 from echo_utils.rundir import RunPaths
 
@@ -36,7 +36,7 @@ def test_cohort_overview_biplane_ef(tmp_path):
     assert all({s.view for s in seqs} == {"2CH", "4CH"} for seqs in ov.examples.values())
     areas = ov.curves[0][2][1]
     key = ov.curves[0][0]
-    seq = next(s for s in study.load_split(cfg, paths, "all") if s.key == key)
+    seq = next(s for s in cohort_data.load_split(cfg, paths, "all") if s.key == key)
     np.testing.assert_allclose(areas, (seq.dense == 1).sum(axis=(1, 2)) * np.prod(seq.spacing) / 100.0)
 
 

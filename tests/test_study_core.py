@@ -9,7 +9,7 @@ import pytest
 
 from echo_utils import compute
 from echo_utils.config import load_config
-from echo_utils.data import study as cohort_data
+from echo_utils.data import cohort as cohort_data
 from echo_utils.rundir import RunPaths
 from echo_utils.study import Study, open_study, stages
 

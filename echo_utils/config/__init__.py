@@ -17,7 +17,7 @@ way. Types are strict (``true`` is not an int, ``"1.0"`` is not a float). A few 
 0.0
 
 The run directory (``runs/<profile>/`` by default) holds everything a run writes; it is
-:mod:`echo_utils.rundir`'s (``resolve_run_dir``, ``RunPaths``, and ``load_study``, the one call a notebook makes:
+:mod:`echo_utils.rundir`'s (``resolve_run_dir``, ``RunPaths``, and ``open_run``, the one call a notebook makes:
 profile + overrides + run directory, checked against the run's recorded settings).
 
 The package: :mod:`~echo_utils.config.schema` (the sections and their checks), :mod:`~echo_utils.config.load`

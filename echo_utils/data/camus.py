@@ -13,7 +13,7 @@ The sequence itself, :class:`EchoSequence`, and :func:`resize_sequence` are in :
 (re-exported here).  Single files: :func:`load_sequence` (layout detected from the files present), :func:`load_ted_sequence`.
 Whole data sets: :func:`list_patients`, :func:`iter_sequences`, :func:`read_split`.  The TED -> CAMUS patient
 mapping: :func:`read_ted_map` (the authors' ``data/ted2camus.csv``, shipped with the package).  The study's cohort,
-splits and selections from a profile are in :mod:`echo_utils.data.study`.
+splits and selections from a profile are in :mod:`echo_utils.data.cohort`.
 
 Every problem is an :class:`EchoDataError` naming the file and the problem; a dataset with one bad file raises
 instead of returning part of the data.  Reference labels are checked on read: values in {0, 1, 2, 3}, and an LV

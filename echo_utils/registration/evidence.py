@@ -19,7 +19,7 @@ from ..artifacts import files
 from .inference import register
 
 __all__ = ["PAIR_KINDS", "five_way", "phantom_pairs", "pair_epe", "endpoint_error", "phantom_epe",
-           "gain_over_identity", "epe_monitor", "training_monitor", "control_point_variation",
+           "gain_over_identity", "epe_monitor", "control_point_variation",
            "NetworkCheck", "network_check", "training_check", "choose_setting", "yardstick",
            "REFERENCES", "registration_comparison", "comparison_summary",
            "load_comparison", "summary_yardstick", "pair_seconds"]
@@ -167,16 +167,6 @@ def epe_monitor(root: str | Path, sequences: Sequence, kind: str = "step", *, pr
     return monitor
 
 
-def training_monitor(cfg, paths, val: Sequence) -> Callable | None:
-    """The monitor the study trains with: :func:`epe_monitor` on the validation sequences for the synthetic cohort
-    (whose motion is known exactly), ``None`` for real data."""
-    if cfg.data.source != "synthetic" or not val:
-        return None
-    from ..data.study import study_root
-
-    return epe_monitor(study_root(cfg, paths, generate=False), val, "step")
-
-
 def control_point_variation(registration, fixed: np.ndarray, moving: np.ndarray, *, batch_size: int = 64) -> dict:
     """:func:`~echo_utils.registration.train.field_variation` of ``registration``'s control points on the pairs
     ``fixed``, ``moving`` (``(N, H, W)`` arrays, e.g. :func:`phantom_pairs`' test pairs)."""
@@ -239,7 +229,7 @@ def network_check(field_variation: float | None, epe: float | None = None, ident
 def training_check(model) -> NetworkCheck:
     """:func:`network_check` of a trained network from its own record: the field variation of its kept weights
     across the validation pairs (``model.field_variation``) and, when the log has the phantom monitor's columns
-    (:func:`training_monitor`), its validation end-point error at the kept iteration against the identity's."""
+    (:func:`epe_monitor`), its validation end-point error at the kept iteration against the identity's."""
     from .train import load_training_log
 
     epe = ident = None

@@ -2,7 +2,7 @@
 cohort and the distance of its motion from the sin² law of the Eq. 1 weights.
 
 The cohort itself (profile -> data set root, split, sequences, the TED -> CAMUS mapping) is chosen in
-:mod:`echo_utils.data.study`; this module only tabulates and summarises it for a reader.
+:mod:`echo_utils.data.cohort`; this module only tabulates and summarises it for a reader.
 
 * :func:`ted_pairing`: the TED patients of a profile and their CAMUS counterparts, from the ``cfg`` files alone;
 * :func:`frame_matching`: how each TED evaluation sequence's frames were matched to its CAMUS half-sequence;
@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import metrics
 from ..data.camus import EchoSequence, frame_number, list_patients, read_cfg
-from ..data.study import _expand, iter_split, study_root, study_split, ted_pairs, uses_ted
+from ..data.cohort import _expand, iter_split, study_root, study_split, ted_pairs, uses_ted
 
 __all__ = ["ted_pairing", "frame_matching", "CohortOverview", "cohort_overview", "sin2_law_statement"]
 
@@ -43,7 +43,7 @@ def ted_pairing(cfg, paths) -> pd.DataFrame:
     One row per TED patient: ``ted``, ``camus`` (``None`` without a mapping), ``camus_split`` (``train``, ``val``,
     ``test`` or ``None``), ``ted_frames`` and ``camus_frames`` (ED...ES inclusive, from the ``_4CH_info.cfg`` and
     ``Info_4CH.cfg`` files), ``match`` (``'exact'``, ``'phase'`` when the counts differ, or ``'unmapped'``).  Empty
-    when the profile does not use TED (:func:`~echo_utils.data.study.registration_exclusions` is then empty too).
+    when the profile does not use TED (:func:`~echo_utils.data.cohort.registration_exclusions` is then empty too).
     """
     cols = ["ted", "camus", "camus_split", "ted_frames", "camus_frames", "match"]
     if not uses_ted(cfg.data):
@@ -87,7 +87,7 @@ class CohortOverview:
 
 
 def cohort_overview(cfg, paths, split: str = "all") -> CohortOverview:
-    """Read the study's sequences once (:func:`~echo_utils.data.study.iter_split`) and keep what
+    """Read the study's sequences once (:func:`~echo_utils.data.cohort.iter_split`) and keep what
     :class:`CohortOverview` describes.
 
     Each patient's views are held only until its volumes are measured, so memory stays at a few sequences.

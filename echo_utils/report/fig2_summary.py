@@ -73,7 +73,7 @@ def load_fig2(cfg, paths) -> tuple[pd.DataFrame | None, pd.DataFrame | None, lis
     (:func:`nnunet_fig2_scores`). ``videos`` is :func:`fig2_videos` output; ``notes`` say what is missing. Returns
     ``(None, None, notes)`` when notebook 03 has not run. Predicts nothing.
     """
-    from ..data.study import evaluation_sequences
+    from ..data.cohort import evaluation_sequences
 
     score_file = paths.metrics / "pseudo_label_scores.csv"
     if not score_file.is_file():

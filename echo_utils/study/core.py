@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import StudyConfig
-from ..data import study as cohort_data
+from ..data import cohort as cohort_data
 from ..data.camus import EchoSequence, list_patients
 from ..rundir import RunPaths, open_run
 
@@ -40,7 +40,7 @@ class Cohort:
     Attributes
     ----------
     root : the data set root (the synthetic cohort, generated there on resolution, or CAMUS / TED on disk).
-    split : ``{'train', 'val', 'test'}`` -> sorted patient ids (:func:`echo_utils.data.study.study_split`).
+    split : ``{'train', 'val', 'test'}`` -> sorted patient ids (:func:`echo_utils.data.cohort.study_split`).
     views : the views read per patient (``data.views``; ``('4CH',)`` for TED).
     patients : ``{patient id: folder}`` of every patient folder of ``root``.
     ted : the folders are TED's (one full-cycle 4CH sequence per patient).
@@ -60,7 +60,7 @@ class Cohort:
 
     def keys(self, split: str = "all") -> list[tuple[str, str]]:
         """``[(patient, view), ...]`` of ``split`` (``'train'``, ``'val'``, ``'test'`` or ``'all'``), in the study's
-        order: patient id, then view (what :func:`echo_utils.data.study.study_sequences` returns)."""
+        order: patient id, then view (what :func:`echo_utils.data.cohort.study_sequences` returns)."""
         key = cohort_data.SPLIT_ALIASES.get(split)  # 'training', 'validation', 'testing' too
         if key is None:
             raise cohort_data.EchoDataError(f"unknown split {split!r}: expected train, val, test or all")

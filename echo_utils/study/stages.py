@@ -143,7 +143,7 @@ def fig2_predictions(study: Study, device: str | None = None, name: str = "2d_sp
 
 def evaluation_set(study: Study) -> list:
     """The sequences the pseudo-labels are evaluated on (Fig. 2): a dense reference, patients unseen by the
-    registration (:func:`echo_utils.data.study.evaluation_sequences`)."""
-    from ..data.study import evaluation_sequences
+    registration (:func:`echo_utils.data.cohort.evaluation_sequences`)."""
+    from ..data.cohort import evaluation_sequences
 
     return evaluation_sequences(study.cfg, study.paths)

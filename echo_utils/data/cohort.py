@@ -235,13 +235,6 @@ def load_split(cfg, paths, split: str = "all") -> list[EchoSequence]:
     return list(tqdm(iter_split(cfg, paths, split), total=n, desc=f"load {split}", disable=n < 40))
 
 
-# The names of the previous layout, for the callers outside this module's branch (notebooks 01, 04, 05, the
-# ``echo_utils.camus`` shim): ``load_study`` was also the run directory's ``rundir.load_study`` (a profile -> the
-# profile and the run's folders), a different function; ``iter_study`` its lazy twin.
-load_study = load_split
-iter_study = iter_split
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # TED: the registration's exclusions and the Fig. 2 evaluation set
 # ----------------------------------------------------------------------------------------------------------------
