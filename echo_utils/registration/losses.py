@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .warp import warp
 
 __all__ = ["ncc", "sector_mask", "bending_energy", "scaled_alpha", "gaussian_blur", "LossTerms", "PreparedFrames",
-           "RegistrationLoss"]
+           "prepare_frames", "RegistrationLoss"]
 
 NccMode = Literal["global", "pair"]
 
@@ -134,6 +134,14 @@ class PreparedFrames:
     mask: Tensor | None  # (N, 1, H, W) bool sector masks, or None (loss mask 'none', or not asked for)
 
 
+def prepare_frames(frames: Tensor, sigma: float, mask: str = "none") -> PreparedFrames:
+    """The loss's per-frame work on ``(N, 1, H, W)`` frames: smoothed by :func:`gaussian_blur` (``sigma`` px; 0:
+    the frames themselves) and, for ``mask='sector'``, their :func:`sector_mask` (``'none'``: no mask).  The one
+    place :class:`RegistrationLoss` and :class:`~echo_utils.registration.models.InstanceBSpline` do it."""
+    smoothed = gaussian_blur(frames, sigma) if sigma > 0 else frames
+    return PreparedFrames(smoothed=smoothed, mask=sector_mask(frames) if mask == "sector" else None)
+
+
 @dataclass
 class LossTerms:
     loss: Tensor
@@ -174,15 +182,12 @@ class RegistrationLoss(nn.Module):
         fixed_p, moving_p = self.prepare(fixed), self.prepare(moving, mask=False)
         return self.prepared_loss(fixed_p.smoothed, moving_p.smoothed, fixed_p.mask, displacement)
 
-    @torch.no_grad()
     def prepare(self, frames: Tensor, mask: bool = True) -> PreparedFrames:
-        """What the loss computes from a single frame, once: ``(N, 1, H, W)`` frames smoothed (``sigma``) and, with
-        ``mask='sector'`` (and ``mask=True``), their sector masks.  Training computes this for every frame of its
-        sequences before the first iteration instead of again in every batch (the smoothing and the mask's erosion
-        were about a quarter of an iteration's time at 128 px on 2 CPU threads); no gradient flows through it."""
-        smoothed = gaussian_blur(frames, self.sigma) if self.sigma > 0 else frames
-        sector = sector_mask(frames) if (mask and self.mask == "sector") else None
-        return PreparedFrames(smoothed=smoothed, mask=sector)
+        """What the loss computes from a single frame, once (:func:`prepare_frames` with this loss's ``sigma`` and
+        ``mask``; ``mask=False``: no sector mask, as for the moving frames).  Training computes this for every frame
+        of its sequences before the first iteration instead of again in every batch (the smoothing and the mask's
+        erosion were about a quarter of an iteration's time at 128 px on 2 CPU threads)."""
+        return prepare_frames(frames, self.sigma, self.mask if mask else "none")
 
     def prepared_loss(self, fixed: Tensor, moving: Tensor, mask: Tensor | None, displacement: Tensor) -> LossTerms:
         """:meth:`pair_loss` on frames already :meth:`prepare` d: ``fixed`` and ``moving`` smoothed ``(N, 1, H, W)``,

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bspline import bspline_upsample, control_grid_shape
-from .losses import bending_energy, gaussian_blur, ncc, scaled_alpha, sector_mask
+from .losses import bending_energy, ncc, prepare_frames, scaled_alpha
 from .warp import warp
 
 __all__ = ["BSplineDIR", "ELU", "elu_", "InstanceBSpline", "IdentityRegistration", "input_scale_for"]
@@ -346,9 +346,9 @@ class InstanceBSpline:
         gh, gw = control_grid_shape(size, self.grid_spacing)
         alpha = scaled_alpha(self.alpha, tuple(size), self.alpha_reference_size)
         with torch.inference_mode(False), torch.enable_grad():
-            mask = sector_mask(fixed.detach().clone().float()) if self.mask == "sector" else None
-            fixed = gaussian_blur(fixed.detach().clone().float(), self.sigma)
-            moving = gaussian_blur(moving.detach().clone().float(), self.sigma)
+            prepared = prepare_frames(fixed.detach().clone().float(), self.sigma, self.mask)
+            fixed, mask = prepared.smoothed, prepared.mask
+            moving = prepare_frames(moving.detach().clone().float(), self.sigma).smoothed
             cp = torch.zeros(fixed.shape[0], 2, gh, gw, device=fixed.device, requires_grad=True)
             opt = torch.optim.Adam([cp], lr=self.lr)
             history = []
