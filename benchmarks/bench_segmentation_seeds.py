@@ -59,6 +59,7 @@ from echo_utils.data import cohort as cohort_data  # noqa: E402
 from echo_utils.labels import MODELS, OPTIONAL_MODELS  # noqa: E402
 from echo_utils.report import smoothness, tables  # noqa: E402
 from echo_utils.rundir import RunPaths  # noqa: E402
+from summary import seed_settings  # noqa: E402 - benchmarks/summary.py, beside this script: one record, one comparison
 
 SHARED = ("data", "registration", "pseudo_labels")
 
@@ -274,9 +275,7 @@ def main(argv=None) -> dict:
             "profile": cfg.name, "seeds": [r["seed"] for r in results], "seeds_requested": args.seeds,
             "models": models, "results": results,
             # what the pseudo-labels and the 3D datasets came from: a result is stale when these differ from the profile
-            "settings": {"registration": cfg.registration.model_dump(mode="json", exclude={"threads"}),
-                         "pseudo_labels": cfg.pseudo_labels.model_dump(mode="json"),
-                         "nnunet": cfg.nnunet.model_dump(mode="json", exclude={"threads", "n_proc", "pools"})},
+            "settings": seed_settings(cfg),
             "held_at_every_seed": held(results, "targets"),
             "comparisons_held_at_every_seed": held(results, "comparisons"),
             "fig3_ordering_held_at_every_seed": {st: all(r["fig3_ordering_holds"][st] for r in results)

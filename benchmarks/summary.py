@@ -319,6 +319,14 @@ _COMPARISONS = {  # issue 25: the confidence-masked 3D dense against plain 3D de
 }
 
 
+def seed_settings(cfg) -> dict:
+    """The settings ``bench_segmentation_seeds.py`` records beside its results (what the pseudo-labels and the
+    nnU-Net datasets came from; threads and pools, speed only, left out) and :func:`_staleness` compares."""
+    return {"registration": cfg.registration.model_dump(mode="json", exclude={"threads"}),
+            "pseudo_labels": cfg.pseudo_labels.model_dump(mode="json"),
+            "nnunet": cfg.nnunet.model_dump(mode="json", exclude={"threads", "n_proc", "pools"})}
+
+
 def _staleness(d: dict) -> str:
     """A sentence when the seeds' results were measured with other registration / pseudo-label / nnU-Net settings
     than the profile now has (or do not record theirs): the reader then knows the tables are not the book's run."""
@@ -330,10 +338,7 @@ def _staleness(d: dict) -> str:
                 "benchmark recorded them): the profile may have changed since.")
     from echo_utils.config import load_config
 
-    cfg = load_config(params)
-    now = {"registration": cfg.registration.model_dump(mode="json", exclude={"threads"}),
-           "pseudo_labels": cfg.pseudo_labels.model_dump(mode="json"),
-           "nnunet": cfg.nnunet.model_dump(mode="json", exclude={"threads", "n_proc", "pools"})}
+    now = seed_settings(load_config(params))
     changed = [f"{sec}.{k}" for sec, vals in now.items() for k in sorted(set(vals) | set(d["settings"].get(sec, {})))
                if vals.get(k) != d["settings"].get(sec, {}).get(k)]
     if not changed:
