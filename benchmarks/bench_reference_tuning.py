@@ -83,20 +83,20 @@ def _configured(rc, method: str, setting: dict):
 
 def run(params: Path, work: Path, n_step: int, n_ed_es: int, seed: int, grids: dict) -> dict:
     from echo_utils.config import config_hash, load_config
-    from echo_utils.data.cohort import load_split
-    from echo_utils.data.cohort import study_root, study_split
     from echo_utils.registration import IdentityRegistration, elastix_available, registration_from_config
     from echo_utils.registration.evidence import choose_setting, phantom_pairs
     from echo_utils.rundir import open_run
+    from echo_utils.study import Study
     import torch
 
     probe = load_config(params)
     key = config_hash(probe.data.model_dump(mode="json"))  # the cohort is all that matters here
     cfg, paths = open_run(params, {}, work / f"cohort-{key}", "cpu", create=True)
-    split = study_split(cfg, paths)
-    train = load_split(cfg, paths, "train")
+    study = Study.of(cfg, paths)
+    split = study.cohort.split
+    train = study.sequences("train")
     assert not {s.patient for s in train} & set(split["test"]), "a test patient among the tuning sequences"
-    root = study_root(cfg, paths, generate=False)
+    root = Path(study.cohort.root)
     sets = {"step": _subset(phantom_pairs(root, train, "step"), n_step, seed)}
     if n_ed_es:
         sets["ed_es"] = _subset(phantom_pairs(root, train, "ed_es"), n_ed_es, seed + 1)

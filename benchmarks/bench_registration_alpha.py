@@ -36,17 +36,17 @@ SWEEP = (1 / 16, 16.0, 64.0, 256.0, 1024.0, 2048.0, 4096.0, 16384.0)
 
 def run_seed(seed: int, params: Path, work: Path, n_seq: int, sweep) -> dict:
     from echo_utils.config import config_hash, load_config
-    from echo_utils.data.cohort import load_split
-    from echo_utils.data.cohort import study_root
     from echo_utils.registration import IdentityRegistration, registration_from_config
     from echo_utils.registration.evidence import endpoint_error, phantom_pairs
     from echo_utils.rundir import open_run
+    from echo_utils.study import Study
 
     probe = load_config(params, {"data": {"seed": seed}})
     run_dir = work / f"data{seed}-{config_hash(probe.data.model_dump(mode='json'))}"
     cfg, paths = open_run(params, {"data": {"seed": seed}}, run_dir, "cpu", create=True)
-    train = load_split(cfg, paths, "train")[:n_seq]
-    root = study_root(cfg, paths, generate=False)
+    study = Study.of(cfg, paths)
+    train = study.sequences("train")[:n_seq]
+    root = Path(study.cohort.root)
     size = train[0].shape[0]
     ref = cfg.registration.alpha_reference_size
     out = {"seed": seed, "sequences": [s.key for s in train], "size": size, "alpha_reference_size": ref, "epe": {}}

@@ -69,19 +69,28 @@ def video_dice(seqs, reg, mode: str) -> list[dict]:
     return rows
 
 
-def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None, sets=()) -> dict:
+def seed_study(seed: int, params: Path, work: Path, sets=()):
+    """The study of data seed ``seed`` (``data.seed`` and ``sets`` over the profile) in its own run folder under
+    ``work``, keyed by what the registration depends on (the data and registration settings): every benchmark of
+    the registration that uses this function reuses the network trained there."""
     from echo_utils.config import config_hash, load_config
+    from echo_utils.study import open_study
+
+    overrides = [f"data.seed={seed}", *sets]
+    probe = load_config(params, overrides)
+    key = config_hash(probe.data.model_dump(mode="json"), probe.registration.model_dump(mode="json",
+                                                                                        exclude={"threads"}))
+    return open_study(params, overrides, work / f"seed{seed}-{key}", "cpu", create=True)
+
+
+def run_seed(seed: int, params: Path, work: Path, instance_sequences: int | None, sets=()) -> dict:
     from echo_utils.registration import IdentityRegistration, load_training_log, registration_from_config
     from echo_utils.registration.evidence import (control_point_variation, endpoint_error, epe_monitor,
                                                   network_check, phantom_pairs)
     from echo_utils.report.registration import network_check_lines
-    from echo_utils.study import open_study, stages
+    from echo_utils.study import stages
 
-    overrides = [f"data.seed={seed}", *sets]
-    probe = load_config(params, overrides)  # the run folder is keyed by what matters here: data and registration
-    key = config_hash(probe.data.model_dump(mode="json"), probe.registration.model_dump(mode="json",
-                                                                                        exclude={"threads"}))
-    study = open_study(params, overrides, work / f"seed{seed}-{key}", "cpu", create=True)
+    study = seed_study(seed, params, work, sets)
     cfg = study.cfg
     train, val, test = (study.sequences(s) for s in ("train", "val", "test"))
     root = study.cohort.root

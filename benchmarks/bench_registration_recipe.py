@@ -62,12 +62,11 @@ BASE = {"lr": 3e-3, "alpha": 16384.0, "alpha_reference_size": 512, "batch_size":
 
 def run(variant: str, seed: int, params: Path, work: Path, base: dict, threads: int) -> dict:
     from echo_utils.config import config_hash, load_config
-    from echo_utils.data.cohort import load_split
-    from echo_utils.data.cohort import study_root
     from echo_utils.registration import register
     from echo_utils.registration.evidence import phantom_pairs
     from echo_utils.registration.train import load_training_log, train_registration
     from echo_utils.rundir import open_run
+    from echo_utils.study import Study
 
     reg_over = {**({} if variant in DEMO_VARIANTS else base), **VARIANTS[variant], "threads": threads}
     # one run folder (cohort) per data seed, shared by the variants: the registration cache is keyed by its settings
@@ -75,8 +74,9 @@ def run(variant: str, seed: int, params: Path, work: Path, base: dict, threads: 
     run_dir = work / f"data{seed}-{config_hash(probe.data.model_dump(mode='json'))}"
     _, paths = open_run(params, {"data": {"seed": seed}}, run_dir, "cpu", create=True)
     cfg = load_config(params, {"data": {"seed": seed}, "registration": reg_over})
-    train, val = (load_split(cfg, paths, s) for s in ("train", "val"))
-    root = study_root(cfg, paths, generate=False)
+    study = Study.of(cfg, paths)
+    train, val = (study.sequences(s) for s in ("train", "val"))
+    root = Path(study.cohort.root)
     pairs = phantom_pairs(root, val, "step")
     truth, mask = pairs["truth"], pairs["mask"]
     ident_epe = float(np.mean([np.hypot(*truth[i])[mask[i]].mean() for i in range(len(truth))]))

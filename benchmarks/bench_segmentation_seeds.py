@@ -55,10 +55,10 @@ sys.path.insert(0, str(ROOT))
 
 from echo_utils import compute, segmentation  # noqa: E402
 from echo_utils.config import load_config  # noqa: E402
-from echo_utils.data import cohort as cohort_data  # noqa: E402
 from echo_utils.labels import MODELS, OPTIONAL_MODELS  # noqa: E402
 from echo_utils.report import smoothness, tables  # noqa: E402
 from echo_utils.rundir import RunPaths  # noqa: E402
+from echo_utils.study import Study, stages  # noqa: E402
 from summary import seed_settings  # noqa: E402 - benchmarks/summary.py, beside this script: one record, one comparison
 
 SHARED = ("data", "registration", "pseudo_labels")
@@ -101,31 +101,29 @@ def run_seed(params: Path, base: Path, seed: int, device: str = "cpu", *, train:
     cfg = load_config(params, overrides={"nnunet": {"seed": seed, "models": list(models or default_models(params))}})
     nn = cfg.nnunet
     paths = RunPaths(_seed_run(base, seed, load_config(params).nnunet.seed))
-    tr, val, test = (cohort_data.load_split(cfg, paths, s) for s in ("train", "val", "test"))
+    study = Study.of(cfg, paths)  # the seed run's cohort (its data/ is the base run's)
+    run = stages.nnunet_run(study)
+    test = study.sequences("test")
     if train:
-        dense = segmentation.dense_pseudo_labels(cfg, paths, tr + val)
-        for model in nn.models:
-            segmentation.export_dataset(cfg, paths, model, tr, val, test, dense)
-            segmentation.plan_and_preprocess(cfg, paths, model)
+        stages.nnunet_datasets(study)  # export, plan and preprocess every model (cached), as the nnunet_prepare job
         # the profile's backend: with compute.local_kinds, local processes, compute.local.max_parallel at once
         t0 = time.perf_counter()
-        report = compute.run_jobs(compute.nnunet_training_jobs(cfg, paths, device), cfg, progress=False)
+        report = compute.run_jobs(compute.nnunet_training_jobs(study, device), cfg, progress=False)
         wall = time.perf_counter() - t0
-        compute.run_jobs([j for j in compute.nnunet_prediction_jobs(cfg, paths, device) if j.name.endswith("-test")],
+        compute.run_jobs([j for j in compute.nnunet_prediction_jobs(study, device) if j.name.endswith("-test")],
                          cfg, progress=False)
         ran = [r["seconds"] for r in report.rows if not r["skipped"] and r["seconds"]]
     preds, missing = tables.load_predictions(paths, nn.models, test)
     done = [m for m in nn.models if m in preds and not missing.get(m)]
-    logged = [m for m in nn.models if (segmentation.train.fold_folder(cfg, paths, m, nn.folds[0])
+    logged = [m for m in nn.models if (segmentation.train.fold_folder(run, m, nn.folds[0])
                                        / "echo_training_log.json").is_file()]
-    logs = pd.concat([segmentation.training_log(cfg, paths, m, f) for m in logged for f in nn.folds])
-    verdicts = segmentation.convergence(logs, nn.epochs, nn.plateau_min_class_dice)
+    logs = pd.concat([segmentation.training_log(run, m, f) for m in logged for f in nn.folds])
+    verdicts = segmentation.convergence(logs, segmentation.epoch_budgets(nn), nn.plateau_min_class_dice)
     out = {"seed": seed, "models": {}, "load_1min_start": load0}
     masked = [m for m in nn.models if segmentation.SPECS[m].masked]
-    exported = [m for m in masked if (segmentation.env.nnunet_dirs(paths)["nnUNet_raw"]
-                                      / segmentation.dataset_name(cfg, m) / "echo_export.json").is_file()]
+    exported = [m for m in masked if segmentation.export.export_marker(run, m).is_file()]
     if exported:
-        out["masking"] = {m: segmentation.dataset_masking(cfg, paths, m) for m in exported}
+        out["masking"] = {m: segmentation.dataset_masking(run, m) for m in exported}
     if train and ran:
         out["training"] = {"backend": report.backend, "jobs": len(ran), "sum_of_job_s": round(sum(ran), 1),
                            "wall_s": round(wall, 1), "load_1min_end": os.getloadavg()[0]}

@@ -115,6 +115,8 @@ def render(results: Path = RESULTS) -> str:
     if variants:
         out += registration_variants([json.loads(p.read_text()) for p in variants],
                                      json.loads((results / "registration_learning.json").read_text()))
+    if (results / "registration_refinement.json").exists():
+        out += registration_refinement(json.loads((results / "registration_refinement.json").read_text()))
     if (results / "registration_alpha.json").exists():
         out += registration_alpha(json.loads((results / "registration_alpha.json").read_text()))
     if (results / "registration_recipe.json").exists():
@@ -144,6 +146,34 @@ def registration_variants(trials: list[dict], profile: dict) -> list[str]:
                    f"| {c['forward_LV_gain_over_identity']:+.3f} / {c['forward_MYO_gain_over_identity']:+.3f} "
                    f"| {c['bidirectional_LV_minus_instance']:+.3f} / {c['bidirectional_MYO_minus_instance']:+.3f} |"
                    if kept else f"| {name} | {sd['seed']} | (no validation row at the kept iteration) |")
+    return out + [""]
+
+
+def registration_refinement(rr: dict) -> list[str]:
+    """The network's amortisation gap (``bench_registration_refinement.py``): consecutive-frame EPE of the identity,
+    the network, the network refined by k InstanceBSpline steps and InstanceBSpline from zeros with k steps."""
+    steps = rr["steps"]
+    names = ["identity", "dlir", *(n for k in steps for n in (f"dlir+{k}", f"instance{k}"))]
+    extra = [n for n in rr["seeds"][0]["kinds"]["step"]["rows"] if n not in names]
+    names += extra
+    label = {"identity": "identity (control)", "dlir": "DLIR network (one pass: the paper's method)",
+             **{f"dlir+{k}": f"DLIR + {k} InstanceBSpline steps" for k in steps},
+             **{n: f"InstanceBSpline, {n[len('instance'):]} steps from zeros" for n in names if n.startswith("instance")}}
+    seeds = rr["seeds"]
+    out = ["**How far one network pass is from the optimum of its own loss** (`benchmarks/bench_registration_refinement.py`; "
+           "the networks of the learning benchmark; mean end-point error in the myocardium on the test patients' "
+           "consecutive-frame pairs, and its ratio to the identity's; time per pair at the load shown, "
+           f"{rr['machine']['threads']} torch threads). Refined and from-zeros rows with the same steps separate what "
+           "the network's start is worth from what the per-pair optimiser reaches alone:", "",
+           "| registration | " + " | ".join(f"seed {sd['seed']}: EPE (px) | / identity | ms per pair (load)" for sd in seeds) + " |",
+           "|---|" + "---|---|---|" * len(seeds)]
+    for n in names:
+        cells = []
+        for sd in seeds:
+            r = sd["kinds"]["step"]["rows"].get(n)
+            cells.append(f"{r['epe_px']:.3f} | {r['ratio_to_identity']:.0%} | {r['wall_ms_per_pair']:.1f} "
+                         f"({r['loadavg_1min']:.1f})" if r else "– | – | –")
+        out.append(f"| {label.get(n, n)} | " + " | ".join(cells) + " |")
     return out + [""]
 
 

@@ -42,8 +42,9 @@ from .config import (
     parse_overrides,
     resolve_params_path,
 )
-from .preflight import preflight
-from .rundir import RunLock, RunPaths, _set_items, check_settings, open_run, resume_command, run_dir_path
+from .study.checks import preflight
+from .rundir import RunLock, RunPaths, assert_not_locked_by_other, check_settings, open_run, resume_command, run_dir_path, settings_record
+from .rundir.resume import set_items
 
 __all__ = [
     "NotebookFailed",
@@ -165,7 +166,7 @@ def run_notebooks(
     """Execute the notebooks with papermill; returns the executed copies.
 
     Before anything is written: the profile and ``overrides`` are validated, the notebooks found, the
-    profile compared with the run directory's recorded settings, and :func:`echo_utils.preflight.preflight` checks
+    profile compared with the run directory's recorded settings, and :func:`echo_utils.study.checks.preflight` checks
     the run directory can be written, the device exists, the data roots hold their layout and the split leaves a
     patient in each split. Then the run directory is locked (``run.lock``)
     and, on its first run, its settings are recorded (``run.json``). With ``check_only`` the run stops after the
@@ -182,21 +183,20 @@ def run_notebooks(
     params = resolve_params_path(params)
     extra = parse_overrides(overrides)
     cfg = load_config(params, overrides=deep_merge(extra, {"device": device}) if device else extra)
-    run_dir = run_dir_path(cfg, run_dir)
+    run_dir = run_dir_path(cfg.name, run_dir)
     notebooks = discover_notebooks(only, Path(notebook_dir))
     if not notebooks:
         raise ConfigError(f"no NN_*.ipynb notebooks in {display_path(notebook_dir)}")
-    recorded = check_settings(run_dir, cfg)  # read-only: refused before the run directory is touched
+    record = settings_record(cfg, params=params, overrides=extra)
+    recorded = check_settings(run_dir, record)  # read-only: refused before the run directory is touched
     found = preflight(cfg, run_dir)  # writable run dir, device, data roots and layout, split: still read-only
     if check_only:
-        from .rundir import assert_not_locked_by_other, settings_record
-
         if run_dir.is_dir():
             assert_not_locked_by_other(run_dir)
         state = "matches its run.json" if recorded else "new run directory (run.json written on the first run)"
         split = found["split"]
-        log(f"ok: profile {cfg.name} [{settings_record(cfg)['profile_hash']}]"
-            + (f" with {' '.join(_set_items(extra))}" if extra else "")
+        log(f"ok: profile {cfg.name} [{record['profile_hash']}]"
+            + (f" with {' '.join(set_items(extra))}" if extra else "")
             + f"; run dir {display_path(run_dir)}: {state}; device {found['device']}; split {split['train']} train,"
             f" {split['val']} val, {split['test']} test patients; would run {', '.join(p.stem for p in notebooks)}")
         return notebooks
@@ -208,7 +208,7 @@ def run_notebooks(
     executed: list[Path] = []
     current: Path | None = None
     with RunLock(run_dir, log=log):
-        check_settings(run_dir, cfg, record=True, params=params, overrides=extra)
+        check_settings(run_dir, record, write=True)
         output_dir.mkdir(parents=True, exist_ok=True)
         t_all = time.perf_counter()
         try:
@@ -282,6 +282,7 @@ class _Kernel:
 
     On POSIX the kernel talks over Unix sockets in a private temporary folder rather than local TCP ports: no
     port is opened, and the kernel does not print its "running over TCP without encryption" warning.
+
     """
 
     def __init__(self, kernel_name: str):

@@ -249,12 +249,12 @@ def test_an_old_run_record_is_accepted_and_the_new_one_has_its_layout(tmp_path):
     cfg = load_config(ROOT / "notebooks/params/ci.yaml")
     old = settings_record(cfg)
     (tmp_path / files.SETTINGS_FILE).write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")  # the old writer
-    assert check_settings(tmp_path, cfg, record=True) == old
+    assert check_settings(tmp_path, settings_record(cfg), write=True) == old
     new = tmp_path / "new"
     new.mkdir()
-    rec = check_settings(new, cfg, record=True)
+    rec = check_settings(new, settings_record(cfg), write=True)
     assert (new / files.SETTINGS_FILE).read_text() == json.dumps(rec, indent=2, sort_keys=True) + "\n"
     other = load_config(ROOT / "notebooks/params/ci.yaml", {"registration": {"alpha": 0.25}})
     with pytest.raises(SettingsMismatch) as err:
-        check_settings(tmp_path, other)
+        check_settings(tmp_path, settings_record(other))
     assert isinstance(err.value, RecordMismatch) and "registration.alpha" in str(err.value)

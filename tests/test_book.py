@@ -143,6 +143,7 @@ def test_deleted_model_retrains_to_identical_predictions(built_book, tmp_path):
     from echo_utils import segmentation
     from echo_utils.config import load_config
     from echo_utils.rundir import RunPaths
+    from echo_utils.study import Study, stages
 
     root, executed, _ = built_book
     nb = nbformat.read(next(p for p in executed if p.name.startswith("04_")), as_version=4)
@@ -153,7 +154,7 @@ def test_deleted_model_retrains_to_identical_predictions(built_book, tmp_path):
     cfg = load_config(values["params"])
     before = {p.relative_to(paths.predictions): p.read_bytes() for p in sorted(paths.predictions.rglob("*.nii.gz"))}
     assert any(p.parts[0] == "3d_sparse" for p in before)
-    shutil.rmtree(segmentation.train.results_folder(cfg, paths, "3d_sparse"))
+    shutil.rmtree(segmentation.train.results_folder(stages.nnunet_run(Study(cfg, paths)), "3d_sparse"))
     shutil.rmtree(paths.predictions / "3d_sparse")
     run_notebooks(values["params"], only=["04"], run_dir=paths.root, output_dir=tmp_path)
     after = {p.relative_to(paths.predictions): p.read_bytes() for p in sorted(paths.predictions.rglob("*.nii.gz"))}

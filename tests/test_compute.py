@@ -23,6 +23,7 @@ from echo_utils import compute
 from echo_utils.compute import Job, JobsFailed, is_done, run_jobs
 from echo_utils.config import ComputeConfig, ConfigError, load_config
 from echo_utils.rundir import RunPaths
+from echo_utils.study import Study
 
 TESTS = Path(__file__).resolve().parent
 PARAMS = TESTS.parent / "notebooks" / "params"
@@ -269,7 +270,7 @@ def test_ci_jobs_local_equal_inline(tmp_path):
     runs = {}
     for name, c in (("inline", cfg), ("local", cfg_local)):
         paths = RunPaths(tmp_path / name)
-        report = compute.run_stages(["dir_training", "pseudo_labels"], c, paths, "cpu", progress=False)
+        report = compute.run_stages(["dir_training", "pseudo_labels"], Study(c, paths), "cpu", progress=False)
         assert [r["name"] for r in report.rows] == ["dir-training", "pseudo-labels-dlir-000"]
         runs[name] = paths
     a, b = runs["inline"].root, runs["local"].root
@@ -288,9 +289,8 @@ def test_ci_jobs_local_equal_inline(tmp_path):
     assert len(label_files) == 3 * n_seqs
     # notebook 03's own call reads the jobs' cache back (same registration fingerprint, nothing recomputed)
     from echo_utils import pseudolabels, registration
-    from echo_utils.data import cohort as cohort_data
-
-    train, val = cohort_data.load_split(cfg, runs["local"], "train"), cohort_data.load_split(cfg, runs["local"], "val")
+    local = Study(cfg, runs["local"])
+    train, val = local.sequences("train"), local.sequences("val")
     dlir = registration.registration_from_config("dlir", cfg.registration, train=train, val=val,
                                                  run_dir=runs["local"].registration, device="cpu")
     before = {p: p.stat().st_mtime_ns for p in (b / "pseudo_labels").rglob("*.nii.gz")}
@@ -316,13 +316,12 @@ def test_compute_section_never_a_settings_mismatch():
 def test_study_jobs_stable_names_and_keys(tmp_path):
     """The ci study's jobs: one per shard / (model, fold) / prediction set; names and keys do not depend on the
     backend, keys follow the settings the work depends on."""
-    from echo_utils.data import cohort as cohort_data
-
     over = {"data": {"root": str(tmp_path / "cohort")}, "compute": {"shard_size": 3}}
     cfg = load_config(PARAMS / "ci.yaml", over)
     paths = RunPaths(tmp_path / "run")
-    stages = compute.study_jobs(cfg, paths, "cpu")
-    n_seqs = len(cohort_data.study_sequences(cfg, paths, "train")) + len(cohort_data.study_sequences(cfg, paths, "val"))
+    study = Study(cfg, paths)
+    stages = compute.study_jobs(study, "cpu")
+    n_seqs = len(study.cohort.keys("train")) + len(study.cohort.keys("val"))
     shards = stages[1]
     assert len(shards) == -(-n_seqs // 3) and [j.name for j in shards][0] == "pseudo-labels-dlir-000"
     assert sum(len(j.kwargs["keys"]) for j in shards) == n_seqs
@@ -333,11 +332,20 @@ def test_study_jobs_stable_names_and_keys(tmp_path):
         "nnunet-predict-2d_sparse-trainval"}
     assert all(set(j.after) <= {t.name for t in stages[3]} for j in stages[4])
     slurm = load_config(PARAMS / "ci.yaml", {**over, "compute": {"shard_size": 3, "backend": "slurm"}})
-    again = compute.study_jobs(slurm, paths, "cpu")
+    again = compute.study_jobs(Study(slurm, paths), "cpu")
     assert [[(j.name, j.key) for j in s] for s in again] == [[(j.name, j.key) for j in s] for s in stages]
     assert again[0][0].kwargs["device"] == "auto"  # decided on the node
     other = load_config(PARAMS / "ci.yaml", {**over, "registration": {"alpha": 0.5}})
-    assert compute.dir_training_jobs(other, paths)[0].key != stages[0][0].key
+    assert compute.dir_training_jobs(Study(other, paths))[0].key != stages[0][0].key
+    # the jobs of one model (the builders name them after the nnunet section's datasets and configurations)
+    names = [j.name for j in stages[3]]
+    assert "nnunet-train-Dataset802_Echo3DDense-3d_fullres_small-fold0" in names
+    # the earlier (cfg, paths) form is gone: a profile is refused with a message naming what to pass
+    for call in (lambda: compute.study_jobs(cfg, paths, "cpu"), lambda: compute.nnunet_training_jobs(cfg),
+                 lambda: compute.pseudo_label_jobs(cfg), lambda: compute.stage_jobs("nnunet_prepare", cfg),
+                 lambda: compute.run_stages("nnunet_prepare", cfg, paths)):
+        with pytest.raises(TypeError, match="Study"):
+            call()
 
 
 def test_second_caller_attaches_instead_of_resubmitting(tmp_path):
@@ -395,7 +403,7 @@ def test_slurm_submission_chains_stages_with_fake_sbatch(tmp_path, monkeypatch, 
         name = next(ln.split("=", 1)[1] for ln in text.splitlines() if ln.startswith("#SBATCH --job-name="))
         scripts[name] = (p.stem.split("_")[1], text)
     cfg = load_config(params)
-    stages = compute.study_jobs(cfg, RunPaths(run_dir), "cpu")
+    stages = compute.study_jobs(Study(cfg, RunPaths(run_dir)), "cpu")
     assert set(scripts) == {j.name for s in stages for j in s} and f"submitted {len(scripts)} Slurm jobs" in out
 
     def deps(name):

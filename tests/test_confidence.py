@@ -146,6 +146,20 @@ def test_store_reads_back_and_recomputes_when_labels_or_definition_change(tmp_pa
     assert C.confidence_path(tmp_path, seq, C.confidence_key()).is_file() and path.is_file()
 
 
+def test_set_confidences_stores_only_the_named_sets_keys(tmp_path):
+    fwd, bwd = _planar(4, 20, 28)
+    seq = _seq(fwd, bwd)
+    pl = PseudoLabels(fwd, bwd, fwd)
+    labels = {"dlir": {seq.key: pl}, "identity": {seq.key: pl}}
+    confs = C.set_confidences([seq], labels, tmp_path, stored={"dlir": [seq.key]})
+    expected = C.sequence_confidence_map(seq, pl)
+    assert set(confs) == {"dlir", "identity"}
+    for name in confs:
+        np.testing.assert_array_equal(confs[name][seq.key], expected)
+    assert C.confidence_path(tmp_path / "dlir", seq, C.confidence_key()).is_file()
+    assert not (tmp_path / "identity").exists()  # not named in stored: computed in memory
+
+
 def test_frames_outside_ed_es_measure_distance_only():
     t, shape = 6, (32, 32)
     fwd = np.zeros((t, *shape), np.uint8)
@@ -203,6 +217,8 @@ def test_report_figures_and_statements():
     scores = C.score_confidence([seq], labels, confs, structures=("LV",))
     tab = R.auroc_table(scores)
     assert ("dlir", "auroc") in tab.columns and ("identity", "auroc_distance") in tab.columns
+    shown = R.auroc_display(scores, 1)
+    assert shown.data.equals(tab) and shown.caption.startswith("AUROC of low confidence for mislabelled pixels (1 ")
     lines = R.auroc_statements(scores, "dlir", structures=("LV",))
     assert len(lines) == 1 and "identity control" in lines[0]
     rel = C.reliability_table([seq], labels, confs, bins=5)

@@ -113,13 +113,13 @@ def test_overrides_are_validated_too():
 
 def test_run_dir_resolution(tmp_path):
     cfg = load_config(PARAMS / "ci.yaml")
-    rd = resolve_run_dir(cfg, tmp_path / "run")
+    rd = resolve_run_dir(cfg.name, tmp_path / "run")
     assert rd.is_dir() and RunPaths(rd).metrics == rd / "metrics"
     with pytest.raises(ConfigError, match="does not exist"):
-        resolve_run_dir(cfg, tmp_path / "missing", create=False)
+        resolve_run_dir(cfg.name, tmp_path / "missing", create=False)
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="not a directory"):
-        resolve_run_dir(cfg, tmp_path / "file")
+        resolve_run_dir(cfg.name, tmp_path / "file")
 
 
 def test_config_hash_is_stable_and_sensitive():

@@ -1,7 +1,9 @@
-"""The study's data (echo_utils.data.cohort): cohort, split, the registration's exclusions and the Fig. 2 set.
+"""The cohort's data in plain arguments (echo_utils.data.cohort): roots, split, keys, the registration's exclusions
+and the TED pairing.
 
-The end-to-end paper protocol (CAMUS + TED -> registration -> pseudo-labels -> scores) is in
-``test_paper_protocol.py``; these are the unit tests of each selection.
+The study's resolution of them (profile + run directory -> Cohort, the Fig. 2 evaluation set) is tested in
+``test_study_cohort.py``; the end-to-end paper protocol (CAMUS + TED -> registration -> pseudo-labels -> scores) in
+``test_paper_protocol.py``.
 """
 
 from __future__ import annotations
@@ -29,27 +31,36 @@ from echo_utils.report import cohort
 # --- cohort and split ---------------------------------------------------------------------------------------------
 
 
-def test_load_split_synthetic(tmp_path):
+def _read(data, root, keys):
+    from echo_utils.data.camus import list_patients
+
+    return list(cohort_data.read_sequences(list_patients(root), keys, root=root, ted=data.source == "ted",
+                                           resize=data.resize, listed_in="the split"))
+
+
+def test_synthetic_root_split_and_keys(tmp_path):
     cfg = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48}})
     paths = RunPaths(tmp_path / "run")
-    split = cohort_data.study_split(cfg, paths)
+    root = cohort_data.cohort_root(cfg.data, paths.data)  # generated into the run's data folder
+    assert root == paths.data and (paths.data / "database_nifti").is_dir()
+    split = cohort_data.cohort_split(cfg.data, root, paths.data)
     assert sorted(sum(split.values(), [])) == [f"patient{i:04d}" for i in range(1, 5)]
     assert all(split[k] for k in ("train", "test"))
     assert not set(split["train"]) & set(split["test"])
-    assert cohort_data.study_sequences(cfg, paths, "test") == [(p, v) for p in split["test"] for v in ("2CH", "4CH")]
-    seqs = cohort_data.load_split(cfg, paths, "train")
+    assert not (paths.data / "split.json").exists()  # the cohort's own split files: nothing seeded
+    views = cohort_data.cohort_views(cfg.data)
+    assert cohort_data.split_keys(split, views, "test") == [(p, v) for p in split["test"] for v in ("2CH", "4CH")]
+    assert cohort_data.split_keys(split, views, "testing") == cohort_data.split_keys(split, views, "test")
+    assert cohort_data.split_keys(split, views) == [(p, v) for p in sorted(sum(split.values(), [])) for v in views]
+    with pytest.raises(EchoDataError, match="unknown split 'training set'"):
+        cohort_data.split_keys(split, views, "training set")
+    seqs = _read(cfg.data, root, cohort_data.split_keys(split, views, "train"))
     assert [s.key for s in seqs] == [f"{p}_{v}" for p in split["train"] for v in ("2CH", "4CH")]
     assert all(s.dense_kind == "exact" and s.shape == (48, 48) for s in seqs)
-    lazy = cohort_data.iter_split(cfg, paths, "train")
-    assert not isinstance(lazy, list)
-    first = next(lazy)
-    assert first.key == seqs[0].key
-    np.testing.assert_array_equal(first.images, seqs[0].images)
-    assert (paths.data / "database_nifti").is_dir()
     # resize and views
     cfg2 = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48,
                                                              "resize": 64, "views": ["4CH"]}})
-    seqs2 = cohort_data.load_split(cfg2, paths, "test")
+    seqs2 = _read(cfg2.data, root, cohort_data.split_keys(split, cohort_data.cohort_views(cfg2.data), "test"))
     assert [s.view for s in seqs2] == ["4CH"] * len(split["test"])
     assert seqs2[0].shape == (64, 64)
     ref = camus.load_sequence(paths.data / "database_nifti" / split["test"][0], "4CH")
@@ -57,7 +68,8 @@ def test_load_split_synthetic(tmp_path):
     # another cohort size in the same run directory is refused, not silently overwritten
     cfg3 = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 5, "frames": [4, 5], "size": 48}})
     with pytest.raises(RuntimeError, match="made with other settings"):
-        cohort_data.load_split(cfg3, paths, "all")
+        cohort_data.cohort_root(cfg3.data, paths.data)
+    assert cohort_data.cohort_root(cfg3.data, paths.data, generate=False) == root  # --check: not generated
 
 
 def test_read_sequences_reads_only_the_given_keys_and_names_a_missing_folder(tmp_path):
@@ -65,20 +77,20 @@ def test_read_sequences_reads_only_the_given_keys_and_names_a_missing_folder(tmp
 
     cfg = load_config("notebooks/params/ci.yaml", {"data": {"n_patients": 4, "frames": [4, 5], "size": 48}})
     paths = RunPaths(tmp_path / "run")
-    root = cohort_data.study_root(cfg, paths)
+    root = cohort_data.cohort_root(cfg.data, paths.data)
     patients = list_patients(root)
     keys = [("patient0003", "4CH"), ("patient0001", "2CH")]
     seqs = list(cohort_data.read_sequences(patients, keys, root=root, listed_in="the test"))
     assert [s.key for s in seqs] == ["patient0003_4CH", "patient0001_2CH"]
-    full = {s.key: s for s in cohort_data.load_split(cfg, paths, "all")}
-    np.testing.assert_array_equal(seqs[0].images, full["patient0003_4CH"].images)
+    ref = camus.load_sequence(root / "database_nifti" / "patient0003", "4CH")
+    np.testing.assert_array_equal(seqs[0].images, ref.images)
     lazy = cohort_data.read_sequences(patients, [("patient0001", "2CH"), ("patient0099", "2CH")], root=root,
                                 listed_in="this shard")
     with pytest.raises(EchoDataError, match=r"\['patient0099'\] are listed in this shard but have no folder"):
         next(lazy)  # checked before the first sequence is read
 
 
-def test_load_split_camus_env_and_seeded_split(tmp_path, monkeypatch):
+def test_camus_root_env_and_seeded_split(tmp_path, monkeypatch):
     def cfg_for(**data):
         return load_config("notebooks/params/ci.yaml", {"data": {"source": "camus", "root": "${CAMUS_ROOT}",
                                                                  "test_fraction": 0.1, "val_fraction": 0.0,
@@ -89,25 +101,28 @@ def test_load_split_camus_env_and_seeded_split(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="CAMUS_ROOT"):  # the profile names the unset variable
         cfg_for()
     monkeypatch.setenv("CAMUS_ROOT", str(tmp_path / "missing"))
-    with pytest.raises(EchoDataError, match="folder not found"):
-        cohort_data.load_split(cfg_for(), paths, "all")
+    with pytest.raises(EchoDataError, match="data.root = .*folder not found"):
+        cohort_data.cohort_root(cfg_for().data, paths.data)
     root = tmp_path / "camus"
     for i in range(1, 11):
         write_nifti_patient(root, f"patient{i:04d}")  # no database_split: seeded split written to split.json
     monkeypatch.setenv("CAMUS_ROOT", str(root))
-    cfg = cfg_for()
-    split = cohort_data.study_split(cfg, paths)
+    d = cfg_for().data
+    assert cohort_data.cohort_root(d, paths.data) == root
+    assert cohort_data.cohort_split(d, root, paths.data, write=False) and not (paths.data / "split.json").exists()
+    split = cohort_data.cohort_split(d, root, paths.data)
     assert len(split["test"]) == 1 and len(split["train"]) == 9 and split["val"] == []
-    stored = json.loads((paths.data / "split.json").read_text())
-    assert stored["split"] == split
-    assert cohort_data.study_split(cfg, paths) == split  # reused
-    test = cohort_data.load_split(cfg, paths, "test")
+    # split.json: the layout every earlier run directory holds (keys in this order, indent 1)
+    record = {"params": {"root": str(root), "seed": 0, "test_fraction": 0.1, "val_fraction": 0.0}, "split": split}
+    assert (paths.data / "split.json").read_text() == json.dumps(record, indent=1)
+    assert cohort_data.cohort_split(d, root, paths.data) == split  # reused
+    test = _read(d, root, cohort_data.split_keys(split, cohort_data.cohort_views(d), "test"))
     assert [s.key for s in test] == [f"{split['test'][0]}_2CH", f"{split['test'][0]}_4CH"]
     assert test[0].dense_kind == "interpolated"
-    s4 = cohort_data.study_split(cfg_for(max_patients=4), paths)
+    s4 = cohort_data.cohort_split(cfg_for(max_patients=4).data, root, paths.data)
     assert sum(len(v) for v in s4.values()) <= 4 and s4["test"]
     with pytest.raises(EchoDataError, match="split.json"):
-        cohort_data.study_split(cfg_for(seed=5), paths)
+        cohort_data.cohort_split(cfg_for(seed=5).data, root, paths.data)
 
 
 def test_split_patients_seeded_and_disjoint():
@@ -130,16 +145,19 @@ def _paper_cfg(tmp_path, monkeypatch, **data):
     return cfg, RunPaths(tmp_path / "run")
 
 
-def test_registration_exclusions(tmp_path, monkeypatch):
+def test_ted_exclusions_and_pairs(tmp_path, monkeypatch):
     cfg, paths = _paper_cfg(tmp_path, monkeypatch)
-    excl = cohort_data.registration_exclusions(cfg, paths)
+    excl = cohort_data.ted_exclusions(cfg.data)
     assert excl == sorted(camus.read_ted_map().values()) and len(excl) == 94  # all of the authors' 94
     mapped = {c for c, _ in PAPER_TED.values() if c}
     assert mapped <= set(excl) and "patient0001" not in excl
+    pairs, unmapped = cohort_data.ted_pairs(cfg.data)
+    assert {c for _, c in pairs} == mapped and unmapped == ["patient019"]
+    assert [c for _, c in pairs] == sorted(c for _, c in pairs)  # sorted by CAMUS id
     # no TED: nothing to leave out (the evaluation is on the validation/test split)
-    assert cohort_data.registration_exclusions(load_config("notebooks/params/ci.yaml"), paths) == []
+    assert cohort_data.ted_exclusions(load_config("notebooks/params/ci.yaml").data) == []
     no_ted = load_config("notebooks/params/paper.yaml", {"data": {"ted_root": None}})
-    assert cohort_data.registration_exclusions(no_ted, paths) == []
+    assert cohort_data.ted_exclusions(no_ted.data) == []
 
 
 def test_pair_ted_with_camus_seeds_and_reference():
@@ -166,70 +184,3 @@ def test_pair_ted_with_camus_seeds_and_reference():
     s5 = cohort_data.pair_ted_with_camus(cam, ted5)
     assert s5.info["FrameMatch"] == "exact" and not s5.info["TEDResampled"]
     np.testing.assert_array_equal(s5.dense, ted_dense[1:6, :H, :W])
-
-
-def test_evaluation_sequences_paper_protocol(tmp_path, monkeypatch):
-    cfg, paths = _paper_cfg(tmp_path, monkeypatch)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        seqs = cohort_data.evaluation_sequences(cfg, paths)
-    msgs = [str(w.message) for w in caught]
-    assert any("1 TED patient(s) have no CAMUS id" in m and "patient019" in m for m in msgs)
-    assert any(m.startswith("1 of 3 TED patients have another number of frames") for m in msgs)
-    assert [s.key for s in seqs] == ["patient0002_4CH", "patient0004_4CH", "patient0005_4CH"]
-    assert all(s.n_frames == PAPER_T and s.dense.shape == s.images.shape for s in seqs)
-    fm = cohort.frame_matching(seqs)
-    assert fm["match"].tolist() == ["exact", "exact", "phase"] and fm["resampled"].tolist() == [False, True, False]
-    assert int((fm["match"] == "phase").sum()) == 1
-    for s in seqs:
-        ref = camus.load_sequence(tmp_path / "camus" / "database_nifti" / s.patient, "4CH")
-        np.testing.assert_array_equal(s.images, ref.images)  # the CAMUS half-sequence ...
-        for k in (s.ed, s.es):
-            np.testing.assert_array_equal(s.labels[k], ref.labels[k])  # ... and its manual seeds
-            assert not np.array_equal(s.labels[k], s.dense[k])  # the TED reference is another annotation
-        assert not (s.dense == 3).any()  # TED has no LA
-    # resized like the study; limited by pseudo_labels.max_sequences
-    cfg64 = load_config("notebooks/params/paper.yaml", {"data": {"resize": 64},
-                                                        "pseudo_labels": {"max_sequences": 2}})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        s64 = cohort_data.evaluation_sequences(cfg64, paths)
-    assert [s.shape for s in s64] == [(64, 64)] * 2
-
-
-def test_evaluation_sequences_missing_camus_patient(tmp_path, monkeypatch):
-    cfg, paths = _paper_cfg(tmp_path, monkeypatch)
-    import shutil
-
-    shutil.rmtree(tmp_path / "camus" / "database_nifti" / "patient0004")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(EchoDataError, match=r"CAMUS patients \['patient0004'\] \(mapped from TED\) have no folder"):
-            cohort_data.evaluation_sequences(cfg, paths)
-
-
-def test_check_unseen_on_camus_ids(tmp_path, monkeypatch):
-    cfg, paths = _paper_cfg(tmp_path, monkeypatch)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ev = cohort_data.evaluation_sequences(cfg, paths)
-    train = cohort_data.load_split(cfg, paths, "train") + cohort_data.load_split(cfg, paths, "val")
-    assert {s.patient for s in ev} <= set(PAPER_SPLIT["train"])  # the TED patients are CAMUS training patients
-    with pytest.raises(EchoDataError, match=r"3 evaluation patient\(s\) are in the registration's training data"):
-        cohort_data.check_unseen(train, ev)
-    cohort_data.check_unseen(train, ev, cohort_data.registration_exclusions(cfg, paths))
-
-
-def test_evaluation_sequences_ted_alone_and_camus_alone(tmp_path, monkeypatch):
-    """Without the CAMUS/TED pairing the selection says what its reference and seeds are."""
-    camus_root, ted_root = write_paper_study(tmp_path)
-    paths = RunPaths(tmp_path / "run")
-    ted = load_config("notebooks/params/ci.yaml", {"data": {"source": "ted", "ted_root": str(ted_root),
-                                                            "test_fraction": 0.25, "val_fraction": 0.34}})
-    with pytest.warns(UserWarning, match="seeds are TED's own ED/ES labels"):
-        seqs = cohort_data.evaluation_sequences(ted, paths)
-    assert seqs and all(s.dense_kind == "manual" and len(s.patient) == len("patient001") for s in seqs)
-    cam = load_config("notebooks/params/ci.yaml", {"data": {"source": "camus", "root": str(camus_root)}})
-    with pytest.warns(UserWarning, match="interpolated"):
-        seqs = cohort_data.evaluation_sequences(cam, RunPaths(tmp_path / "run2"))
-    assert {s.patient for s in seqs} == set(PAPER_SPLIT["val"]) and seqs[0].dense_kind == "interpolated"

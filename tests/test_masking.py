@@ -12,11 +12,10 @@ import SimpleITK as sitk
 from echo_utils import labels as L
 from echo_utils import segmentation as nnunet
 from echo_utils.config import ConfigError, load_config
-from echo_utils.rundir import RunPaths
 from echo_utils.report import masking as masking_report
 from echo_utils.segmentation.time_padding import crop_time
 from echo_utils.segmentation import masking
-from test_segmentation import toy_cohort
+from test_segmentation import run_of, toy_cohort
 
 
 def _read(path):
@@ -34,11 +33,12 @@ def test_optional_model_in_the_vocabulary_and_the_profile():
     assert "3d_dense_masked" not in _cfg().nnunet.models  # not a default model
     spec = nnunet.SPECS["3d_dense_masked"]
     assert spec.dim == 3 and spec.dense and spec.masked
-    assert nnunet.dataset_id(cfg, "3d_dense_masked") not in {nnunet.dataset_id(cfg, m) for m in L.MODELS}
-    assert nnunet.dataset_name(cfg, "3d_dense_masked").endswith("3DDenseMasked")
+    nn = cfg.nnunet
+    assert nnunet.dataset_id(nn, "3d_dense_masked") not in {nnunet.dataset_id(nn, m) for m in L.MODELS}
+    assert nnunet.dataset_name(nn, "3d_dense_masked").endswith("3DDenseMasked")
     # the same training settings as 3D dense: the masking is the only difference
-    assert nnunet.training_settings(cfg, "3d_dense_masked") | {"seed": 0} == \
-        nnunet.training_settings(cfg, "3d_dense") | {"seed": 0}
+    assert nnunet.training_settings(nn, "3d_dense_masked") | {"seed": 0} == \
+        nnunet.training_settings(nn, "3d_dense") | {"seed": 0}
     with pytest.raises(ConfigError, match="models"):
         _cfg(models=["3d_dense_unknown"])
     with pytest.raises(ConfigError, match="masked_confidence_threshold"):
@@ -52,15 +52,17 @@ def test_export_ignores_low_confidence_pseudo_pixels_and_keeps_ed_es(tmp_path):
     rng = np.random.default_rng(0)
     conf = {s.key: rng.uniform(0, 1, s.images.shape).astype(np.float32) for s in train + val}  # low at ED/ES too
     dense = {s.key: s.dense for s in train + val}
-    folder = nnunet.export_dataset(cfg, RunPaths(tmp_path), "3d_dense_masked", train, val, (), dense,
-                                   confidence=conf)
+    run = run_of(cfg, tmp_path)
+    with pytest.raises(nnunet.NnUNetError, match="confidence"):  # the masked set needs its confidence maps
+        nnunet.export_dataset(run, "3d_dense_masked", train, val, (), dense)
+    folder = nnunet.export_dataset(run, "3d_dense_masked", train, val, (), dense, confidence=conf)
     ds = json.loads((folder / "dataset.json").read_text())
     assert ds["labels"]["ignore"] == nnunet.IGNORE_LABEL == max(ds["labels"].values())
     ignored = pseudo = 0
     for seq in train + val:
         # the original frames (ci mirrors the 3D volumes past their ends: segmentation.time_padding)
         label = crop_time(_read(folder / "labelsTr" / f"{seq.key}.nii.gz"),
-                          nnunet.dataset_time_padding(cfg, RunPaths(tmp_path), "3d_dense_masked"), seq.n_frames)
+                          nnunet.dataset_time_padding(run, "3d_dense_masked"), seq.n_frames)
         for t in (seq.ed, seq.es):  # the manual frames: fully labelled, whatever their confidence says
             np.testing.assert_array_equal(label[t], seq.labels[t])
             assert (conf[seq.key][t] < 0.3).any()
@@ -70,14 +72,14 @@ def test_export_ignores_low_confidence_pseudo_pixels_and_keeps_ed_es(tmp_path):
         np.testing.assert_array_equal(label[mid][~low], seq.dense[mid][~low])
         ignored += int(low.sum())
         pseudo += low.size
-    record = nnunet.dataset_masking(cfg, RunPaths(tmp_path))
+    record = nnunet.dataset_masking(run)
     assert record["threshold"] == 0.3 and "profile" in record["source"]
     assert record["ignored_pixels"] == ignored
     assert record["ignored_fraction_of_pseudo"] == pytest.approx(ignored / pseudo, abs=1e-6)
     assert 0.2 < record["ignored_fraction_of_pseudo"] < 0.4  # uniform confidence: about 30 %
-    table = nnunet.datasets_table(cfg, RunPaths(tmp_path), ["3d_dense_masked"])
+    table = nnunet.datasets_table(run, ["3d_dense_masked"])
     assert table.loc["3d_dense_masked", "confidence threshold"] == 0.3
-    nnunet.verify_dataset(cfg, folder, tmp_path / "verify.log")  # nnU-Net's per-case checks accept the ignore label
+    nnunet.verify_dataset(cfg.nnunet, folder, tmp_path / "verify.log")  # nnU-Net's per-case checks accept the ignore label
 
 
 def _graded_case(n: int = 20000):
@@ -114,12 +116,12 @@ def test_masking_record_on_validation_truth_and_fallback():
         f = seq.dense.copy()
         f[c < 0.35] = (f[c < 0.35] + 1) % 4
         conf[seq.key], fused[seq.key] = c, f
-    record = masking.masking_record(cfg, val, fused, conf)
+    record = masking.masking_record(cfg.nnunet, val, fused, conf)
     assert record["threshold"] == 0.35 and record["val_f1"] == 1.0 and "validation" in record["source"]
     # real data: no exact truth on the validation patients -> the stated fallback
     for seq in val:
         seq.dense_kind = "interpolated"
-    record = masking.masking_record(cfg, val, fused, conf)
+    record = masking.masking_record(cfg.nnunet, val, fused, conf)
     assert record["threshold"] == masking.FALLBACK_THRESHOLD == 0.5 and "fallback" in record["source"]
     masks = masking.ignore_masks(val, conf, 0.35)
     assert not any(masks[s.key][[s.ed, s.es]].any() for s in val)

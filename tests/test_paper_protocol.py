@@ -23,6 +23,7 @@ from echo_utils import fusion, registration
 from echo_utils.config import load_config
 from echo_utils.rundir import RunPaths
 from echo_utils.data import cohort as cohort_data
+from echo_utils.study import Study, stages
 from echo_utils.report import cohort, fig2
 
 TINY = {  # the paper's registration at a test's scale (64x64 images, 4x4 control cells, a few iterations)
@@ -53,10 +54,11 @@ def test_paper_protocol_end_to_end(paper, monkeypatch):
     ted_camus = {c for c, _ in PAPER_TED.values() if c}  # patient0002, patient0004, patient0005
 
     # --- data selection and exclusion (notebook 02) ---
-    train = cohort_data.load_split(cfg, paths, "train")
-    val = cohort_data.load_split(cfg, paths, "val")
+    study = Study.of(cfg, paths)
+    train = study.sequences("train")
+    val = study.sequences("val")
     assert ted_camus <= {s.patient for s in train}  # the TED patients are CAMUS training patients ...
-    exclude = cohort_data.registration_exclusions(cfg, paths)
+    exclude = list(study.cohort.exclusions)
     assert ted_camus <= set(exclude)  # ... and are left out
 
     seen: set[str] = set()
@@ -83,7 +85,7 @@ def test_paper_protocol_end_to_end(paper, monkeypatch):
     # --- evaluation selection and the disjointness check on CAMUS ids (notebook 03) ---
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ev = cohort_data.evaluation_sequences(cfg, paths)
+        ev = stages.evaluation_set(study)
     assert any("patient019" in str(w.message) for w in caught)  # the unmapped TED patient is counted, not used
     assert {s.patient for s in ev} == ted_camus and all(s.view == "4CH" for s in ev)
     cohort_data.check_unseen(train + val, ev, exclude)

@@ -1,4 +1,4 @@
-"""echo_utils.preflight and the run directory's write checks: what ``--check`` (and the runner, before it locks)
+"""echo_utils.preflight (plain checks), echo_utils.study.checks.preflight (the profile's) and the run directory's write checks: what ``--check`` (and the runner, before it locks)
 finds without running: an unwritable run directory, a missing GPU, a missing or foreign data root, an empty split.
 Each ends in one line on the console, naming the path or the key, and no traceback."""
 
@@ -13,7 +13,9 @@ from echo_fixtures import write_nifti_patient
 
 from echo_utils import rundir
 from echo_utils.config import load_config
-from echo_utils.preflight import PreflightError, check_split, preflight
+from echo_utils import preflight as preflight_module
+from echo_utils.preflight import PreflightError, check_device, check_split
+from echo_utils.study.checks import preflight
 from echo_utils.run import main
 from echo_utils.rundir import RunDirNotWritable, RunLock, writable_problem
 
@@ -82,9 +84,9 @@ def test_missing_or_foreign_camus_root_is_named(tmp_path, capsys):
 def test_a_split_without_a_validation_patient_is_refused(tmp_path):
     cfg = load_config("notebooks/params/ci.yaml", overrides={"data": {"n_patients": 2}})
     with pytest.raises(PreflightError, match=r"the split leaves no val patient \(2 patients: 1 train, 0 val, 1 test"):
-        check_split(cfg, tmp_path)
+        check_split(cfg.data, tmp_path / "data")
     no_val = load_config("notebooks/params/ci.yaml", overrides={"data": {"n_patients": 2, "val_fraction": 0}})
-    assert check_split(no_val, tmp_path) == {"train": 1, "val": 0, "test": 1}  # none asked for: fine
+    assert check_split(no_val.data, tmp_path / "data") == {"train": 1, "val": 0, "test": 1}  # none asked for: fine
 
 
 def _read_only(monkeypatch, root: Path):
@@ -128,7 +130,7 @@ def test_read_only_run_directory_is_one_line_from_check_and_runner(tmp_path, cap
     with pytest.raises(RunDirNotWritable, match=r"run directory .*run is not writable \(read-only file system\)"):
         RunLock(run).acquire()
     with pytest.raises(RunDirNotWritable):  # the settings record
-        rundir.check_settings(run, load_config(ci_params), record=True)
+        rundir.check_settings(run, rundir.settings_record(load_config(ci_params)), write=True)
     with pytest.raises(RunDirNotWritable, match="read-only file system"):  # a notebook opened by hand
         rundir.open_run(ci_params, run_dir=run)
     assert list(run.iterdir()) == []
@@ -148,6 +150,15 @@ def test_unwritable_run_directory_by_permission(tmp_path, capsys, ci_params):
         run.chmod(0o755)
 
 
-def test_preflight_returns_what_it_found(tmp_path, ci_params):
+def test_preflight_returns_what_it_found(tmp_path, ci_params, monkeypatch):
     found = preflight(load_config(ci_params), tmp_path / "run")
     assert found == {"device": "cpu", "split": {"train": 3, "val": 1, "test": 2}}
+    from echo_utils import run
+
+    assert run.preflight is preflight and not hasattr(preflight_module, "preflight")  # one home: study.checks
+    check_device("cpu")
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PreflightError, match="device 'cuda' .* torch sees no GPU"):
+        check_device("cuda")

@@ -414,12 +414,33 @@ def test_generate_caches_and_refuses_to_mix(tmp_path):
                                           warp=grid_warp, progress=False)
     assert reg.calls == 2, "cached sequences are read back, not recomputed"
     assert np.array_equal(again["patient0002_2CH"].bidirectional, out["patient0002_2CH"].bidirectional)
+    assert out.read_back == () and again.read_back == ("patient0001_2CH", "patient0002_2CH")
+    assert (again.method, again.out_dir, again.n_sequences, again.recomputed) == ("test", tmp_path, 2, ())
     with pytest.raises(PseudoLabelCacheMismatch, match="registration"):
         pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, method_name="test", registration_id="r2",
                                       warp=grid_warp, progress=False)
     with pytest.raises(PseudoLabelCacheMismatch, match="assemble"):
         pseudolabels.generate_pseudo_labels(seqs, reg, tmp_path, cfg_pl=PseudoLabelConfig(assemble="argmax"),
                                       method_name="test", registration_id="r1", warp=grid_warp, progress=False)
+
+
+def test_the_store_prints_nothing_and_the_report_says_what_it_read_back(tmp_path, capsys):
+    from echo_utils.config import display_path
+    from echo_utils.report.pseudo_labels import store_summary
+
+    seqs = [moving_sequence(t=5, patient=f"patient000{i}") for i in (1, 2, 3)]
+    kw = dict(method_name="test", registration_id="r1", warp=grid_warp)
+    first = pseudolabels.generate_pseudo_labels(seqs[:2], CentroidTranslation(), tmp_path, **kw)
+    mixed = pseudolabels.generate_pseudo_labels(seqs, CentroidTranslation(), tmp_path, **kw)  # 2 stored, 1 new
+    memory = pseudolabels.generate_pseudo_labels(seqs, CentroidTranslation(), None, **kw)
+    assert capsys.readouterr().out == ""  # presentation is the report's: the store prints nothing
+    assert store_summary(first) == [] and store_summary(memory) == []
+    assert store_summary(mixed) == [f"pseudo-labels (test): 2/3 sequences read from {display_path(tmp_path)}"]
+    assert store_summary({"a": mixed, "b": memory, "c": {}}) == store_summary(mixed)
+    pseudolabels.pseudo_label_path(tmp_path, seqs[0], "forward").write_bytes(b"damaged")
+    again = pseudolabels.generate_pseudo_labels(seqs, CentroidTranslation(), tmp_path, **kw)
+    assert again.recomputed == ("patient0001_2CH",) and again.read_back == ("patient0002_2CH", "patient0003_2CH")
+    assert store_summary(again)[1] == "pseudo-labels (test): patient0001_2CH computed again (its stored files were damaged)"
 
 
 def test_registration_fingerprint_tracks_weights():

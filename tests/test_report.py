@@ -443,5 +443,6 @@ def test_load_fig2_without_notebook_03(tmp_path):
 
     from echo_utils.rundir import RunPaths
 
-    videos, scores, notes = F2.load_fig2(SimpleNamespace(registration=SimpleNamespace(method="dlir")), RunPaths(tmp_path))
+    videos, scores, notes = F2.load_fig2(SimpleNamespace(cfg=SimpleNamespace(registration=SimpleNamespace(method="dlir")),
+                                                          paths=RunPaths(tmp_path)))
     assert videos is None and scores is None and "run notebook 03 first" in notes[0]

@@ -268,16 +268,16 @@ def test_every_notebook_takes_the_runners_parameters(notebook):
 def test_options_added_or_removed_since_the_record(tmp_path, ci_params):
     """A run directory recorded before an option existed still matches while that option keeps its default."""
     from echo_utils.config import load_config
-    from echo_utils.rundir import check_settings, settings_diff
+    from echo_utils.rundir import check_settings, settings_diff, settings_record
 
     cfg = load_config(ci_params)
-    check_settings(tmp_path, cfg, record=True)
+    check_settings(tmp_path, settings_record(cfg), write=True)
     record = json.loads((tmp_path / SETTINGS_FILE).read_text())
     del record["profile"]["registration"]["loss_sigma"]  # "added since": its default now
     record["profile"]["evaluation"]["myo_convention"] = "ring"  # "removed since"
     (tmp_path / SETTINGS_FILE).write_text(json.dumps(record))
-    assert check_settings(tmp_path, cfg) is not None
+    assert check_settings(tmp_path, settings_record(cfg)) is not None
     changed = load_config(ci_params, overrides=["registration.loss_sigma=1.5"])
     assert settings_diff(record["profile"], changed.model_dump(mode="json")) == [("registration.loss_sigma", None, 1.5)]
     with pytest.raises(SettingsMismatch, match="registration.loss_sigma"):
-        check_settings(tmp_path, changed)
+        check_settings(tmp_path, settings_record(changed))

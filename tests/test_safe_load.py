@@ -162,6 +162,7 @@ def test_damaged_metrics_table_is_named_with_the_command_that_rewrites_it(tmp_pa
     from echo_utils.config import load_config
     from echo_utils.rundir import RunPaths
     from echo_utils.report.fig2_summary import load_fig2
+    from echo_utils.study import Study
 
     paths = RunPaths(tmp_path)
     paths.metrics.mkdir(parents=True)
@@ -171,7 +172,7 @@ def test_damaged_metrics_table_is_named_with_the_command_that_rewrites_it(tmp_pa
     assert len(read_table(table, columns=("method", "dice"))) == 3
     table.write_bytes(table.read_bytes()[:-3])  # cut in the last row
     with pytest.raises(DamagedFile, match="pseudo_label_scores.csv is damaged .*rerun notebook 03"):
-        load_fig2(load_config("notebooks/params/ci.yaml"), paths)
+        load_fig2(Study(load_config("notebooks/params/ci.yaml"), paths))
     table.write_text("method,key\n")
     with pytest.raises(DamagedFile, match="no column 'dice'"):
         read_table(table, columns=("method", "dice"))

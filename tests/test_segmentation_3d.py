@@ -17,7 +17,7 @@ from echo_utils.config import ComputeConfig, load_config
 from echo_utils.rundir import RunPaths
 from echo_utils.report import smoothness, tables
 
-from test_segmentation import toy_cohort, toy_sequence
+from test_segmentation import run_of, toy_cohort, toy_sequence
 
 
 def _parent(time_spacing: float, in_plane: float = 1.4, size: int = 128) -> dict:
@@ -38,12 +38,12 @@ def test_volume_time_spacing_keeps_the_reference_ratio():
     cfg = load_config("notebooks/params/ci.yaml")  # small, no in_plane_size: the data's own grid
     seqs = toy_cohort(2, size=32)  # spacing 0.5 x 0.5, 32 px
     t, y, x = cfg.nnunet.time_reference_spacing
-    assert nnunet.volume_time_spacing(cfg, seqs) == pytest.approx(t / min(y, x) * 0.5, rel=1e-3)
+    assert nnunet.volume_time_spacing(cfg.nnunet, seqs) == pytest.approx(t / min(y, x) * 0.5, rel=1e-3)
     coarse = cfg.model_copy(update={"nnunet": cfg.nnunet.model_copy(update={"in_plane_size": 16})})
     # resampled to 16 px across: in-plane spacing 0.5 * 32 / 16 = 1.0
-    assert nnunet.volume_time_spacing(coarse, seqs) == pytest.approx(t / min(y, x) * 1.0, rel=1e-3)
+    assert nnunet.volume_time_spacing(coarse.nnunet, seqs) == pytest.approx(t / min(y, x) * 1.0, rel=1e-3)
     stored = cfg.model_copy(update={"nnunet": cfg.nnunet.model_copy(update={"time_reference_spacing": None})})
-    assert nnunet.volume_time_spacing(stored, seqs) == cfg.nnunet.time_spacing
+    assert nnunet.volume_time_spacing(stored.nnunet, seqs) == cfg.nnunet.time_spacing
     with pytest.raises(ValueError, match="positive"):
         load_config("notebooks/params/ci.yaml", overrides={"nnunet": {"time_reference_spacing": [1, 0, 0.3]}})
 
@@ -56,7 +56,7 @@ def test_demo_3d_plan_convolves_in_plane_first_and_pools_time_once():
     spacing = 1.4  # the synthetic cohort at 128 px (about 180 mm across), 64 px after the small resampling
     seqs = [toy_sequence(f"patient{p:04d}", "2CH", n_frames=12, size=128, seed=p) for p in range(1, 4)]
     seqs = [dataclasses.replace(s, spacing=(spacing, spacing)) for s in seqs]
-    ts = nnunet.volume_time_spacing(cfg, seqs)
+    ts = nnunet.volume_time_spacing(cfg.nnunet, seqs)
     plans = {"configurations": {"3d_fullres": _parent(ts, spacing)}, "transpose_forward": [0, 1, 2]}
     arch = nnunet.small_configuration(plans, "3d_fullres", nn)["architecture"]["arch_kwargs"]
     assert arch["kernel_sizes"][0] == [1, 3, 3]
@@ -89,26 +89,26 @@ def test_time_spacing_changes_the_plan_only(tmp_path):
     """Exported with the derived time spacing, planned and preprocessed: the configuration's time spacing is the
     stored one and every preprocessed volume keeps all its frames (nothing resampled along time)."""
     cfg = load_config("notebooks/params/ci.yaml")
-    paths = RunPaths(tmp_path)
+    run = run_of(cfg, tmp_path)
     seqs = toy_cohort(3, size=48)
     train, val = seqs[:4], seqs[4:]
-    nnunet.export_dataset(cfg, paths, "3d_dense", train, val, [], {s.key: s.dense for s in seqs})
-    ts = nnunet.dataset_time_spacing(cfg, paths, "3d_dense")
-    assert ts == nnunet.volume_time_spacing(cfg, train + val) != cfg.nnunet.time_spacing
-    plans = nnunet.plan_and_preprocess(cfg, paths, "3d_dense")
-    conf = plans["configurations"][nnunet.configuration_name(cfg, "3d_dense")]
+    nnunet.export_dataset(run, "3d_dense", train, val, [], {s.key: s.dense for s in seqs})
+    ts = nnunet.dataset_time_spacing(run, "3d_dense")
+    assert ts == nnunet.volume_time_spacing(cfg.nnunet, train + val) != cfg.nnunet.time_spacing
+    plans = nnunet.plan_and_preprocess(run, "3d_dense")
+    conf = plans["configurations"][nnunet.configuration_name(cfg.nnunet, "3d_dense")]
     parent = plans["configurations"]["3d_fullres"]
     assert parent["spacing"][0] == pytest.approx(ts, rel=1e-6)
     assert conf["architecture"]["arch_kwargs"]["kernel_sizes"][0][0] == 1  # the first stage convolves in plane
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-    pre = paths.nnunet / "preprocessed" / nnunet.dataset_name(cfg, "3d_dense") / parent["data_identifier"]
+    pre = run.preprocessed / nnunet.dataset_name(cfg.nnunet, "3d_dense") / parent["data_identifier"]
     ds = infer_dataset_class(str(pre))(str(pre))
     for seq in train + val:
         data, seg, _, props = ds.load_case(seq.key)
-        k = nnunet.dataset_time_padding(cfg, paths, "3d_dense")  # frames mirrored past each end (ci: reflect)
+        k = nnunet.dataset_time_padding(run, "3d_dense")  # frames mirrored past each end (ci: reflect)
         assert data.shape[1] == seq.n_frames + 2 * k and seg.shape[1] == seq.n_frames + 2 * k
-    table = nnunet.plans_table(cfg, paths, ["3d_dense"])
+    table = nnunet.plans_table(run, ["3d_dense"])
     t, y, x = cfg.nnunet.time_reference_spacing
     assert table.loc["3d_dense", "time / in-plane spacing"] == pytest.approx(t / min(y, x), rel=0.01)
 
@@ -197,11 +197,60 @@ def test_deep_supervision_keeps_only_full_time_outputs():
         full_time_weights([0, 0, 1, 0], scales)
 
 
+def test_jittered_start_puts_the_labelled_frame_anywhere_in_view():
+    from echo_utils.segmentation.trainer import jittered_time_start
+
+    rng = np.random.RandomState(0)
+    # 30 frames, a labelled frame at 15; nnU-Net's patch of 18 frames centred on it starts at 6 (the frame at its
+    # place 9); the network sees the middle 14 frames (places 2..15 of the patch)
+    starts = [jittered_time_start(6, 18, 14, [15, 29], -2, 14, rng) for _ in range(2000)]
+    places = {15 - s - 2 for s in starts}  # the frame's place in the 14 frames seen
+    assert places == set(range(14))  # every place, not only the middle (nnU-Net's 7)
+    # near the start of the sequence the range [-2, 14] of starts allows only the first 8 places
+    assert {7 - s - 2 for s in (jittered_time_start(-2, 18, 14, [7], -2, 14, rng) for _ in range(500))} == set(range(8))
+    # the clamp keeps the frame in view: a range [0, 3] still holds frame 7 in frames 2..15 of the patch
+    assert all(0 <= s <= 3 and s + 2 <= 7 < s + 16 for s in
+               (jittered_time_start(0, 18, 14, [7], 0, 3, rng) for _ in range(200)))
+    assert jittered_time_start(5, 18, 14, [0, 29], -2, 14, rng) == 5  # no labelled frame in view: unchanged
+
+
+def test_time_jitter_loader_moves_nnunets_own_patches():
+    """nnU-Net's own get_bbox centres every patch on the sampled labelled voxel (the control); the jittering loader
+    keeps a labelled frame in every patch but at every place along time, and leaves the in-plane box alone."""
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+
+    from echo_utils.segmentation.trainer import TimeJitterDataLoader, labelled_frames
+
+    frames = (7, 16)  # ED and ES of a 10-frame sequence mirrored by 7 frames at each end: 24 frames
+    voxels = np.array([[0, t, y, x] for t in frames for y in (20, 40) for x in (30, 33)])
+    locations = {1: voxels, 2: voxels[:4], (-1, 0, 1, 2, 3): voxels}
+    np.testing.assert_array_equal(labelled_frames(locations), frames)
+
+    def boxes(cls):
+        loader = object.__new__(cls)
+        loader.patch_size, loader.need_to_pad = [14, 64, 64], np.array([0, 0, 0])
+        loader.has_ignore, loader.annotated_classes_key = True, (-1, 0, 1, 2, 3)
+        np.random.seed(1)
+        return [loader.get_bbox(np.array([24, 64, 64]), True, locations) for _ in range(400)]
+
+    places = {f - lbs[0] for lbs, _ in boxes(nnUNetDataLoader) for f in frames if lbs[0] <= f < lbs[0] + 14}
+    assert places == {7}  # nnU-Net: the labelled frame is always in the middle
+    jittered = boxes(TimeJitterDataLoader)
+    places = [[f - lbs[0] for f in frames if lbs[0] <= f < lbs[0] + 14] for lbs, _ in jittered]
+    assert all(places) and len({p for ps in places for p in ps}) == 14
+    # in plane nnU-Net's own centring on the voxel: y 20 or 40 -> 0 or 8, x 30 or 33 -> 0 or 1
+    assert all(lbs[1] in (0, 8) and lbs[2] in (0, 1) and [u - lo for u, lo in zip(ubs, lbs)] == [14, 64, 64]
+               for lbs, ubs in jittered)
+
+
 def test_training_settings_of_the_3d_sparse_model_only():
     cfg = load_config("notebooks/params/demo.yaml")
-    s = {m: nnunet.training_settings(cfg, m) for m in nnunet.MODELS}
+    s = {m: nnunet.training_settings(cfg.nnunet, m) for m in nnunet.MODELS}
     assert s["3d_sparse"]["padding_as_ignore"] and s["3d_sparse"]["deep_supervision_full_time_only"]
-    assert not any(s[m]["padding_as_ignore"] or s[m]["deep_supervision_full_time_only"]
+    assert not s["3d_sparse"]["time_jitter"]  # off unless the profile asks (nnunet.time_jitter)
+    jitter = load_config("notebooks/params/demo.yaml", overrides={"nnunet": {"time_jitter": True}}).nnunet
+    assert [m for m in nnunet.MODELS if nnunet.training_settings(jitter, m)["time_jitter"]] == ["3d_sparse"]
+    assert not any(s[m]["padding_as_ignore"] or s[m]["deep_supervision_full_time_only"] or s[m]["time_jitter"]
                    for m in ("2d_sparse", "2d_dense", "3d_dense"))
     assert {v["min_class_dice"] for v in s.values()} == {cfg.nnunet.plateau_min_class_dice}
 
@@ -288,8 +337,9 @@ def test_local_kinds_run_as_processes_from_an_inline_profile(tmp_path, monkeypat
 
 def test_training_jobs_3d_first():
     from echo_utils import compute
+    from echo_utils.study import Study
 
     cfg = load_config("notebooks/params/demo.yaml")
-    jobs = compute.nnunet_training_jobs(cfg, RunPaths("/tmp/nonexistent-run"))
+    jobs = compute.nnunet_training_jobs(Study(cfg, RunPaths("/tmp/nonexistent-run")))
     dims = [nnunet.SPECS[j.kwargs["model"]].dim for j in jobs]
     assert dims == sorted(dims, reverse=True) and len(jobs) == 4

@@ -25,10 +25,13 @@ def test_cohort_is_the_profile_resolved_once(tmp_path):
     study = _study(tmp_path)
     cfg, paths = study.cfg, study.paths
     assert study.resolved
-    for split in ("train", "val", "test", "all"):
-        assert study.cohort.keys(split) == cohort_data.study_sequences(cfg, paths, split)
-    assert dict(study.cohort.split) == {k: tuple(v) for k, v in cohort_data.study_split(cfg, paths).items()}
-    assert [s.key for s in study.sequences("train")] == [s.key for s in cohort_data.load_split(cfg, paths, "train")]
+    root = cohort_data.cohort_root(cfg.data, paths.data, generate=False)  # the plain functions, called directly
+    split = cohort_data.cohort_split(cfg.data, root, paths.data, write=False)
+    assert study.cohort.root == str(root)
+    assert dict(study.cohort.split) == {k: tuple(v) for k, v in split.items()}
+    for name in ("train", "val", "test", "all"):
+        assert study.cohort.keys(name) == cohort_data.split_keys(split, ("2CH", "4CH"), name)
+    assert [s.key for s in study.sequences("train")] == [f"{p}_{v}" for p in split["train"] for v in ("2CH", "4CH")]
     assert study.cohort.exclusions == ()  # synthetic: the registration leaves nobody out
     with pytest.raises(cohort_data.EchoDataError, match="unknown split 'training set'"):
         study.cohort.keys("training set")
@@ -38,7 +41,7 @@ def test_study_round_trips_through_json_without_resolving_again(tmp_path, monkey
     study = _study(tmp_path)
     blob = json.dumps(study.to_dict())  # plain JSON: what a job's kwargs carry
     # a rebuilt study must not work the cohort out again: every resolver fails from here on
-    for name in ("study_root", "study_split", "study_sequences"):
+    for name in ("cohort_root", "cohort_split", "ted_pairs", "ted_exclusions"):
         monkeypatch.setattr(cohort_data, name, lambda *a, **k: pytest.fail("the cohort was resolved again"))
     again = Study.from_dict(json.loads(blob))
     assert again.cohort == study.cohort and again.cfg == study.cfg and again.paths.root == study.paths.root
@@ -97,9 +100,9 @@ def test_jobs_carry_the_resolved_study_and_keep_their_keys(tmp_path):
     dump = study.cfg.model_dump(mode="json")
     sections = {k: dump.get(k) for k in ("seed", "data", "registration", "pseudo_labels", "nnunet")}
     assert jobs[0][0].key == job_key("echo_utils.compute.study:task_dir_training", [sections])
-    # the earlier (cfg, paths) form plans the same jobs
-    legacy = compute.study_jobs(study.cfg, study.paths, "cpu", stages=("dir_training", "pseudo_labels"))
-    assert [[(j.name, j.key) for j in s] for s in legacy] == [[(j.name, j.key) for j in s] for s in jobs]
+    # the earlier (cfg, paths) form is refused (tests/test_compute.py): the builders take the study
+    with pytest.raises(TypeError, match="Study"):
+        compute.study_jobs(study.cfg, "cpu", stages=("dir_training", "pseudo_labels"))
 
 
 def test_a_job_folder_planned_before_the_study_gets_a_clear_error(tmp_path):

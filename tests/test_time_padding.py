@@ -14,10 +14,9 @@ import SimpleITK as sitk
 from echo_utils import segmentation as nnunet
 from echo_utils.config import ConfigError, load_config
 from echo_utils.report import frame_position as fp
-from echo_utils.rundir import RunPaths
 from echo_utils.segmentation.time_padding import crop_time, pad_time, padded_sources, time_padding_frames
 
-from test_segmentation import toy_cohort, toy_sequence
+from test_segmentation import run_of, toy_cohort, toy_sequence
 
 
 def _cfg(**nnunet_overrides):
@@ -52,10 +51,10 @@ def test_reflect_padding_by_hand_and_cropped_back_exactly():
 
 def test_frame_count_is_half_the_patch_unless_given():
     cfg = _cfg()
-    assert time_padding_frames(_cfg(time_padding="none")) == 0
-    assert time_padding_frames(_cfg(time_padding="reflect")) == cfg.nnunet.patch_3d[0] // 2
-    assert time_padding_frames(_cfg(time_padding="reflect", patch_3d=[15, 32, 32])) == 7
-    assert time_padding_frames(_cfg(time_padding="reflect", time_padding_frames=3)) == 3
+    assert time_padding_frames(_cfg(time_padding="none").nnunet) == 0
+    assert time_padding_frames(_cfg(time_padding="reflect").nnunet) == cfg.nnunet.patch_3d[0] // 2
+    assert time_padding_frames(_cfg(time_padding="reflect", patch_3d=[15, 32, 32]).nnunet) == 7
+    assert time_padding_frames(_cfg(time_padding="reflect", time_padding_frames=3).nnunet) == 3
 
 
 def test_config_refuses_bad_padding_values():
@@ -73,7 +72,7 @@ def test_paper_profile_keeps_nnunets_padding(monkeypatch, tmp_path):
     monkeypatch.setenv("CAMUS_ROOT", str(tmp_path))
     monkeypatch.setenv("TED_ROOT", str(tmp_path))
     cfg = load_config("notebooks/params/paper.yaml")
-    assert cfg.nnunet.time_padding == "none" and time_padding_frames(cfg) == 0
+    assert cfg.nnunet.time_padding == "none" and time_padding_frames(cfg.nnunet) == 0
     with open("notebooks/params/paper.yaml") as f:  # stated in the profile, not left to the default
         assert any(line.strip().startswith("time_padding: none") for line in f)
 
@@ -93,11 +92,11 @@ def cohort():
 def test_exported_3d_dataset_holds_reflected_frames(model, cohort, tmp_path):
     cfg = _cfg(time_padding="reflect", time_padding_frames=3)
     k = 3
-    paths = RunPaths(tmp_path)
-    folder = nnunet.export_dataset(cfg, paths, model, cohort["train"], cohort["val"], cohort["test"],
+    run = run_of(cfg, tmp_path)
+    folder = nnunet.export_dataset(run, model, cohort["train"], cohort["val"], cohort["test"],
                                    cohort["dense"])  # nnU-Net's integrity check runs on the padded folder
-    assert nnunet.dataset_time_padding(cfg, paths, model) == k
-    assert nnunet.datasets_table(cfg, paths, [model]).loc[model, "time padding (frames at each end)"] == k
+    assert nnunet.dataset_time_padding(run, model) == k
+    assert nnunet.datasets_table(run, [model]).loc[model, "time padding (frames at each end)"] == k
     for seq in cohort["train"] + cohort["val"]:
         T = seq.n_frames
         image = _read(folder / "imagesTr" / f"{seq.key}_0000.nii.gz")
@@ -124,8 +123,7 @@ def test_padding_longer_than_the_sequence_folds_back_with_exact_labels(cohort, t
     """k > T - 2 (ci's 7 frames on 5-7 frame sequences): the mirror folds back onto ED and ES, and those copies carry
     their manual labels (the same image, the same label); every other padded frame of 3D sparse stays ignored."""
     cfg = _cfg(time_padding="reflect", time_padding_frames=7)
-    paths = RunPaths(tmp_path)
-    folder = nnunet.export_dataset(cfg, paths, "3d_sparse", cohort["train"], cohort["val"])
+    folder = nnunet.export_dataset(run_of(cfg, tmp_path), "3d_sparse", cohort["train"], cohort["val"])
     seq = min(cohort["train"], key=lambda s: s.n_frames)
     label = _read(folder / "labelsTr" / f"{seq.key}.nii.gz")
     source = padded_sources(seq.n_frames, 7)
@@ -138,28 +136,26 @@ def test_padding_longer_than_the_sequence_folds_back_with_exact_labels(cohort, t
 
 
 def test_2d_datasets_are_not_padded(cohort, tmp_path):
-    cfg = _cfg(time_padding="reflect")
-    paths = RunPaths(tmp_path)
-    folder = nnunet.export_dataset(cfg, paths, "2d_dense", cohort["train"], cohort["val"], [], cohort["dense"])
+    run = run_of(_cfg(time_padding="reflect"), tmp_path)
+    folder = nnunet.export_dataset(run, "2d_dense", cohort["train"], cohort["val"], [], cohort["dense"])
     n = sum(s.n_frames for s in cohort["train"] + cohort["val"])
     assert json.loads((folder / "dataset.json").read_text())["numTraining"] == n
-    assert nnunet.dataset_time_padding(cfg, paths, "2d_dense") == 0
+    assert nnunet.dataset_time_padding(run, "2d_dense") == 0
 
 
 def test_padding_setting_is_part_of_the_dataset_key(cohort, tmp_path):
     """A dataset exported with one padding setting is never reused with another (refused, left untouched)."""
-    paths = RunPaths(tmp_path)
     args = (cohort["train"], cohort["val"], [], cohort["dense"])
-    folder = nnunet.export_dataset(_cfg(time_padding="none"), paths, "3d_dense", *args)
+    folder = nnunet.export_dataset(run_of(_cfg(time_padding="none"), tmp_path), "3d_dense", *args)
     record = json.loads((folder / "echo_export.json").read_text())
     assert record["time_padding_frames"] == 0
     with pytest.raises(nnunet.NnUNetError, match="already holds a different dataset"):
-        nnunet.export_dataset(_cfg(time_padding="reflect"), paths, "3d_dense", *args)
+        nnunet.export_dataset(run_of(_cfg(time_padding="reflect"), tmp_path), "3d_dense", *args)
     assert json.loads((folder / "echo_export.json").read_text()) == record
-    other = RunPaths(tmp_path / "other")
-    assert nnunet.export_dataset(_cfg(time_padding="reflect", time_padding_frames=2), other, "3d_dense", *args)
+    other = tmp_path / "other"
+    assert nnunet.export_dataset(run_of(_cfg(time_padding="reflect", time_padding_frames=2), other), "3d_dense", *args)
     with pytest.raises(nnunet.NnUNetError, match="already holds a different dataset"):
-        nnunet.export_dataset(_cfg(time_padding="reflect", time_padding_frames=3), other, "3d_dense", *args)
+        nnunet.export_dataset(run_of(_cfg(time_padding="reflect", time_padding_frames=3), other), "3d_dense", *args)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -196,60 +192,60 @@ def test_prediction_marker_records_the_padding_and_reads_old_records_as_none(coh
     from echo_utils.segmentation import predict
 
     cfg = _cfg(time_padding="reflect", time_padding_frames=2)
-    paths = RunPaths(tmp_path)
-    nnunet.export_dataset(cfg, paths, "3d_dense", cohort["train"], cohort["val"], [], cohort["dense"])
-    ckpt = predict.fold_folder(cfg, paths, "3d_dense", 0) / "checkpoint_final.pth"
+    run = run_of(cfg, tmp_path)
+    nnunet.export_dataset(run, "3d_dense", cohort["train"], cohort["val"], [], cohort["dense"])
+    ckpt = predict.fold_folder(run, "3d_dense", 0) / "checkpoint_final.pth"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"weights")
     calls = []
     monkeypatch.setattr(predict, "load_predictor", lambda *a, **k: _FramePredictor())
     monkeypatch.setattr(predict, "_predict_into", lambda out, pr, todo, ts, progress, pad=0: calls.append(pad))
-    out = nnunet.predict_all(cfg, paths, "3d_dense", cohort["test"])
+    out = nnunet.predict_all(run, "3d_dense", cohort["test"])
     assert calls == [2] and json.loads((out / "echo_predictions.json").read_text())["time_padding_frames"] == 2
     # an old record (no padding key) of an unpadded dataset is still accepted ...
-    plain = RunPaths(tmp_path / "plain")
-    nnunet.export_dataset(_cfg(time_padding="none"), plain, "3d_dense", cohort["train"], cohort["val"], [], cohort["dense"])
-    pckpt = predict.fold_folder(_cfg(time_padding="none"), plain, "3d_dense", 0) / "checkpoint_final.pth"
+    plain = run_of(_cfg(time_padding="none"), tmp_path / "plain")
+    nnunet.export_dataset(plain, "3d_dense", cohort["train"], cohort["val"], [], cohort["dense"])
+    pckpt = predict.fold_folder(plain, "3d_dense", 0) / "checkpoint_final.pth"
     pckpt.parent.mkdir(parents=True)
     pckpt.write_bytes(b"weights")
-    key = {"model": "3d_dense", "dataset": nnunet.dataset_name(_cfg(), "3d_dense"),
-           "configuration": nnunet.configuration_name(_cfg(), "3d_dense"),
+    key = {"model": "3d_dense", "dataset": nnunet.dataset_name(_cfg().nnunet, "3d_dense"),
+           "configuration": nnunet.configuration_name(_cfg().nnunet, "3d_dense"),
            "checkpoints": [nnunet.env.file_digest(pckpt)], "mirroring": False,
-           "time_spacing": nnunet.dataset_time_spacing(_cfg(), plain, "3d_dense")}
+           "time_spacing": nnunet.dataset_time_spacing(plain, "3d_dense")}
     pout = plain.predictions / "3d_dense"
     pout.mkdir(parents=True)
     (pout / "echo_predictions.json").write_text(json.dumps(key))
-    nnunet.predict_all(_cfg(time_padding="none"), plain, "3d_dense", cohort["test"])
+    nnunet.predict_all(plain, "3d_dense", cohort["test"])
     # ... but predictions made without padding are never reused for a padded model
-    (out / "echo_predictions.json").write_text(json.dumps({**key, "dataset": nnunet.dataset_name(cfg, "3d_dense"),
+    (out / "echo_predictions.json").write_text(json.dumps({**key, "dataset": nnunet.dataset_name(cfg.nnunet, "3d_dense"),
                                                            "checkpoints": [nnunet.env.file_digest(ckpt)],
-                                                           "time_spacing": nnunet.dataset_time_spacing(cfg, paths, "3d_dense")}))
+                                                           "time_spacing": nnunet.dataset_time_spacing(run, "3d_dense")}))
     with pytest.raises(nnunet.NnUNetError, match="predictions of another model"):
-        nnunet.predict_all(cfg, paths, "3d_dense", cohort["test"])
+        nnunet.predict_all(run, "3d_dense", cohort["test"])
 
 
 @pytest.mark.slow
 def test_padded_3d_model_trains_and_predicts_every_original_frame(tmp_path):
     """ci budget, reflect padding: the preprocessed volumes hold T + 2k frames, the predictions exactly T."""
     cfg = _cfg(time_padding="reflect")
-    k = time_padding_frames(cfg)
-    paths = RunPaths(tmp_path)
+    k = time_padding_frames(cfg.nnunet)
+    run = run_of(cfg, tmp_path)
     seqs = toy_cohort(3, size=48)
     train, val, test = seqs[:4], seqs[4:5], seqs[5:]
-    nnunet.export_dataset(cfg, paths, "3d_dense", train, val, test, {s.key: s.dense for s in seqs})
-    plans = nnunet.plan_and_preprocess(cfg, paths, "3d_dense")
+    nnunet.export_dataset(run, "3d_dense", train, val, test, {s.key: s.dense for s in seqs})
+    plans = nnunet.plan_and_preprocess(run, "3d_dense")
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
     parent = plans["configurations"]["3d_fullres"]
-    pre = paths.nnunet / "preprocessed" / nnunet.dataset_name(cfg, "3d_dense") / parent["data_identifier"]
+    pre = run.preprocessed / nnunet.dataset_name(cfg.nnunet, "3d_dense") / parent["data_identifier"]
     ds = infer_dataset_class(str(pre))(str(pre))
     for seq in train + val:
         data, seg, _, _ = ds.load_case(seq.key)
         assert data.shape[1] == seg.shape[1] == seq.n_frames + 2 * k
-    nnunet.train_model(cfg, paths, "3d_dense")
-    nnunet.predict_all(cfg, paths, "3d_dense", test)
+    nnunet.train_model(run, "3d_dense")
+    nnunet.predict_all(run, "3d_dense", test)
     for seq in test:
-        pred = nnunet.load_prediction(paths, "3d_dense", seq)
+        pred = nnunet.load_prediction(run.predictions, "3d_dense", seq)
         assert pred.shape == seq.images.shape
 
 

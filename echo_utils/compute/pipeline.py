@@ -24,13 +24,12 @@ sections its result depends on (never ``compute``: changing the backend or the S
 names the job function as ``echo_utils.compute.study:<task>``, this module's name until 2026-12-03, so the done
 markers of earlier runs stay valid.
 
-The builders take a :class:`~echo_utils.study.Study`; ``(cfg, paths)`` is still accepted (translated by
-:func:`as_study`) for callers that have not moved to the study yet.
+The builders take a :class:`~echo_utils.study.Study` (``builder(study, device)``); a profile is refused with a
+TypeError that says so.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
@@ -39,7 +38,6 @@ from .jobs import Job, is_done, job_key, read_marker
 
 __all__ = [
     "STAGES",
-    "as_study",
     "dir_training_jobs",
     "pseudo_label_jobs",
     "nnunet_prepare_jobs",
@@ -57,26 +55,12 @@ _MOD = __name__
 _KEY_MOD = "echo_utils.compute.study"
 
 
-def as_study(study_or_cfg, paths=None) -> Study:
-    """The :class:`~echo_utils.study.Study` of a builder's arguments: a study as it is, or ``(cfg, paths)``, the
-    earlier form (its cohort is resolved when a job needs it)."""
-    if isinstance(study_or_cfg, Study):
-        return study_or_cfg
-    if paths is None:
-        raise TypeError("a compute builder takes a Study (or a profile and its RunPaths)")
-    return Study(study_or_cfg, paths)
-
-
-def _takes_study(builder):
-    """Let a builder be called as ``builder(study, device)`` or ``builder(cfg, paths, device)``."""
-
-    @functools.wraps(builder)
-    def wrapper(study_or_cfg, *args, **kwargs):
-        if not isinstance(study_or_cfg, Study):
-            study_or_cfg, args = as_study(study_or_cfg, args[0] if args else kwargs.pop("paths")), args[1:]
-        return builder(study_or_cfg, *args, **kwargs)
-
-    return wrapper
+def _check_study(study) -> Study:
+    """``study`` itself; anything else (the earlier ``cfg, paths`` form) is a TypeError naming what to pass."""
+    if not isinstance(study, Study):
+        raise TypeError(f"the compute builders take a Study (echo_utils.study.Study.of(cfg, paths)), not "
+                        f"{type(study).__name__}")
+    return study
 
 
 def _key(task: str, cfg, *extra) -> str:
@@ -163,22 +147,21 @@ def task_nnunet_prediction_fig2(study: dict, device: str, model: str = "2d_spars
 
 
 def _job(study: Study, name, task, kind, after=(), key_extra=(), **kwargs) -> Job:
+    _check_study(study)
     kwargs = {"study": study.to_dict(), **kwargs}
     return Job(name=name, fn=f"{_MOD}:{task}", kwargs=kwargs, kind=kind, run_dir=str(study.paths.root),
                key=_key(task, study.cfg, *key_extra), after=tuple(after))
 
 
-@_takes_study
 def dir_training_jobs(study: Study, device: str | None = None) -> list[Job]:
     """One job: the DLIR network's training."""
     return [_job(study, "dir-training", "task_dir_training", "dir_training",
                  device=_job_device(study.cfg, device))]
 
 
-@_takes_study
 def pseudo_label_jobs(study: Study, device: str | None = None) -> list[Job]:
     """One job per ``compute.shard_size`` train + val sequences (the nnU-Net training data), in the study's order."""
-    cfg = study.cfg
+    cfg = _check_study(study).cfg
     keys = [list(k) for split in ("train", "val") for k in study.cohort.keys(split)]
     size = cfg.compute.shard_size
     n = math.ceil(len(keys) / size)
@@ -191,23 +174,21 @@ def pseudo_label_jobs(study: Study, device: str | None = None) -> list[Job]:
     ]
 
 
-@_takes_study
 def nnunet_prepare_jobs(study: Study, device: str | None = None, *, after=()) -> list[Job]:
     """One CPU job: dataset export, planning and preprocessing of every model."""
     return [_job(study, "nnunet-prepare", "task_nnunet_prepare", "nnunet_prepare", after=after)]
 
 
-@_takes_study
 def nnunet_training_jobs(study: Study, device: str | None = None) -> list[Job]:
     """One job per (dataset, configuration, fold): ``len(models) x len(folds)`` independent trainings.
 
     The 3D models come first: they take the longest, and a backend that runs a few jobs at once
     (``local.max_parallel``) then fills the cores with the short 2D trainings at the end instead of waiting for a
     3D training started last."""
-    cfg, seg = study.cfg, _segmentation()
+    cfg, seg = _check_study(study).cfg, _segmentation()
     jobs = []
     for model in sorted(cfg.nnunet.models, key=lambda m: -seg.SPECS[m].dim):
-        ds, conf = seg.dataset_name(cfg, model), seg.configuration_name(cfg, model)
+        ds, conf = seg.dataset_name(cfg.nnunet, model), seg.configuration_name(cfg.nnunet, model)
         for fold in cfg.nnunet.folds:
             jobs.append(_job(study, f"nnunet-train-{ds}-{conf}-fold{fold}", "task_nnunet_training",
                              "nnunet_training", after=["nnunet-prepare"], key_extra=[model, fold],
@@ -215,25 +196,25 @@ def nnunet_training_jobs(study: Study, device: str | None = None) -> list[Job]:
     return jobs
 
 
-@_takes_study
 def nnunet_prediction_jobs(study: Study, device: str | None = None) -> list[Job]:
     """One job per prediction set: each model on the test split; 2D sparse on train + val (Fig. 2's control) and,
     with TED (the paper), on the Fig. 2 sequences that are in no split."""
-    cfg, seg = study.cfg, _segmentation()
-    sets = [(m, ["test"], None) for m in cfg.nnunet.models]
+    cfg, seg = _check_study(study).cfg, _segmentation()
+    nn = cfg.nnunet
+    sets = [(m, ["test"], None) for m in nn.models]
     if "2d_sparse" in cfg.nnunet.models:
         sets.append(("2d_sparse", ["train", "val"], "2d_sparse_train"))
     jobs = []
     for model, splits, out_name in sets:
-        ds, conf = seg.dataset_name(cfg, model), seg.configuration_name(cfg, model)
-        after = [f"nnunet-train-{ds}-{conf}-fold{f}" for f in cfg.nnunet.folds]
+        ds, conf = seg.dataset_name(nn, model), seg.configuration_name(nn, model)
+        after = [f"nnunet-train-{ds}-{conf}-fold{f}" for f in nn.folds]
         label = "test" if splits == ["test"] else "trainval"
         jobs.append(_job(study, f"nnunet-predict-{model}-{label}", "task_nnunet_prediction",
                          "nnunet_prediction", after=after, key_extra=[model, splits, out_name],
                          device=_job_device(cfg, device), model=model, splits=splits, out_name=out_name))
     if "2d_sparse" in cfg.nnunet.models and cfg.data.source == "camus" and cfg.data.ted_root:
-        after = [f"nnunet-train-{seg.dataset_name(cfg, '2d_sparse')}-{seg.configuration_name(cfg, '2d_sparse')}"
-                 f"-fold{f}" for f in cfg.nnunet.folds]
+        after = [f"nnunet-train-{seg.dataset_name(nn, '2d_sparse')}-{seg.configuration_name(nn, '2d_sparse')}"
+                 f"-fold{f}" for f in nn.folds]
         jobs.append(_job(study, "nnunet-predict-2d_sparse-fig2", "task_nnunet_prediction_fig2",
                          "nnunet_prediction", after=after, key_extra=["fig2"], device=_job_device(cfg, device),
                          model="2d_sparse"))
@@ -251,22 +232,20 @@ def _shard_names(study: Study) -> list[str]:
 _BUILDERS = {
     "dir_training": dir_training_jobs,
     "pseudo_labels": pseudo_label_jobs,
-    "nnunet_prepare": _takes_study(lambda study, device=None: nnunet_prepare_jobs(study, device,
-                                                                               after=_shard_names(study))),
+    "nnunet_prepare": lambda study, device=None: nnunet_prepare_jobs(study, device, after=_shard_names(study)),
     "nnunet_training": nnunet_training_jobs,
     "nnunet_prediction": nnunet_prediction_jobs,
 }
 
 
-def stage_jobs(stage: str, study: Study, *args, **kwargs) -> list[Job]:
-    """The jobs of one stage (one of :data:`STAGES`): ``stage_jobs(stage, study, device=None)`` (or the earlier
-    ``stage_jobs(stage, cfg, paths, device=None)``)."""
+def stage_jobs(stage: str, study: Study, device: str | None = None) -> list[Job]:
+    """The jobs of one stage (one of :data:`STAGES`) of ``study``."""
     if stage not in _BUILDERS:
         raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
-    return _BUILDERS[stage](study, *args, **kwargs)
+    return _BUILDERS[stage](_check_study(study), device)
 
 
-@_takes_study
 def study_jobs(study: Study, device: str | None = None, stages=STAGES) -> list[list[Job]]:
     """The jobs of ``stages``, one list per stage, in pipeline order."""
+    _check_study(study)
     return [stage_jobs(s, study, device) for s in stages]

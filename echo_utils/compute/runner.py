@@ -15,7 +15,7 @@ from .backends import NoSlurmError, SubmititBackend, resources, sbatch_script
 from .jobs import Job, execute, is_done, write_spec
 from .progress import JobsReport, job_row, wait_for
 from ..study import Study
-from .pipeline import STAGES, as_study, stage_jobs
+from .pipeline import STAGES, stage_jobs
 
 __all__ = ["run_jobs", "run_stages", "submit_study", "submit_main", "plan_study", "compute_settings", "NoSlurmError"]
 
@@ -94,23 +94,16 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
     )
 
 
-def _study_device(study, args) -> tuple[Study, str | None]:
-    """``(study, device)`` from ``study, [device]`` or the earlier ``cfg, paths, [device]``."""
-    if isinstance(study, Study):
-        return study, (args[0] if args else None)
-    return as_study(study, args[0]), (args[1] if len(args) > 1 else None)
-
-
-def run_stages(stages, study, *args, progress: bool = True, log=print) -> JobsReport:
+def run_stages(stages, study: Study, device: str | None = None, *, progress: bool = True, log=print) -> JobsReport:
     """Run the study's ``stages`` (names from :data:`~echo_utils.compute.pipeline.STAGES`) one after the other,
     waiting for each; returns the combined report. E.g. notebook 03:
-    ``run_stages(["dir_training", "pseudo_labels"], study, device)`` (``study, device``, or the earlier
-    ``cfg, paths, device``).
+    ``run_stages(["dir_training", "pseudo_labels"], study, device)``.
 
     The report's ``backend`` names the backend(s) the stages actually ran on (``compute.local_kinds`` may send a
     stage of an ``inline`` profile to ``local``), in the order used, e.g. ``"local"`` or ``"inline, local"``; with
     no stages, the profile's backend."""
-    study, device = _study_device(study, args)
+    if not isinstance(study, Study):
+        raise TypeError(f"run_stages takes a Study (echo_utils.study.Study.of(cfg, paths)), not {type(study).__name__}")
     cfg = study.cfg
     if isinstance(stages, str):
         stages = [stages]
@@ -233,7 +226,7 @@ def submit_main(params, *, overrides=None, run_dir=None, device: str | None = No
     try:
         cfg = load_profile(params, overrides, device)  # once: the dry run and the Slurm check need it first
         if dry_run:  # nothing is created: the run directory is only named
-            study = Study(cfg, RunPaths(run_dir_path(cfg, run_dir)))
+            study = Study(cfg, RunPaths(run_dir_path(cfg.name, run_dir)))
             return submit_study(study, device or cfg.device, dry_run=True, log=log)
         if cfg.compute.backend == "slurm":
             SubmititBackend(cfg.compute)  # NoSlurmError first, before anything is planned or created

@@ -235,6 +235,17 @@ class NnUNetConfig(_Section):
         None, ge=2, description="stop early once the EMA validation pseudo Dice rose < 0.01 over the last 20 % of "
         "the epochs, from this epoch on; None trains every epoch"
     )
+    epochs_3d: int | None = Field(
+        None, ge=1, description="epochs of the 3D models (a 3D epoch sees batch_3d patches per iteration, a 2D one "
+        "batch_2d frames); None: epochs"
+    )
+    min_epochs_3d: int | None = Field(
+        None, ge=2, description="min_epochs of the 3D models; None: min_epochs"
+    )
+    time_jitter: bool = Field(
+        False, description="3d_sparse: move each training patch along time so that its labelled frame (ED or ES) "
+        "lies anywhere in the patch instead of in its middle (segmentation.trainer.TimeJitterDataLoader)"
+    )
     seed: int = Field(0, description="seed of every nnU-Net training; default: the profile's top-level seed")
     masked_confidence_threshold: float | None = Field(
         None, gt=0, le=1, description="3d_dense_masked: pseudo-labelled pixels whose confidence is below this "

@@ -1,14 +1,16 @@
-"""The study's data: which cohort a profile reads, its train/val/test split, and the sequences each step may use.
+"""The cohort's data, in plain arguments: data set roots, the train/val/test split, the sequences of given keys and
+the TED selections.  Every function takes folders, split dicts or the profile's ``data`` section at most; which
+cohort a *study* reads (its profile and run directory, resolved once) is :mod:`echo_utils.study.cohort`.
 
-* :func:`study_root`, :func:`study_split`, :func:`study_sequences`, :func:`load_split`, :func:`iter_split`: the
-  cohort of a profile (the synthetic phantom, generated here if missing, or CAMUS / TED on disk) and its split;
-  :func:`read_sequences` reads given ``(patient, view)`` pairs from their folders (plain arguments: what
-  :class:`echo_utils.study.Study` calls with its resolved cohort).
-* :func:`registration_exclusions`: the patients the registration never trains on.  The paper (Section 3,
+* :func:`cohort_root`, :func:`cohort_split`, :func:`cohort_views`, :func:`split_keys`: the data set root of a
+  ``data`` section (the synthetic phantom, generated if missing, or CAMUS / TED on disk), its split (official
+  files, or seeded and kept in ``split.json``: :func:`split_record`) and the ``(patient, view)`` keys of a split;
+  :func:`read_sequences` reads given keys from their folders.
+* :func:`ted_exclusions`: the patients the registration never trains on.  The paper (Section 3,
   "Pseudo-label generation") trained its DIR network "on the CAMUS training set after leaving out the overlapping
   94 TED echocardiograms" and evaluated the pseudo-labels on those 94.
-* :func:`evaluation_sequences`: the sequences Fig. 2 scores.  On real data this is the authors' protocol: for each
-  TED patient, the **CAMUS** 4CH half-sequence of the same patient with its **CAMUS** manual ED/ES labels as
+* :func:`ted_pairs`, :func:`paired_sequences`: the sequences Fig. 2 scores on real data, the authors' protocol: for
+  each TED patient, the **CAMUS** 4CH half-sequence of the same patient with its **CAMUS** manual ED/ES labels as
   seeds, and the TED manual labels as the dense reference over ED...ES (:func:`pair_ted_with_camus`).
 * :func:`check_unseen`: the train/evaluation disjointness check, on CAMUS patient ids.
 * what notebooks 01 and 03 show of the cohort (the TED pairing, the frame matching, the one-pass overview) is in
@@ -42,21 +44,23 @@ from .camus import (
 from .split import split_patients
 
 __all__ = [
-    "read_sequences",
-    "study_root",
-    "study_split",
+    "SPLIT_ALIASES",
+    "data_folder",
+    "cohort_root",
+    "cohort_views",
+    "split_keys",
     "split_record",
     "SplitMismatch",
     "split_patients",
-    "study_sequences",
-    "iter_split",
-    "load_split",
+    "cohort_split",
+    "read_sequences",
     "uses_ted",
     "ted_map",
+    "ted_root",
     "ted_pairs",
-    "registration_exclusions",
+    "ted_exclusions",
     "pair_ted_with_camus",
-    "evaluation_sequences",
+    "paired_sequences",
     "check_unseen",
 ]
 
@@ -70,7 +74,9 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validatio
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _expand(path: str, key: str) -> Path:
+def data_folder(path: str, key: str) -> Path:
+    """The folder ``path`` of the ``data.<key>`` setting, ``~`` and ``${VAR}`` expanded; an unset variable or a
+    missing folder is an :class:`EchoDataError` naming the key."""
     expanded = os.path.expanduser(os.path.expandvars(path))
     if "$" in expanded:
         raise EchoDataError(f"data.{key} = {path!r}: environment variable not set ({expanded!r}); "
@@ -81,13 +87,16 @@ def _expand(path: str, key: str) -> Path:
     return p
 
 
-def study_root(cfg, paths, *, generate: bool = True) -> Path:
-    """The data set root of a study: the synthetic cohort (generated if missing) or the real data set's folder."""
-    d = cfg.data
+def cohort_root(data, data_dir: str | Path, *, generate: bool = True) -> Path:
+    """The data set root of the ``data`` section (:class:`~echo_utils.config.DataConfig`): the synthetic cohort
+    (under ``data.root``, else ``data_dir``, the run's ``paths.data``; generated there if missing unless
+    ``generate=False``) or the real data set's folder (``data.root`` for CAMUS, ``data.ted_root`` or ``data.root``
+    for TED)."""
+    d = data
     if d.source == "synthetic":
         from .phantom_cohort import make_cohort
 
-        root = Path(os.path.expandvars(d.root)) if d.root else Path(paths.data)
+        root = Path(os.path.expandvars(d.root)) if d.root else Path(data_dir)
         if generate:
             make_cohort(root, d.n_patients, size=d.size, frames=tuple(d.frames), seed=d.seed,
                         full_cycle=d.full_cycle, test_fraction=d.test_fraction, val_fraction=d.val_fraction)
@@ -95,10 +104,26 @@ def study_root(cfg, paths, *, generate: bool = True) -> Path:
     if d.source == "camus":
         if not d.root:
             raise EchoDataError("data.source is 'camus' but data.root is not set (e.g. root: ${CAMUS_ROOT})")
-        return _expand(d.root, "root")
+        return data_folder(d.root, "root")
     if not (d.ted_root or d.root):
         raise EchoDataError("data.source is 'ted' but neither data.ted_root nor data.root is set")
-    return _expand(d.ted_root or d.root, "ted_root" if d.ted_root else "root")
+    return data_folder(d.ted_root or d.root, "ted_root" if d.ted_root else "root")
+
+
+def cohort_views(data) -> tuple[str, ...]:
+    """The views read per patient: ``data.views``, or ``('4CH',)`` for TED (one full-cycle 4CH sequence)."""
+    return ("4CH",) if data.source == "ted" else tuple(data.views)
+
+
+def split_keys(split: Mapping[str, Iterable[str]], views: Iterable[str], name: str = "all") -> list[tuple[str, str]]:
+    """``[(patient, view), ...]`` of the split ``name`` (``'train'``, ``'val'``, ``'test'``, ``'all'``, or
+    ``'training'``, ``'validation'``, ``'testing'``) of ``split`` (``{'train', 'val', 'test'}`` -> patient ids), in
+    the study's order: patient id, then ``views``."""
+    key = SPLIT_ALIASES.get(name)
+    if key is None:
+        raise EchoDataError(f"unknown split {name!r}: expected train, val, test or all")
+    pats = sorted(set().union(*map(set, split.values()))) if key == "all" else list(split[key])
+    return [(p, v) for p in pats for v in views]
 
 
 def _limit_split(split: dict[str, list[str]], n: int) -> dict[str, list[str]]:
@@ -117,29 +142,30 @@ class SplitMismatch(EchoDataError, RecordMismatch):
     """``split.json`` was written for another data set root, seed or fractions: names them, both values and the file."""
 
 
-def split_record(paths) -> KeyedRecord:
-    """``paths.data/split.json``: the seeded split (``"split"``) of a data set without split files and the settings
-    it was made for (``"params"``: root, seed, fractions; a difference is a :class:`SplitMismatch`), written as
-    ``json.dumps(indent=1)``."""
+def split_record(data_dir: str | Path) -> KeyedRecord:
+    """``data_dir/split.json`` (the run's ``paths.data``): the seeded split (``"split"``) of a data set without
+    split files and the settings it was made for (``"params"``: root, seed, fractions; a difference is a
+    :class:`SplitMismatch`), written as ``json.dumps(indent=1)``."""
     from ..safe_load import rerun_hint
 
-    path = Path(paths.data) / SPLIT_FILE
+    path = Path(data_dir) / SPLIT_FILE
     return KeyedRecord(path, what="the seeded split", field="params", error=SplitMismatch,
                        advice="Delete it or use another run directory.",
                        rebuild=lambda: rerun_hint(path, "01", delete=True), indent=1, sort_keys=False)
 
 
-def study_split(cfg, paths, *, write: bool = True) -> dict[str, list[str]]:
-    """Patient ids per split, ``{'train', 'val', 'test'}`` (sorted), without loading any image.
+def cohort_split(data, root: str | Path, data_dir: str | Path, *, write: bool = True) -> dict[str, list[str]]:
+    """Patient ids per split, ``{'train', 'val', 'test'}`` (sorted), of the data set at ``root``
+    (:func:`cohort_root`) with the ``data`` section's settings, without loading any image.
 
     Official split files when the data set has them (the synthetic cohort writes CAMUS-style ones); otherwise a
     split seeded by ``data.seed`` with ``data.test_fraction`` / ``data.val_fraction``, written to
-    ``paths.data/split.json`` and reused.  ``data.max_patients`` keeps the first patients of each split in
-    proportion (at least one per non-empty split). ``write=False`` computes a new split without writing it (and
-    without generating a missing synthetic cohort: ``--check``).
+    ``data_dir/split.json`` (:func:`split_record`) and reused.  ``data.max_patients`` keeps the first patients of
+    each split in proportion (at least one per non-empty split). ``write=False`` computes a new split without
+    writing it (``--check``).
     """
-    d = cfg.data
-    root = study_root(cfg, paths, generate=write)
+    d = data
+    root = Path(root)
     official = read_split(root)
     if official is not None and official["test"] and not official["val"] and d.val_fraction > 0:
         # legacy CAMUS: carve a seeded validation set out of the training patients
@@ -149,7 +175,7 @@ def study_split(cfg, paths, *, write: bool = True) -> dict[str, list[str]]:
         pick = set(train[i] for i in rng.permutation(len(train))[:n_val])
         official = {"train": sorted(set(train) - pick), "val": sorted(pick), "test": official["test"]}
     if official is None:
-        record = split_record(paths)
+        record = split_record(data_dir)
         params = {"root": str(root), "seed": d.seed, "test_fraction": d.test_fraction,
                   "val_fraction": d.val_fraction}
         stored = record.check(params)
@@ -166,27 +192,6 @@ def study_split(cfg, paths, *, write: bool = True) -> dict[str, list[str]]:
         if d.max_patients < total:
             official = _limit_split(official, d.max_patients)
     return {k: sorted(official[k]) for k in ("train", "val", "test")}
-
-
-def study_sequences(cfg, paths, split: str = "all") -> list[tuple[str, str]]:
-    """``[(patient, view), ...]`` of a split in the order :func:`load_split` returns them (no image loaded)."""
-    key = SPLIT_ALIASES.get(split)
-    if key is None:
-        raise EchoDataError(f"unknown split {split!r}: expected train, val, test or all")
-    s = study_split(cfg, paths)
-    pats = sorted(set().union(*s.values())) if key == "all" else s[key]
-    views = ("4CH",) if cfg.data.source == "ted" else tuple(cfg.data.views)
-    return [(p, v) for p in pats for v in views]
-
-
-def iter_split(cfg, paths, split: str = "all") -> Iterator[EchoSequence]:
-    """Like :func:`load_split`, one sequence at a time (real CAMUS at 512x512 does not fit in memory at once).
-
-    The split and every patient folder are checked before the first sequence is read.
-    """
-    root = study_root(cfg, paths)
-    yield from read_sequences(list_patients(root), study_sequences(cfg, paths, split), root=root,
-                              ted=cfg.data.source == "ted", resize=cfg.data.resize, listed_in="the split")
 
 
 def read_sequences(
@@ -222,19 +227,6 @@ def read_sequences(
         yield seq
 
 
-def load_split(cfg, paths, split: str = "all") -> list[EchoSequence]:
-    """The study's sequences of one split (``'train'``, ``'val'``, ``'test'`` or ``'all'``), in a deterministic
-    order (patient id, then ``data.views``), resized to ``data.resize`` if set.
-
-    The synthetic cohort is generated under ``data.root`` or ``paths.data`` if missing (cached: a cohort made
-    with other parameters is refused).  ``data.root`` may reference an environment variable (``${CAMUS_ROOT}``).
-    """
-    from tqdm import tqdm
-
-    n = len(study_sequences(cfg, paths, split))
-    return list(tqdm(iter_split(cfg, paths, split), total=n, desc=f"load {split}", disable=n < 40))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # TED: the registration's exclusions and the Fig. 2 evaluation set
 # ----------------------------------------------------------------------------------------------------------------
@@ -255,20 +247,21 @@ def ted_map(data) -> dict[str, str]:
     return read_ted_map(data.ted_map)
 
 
-def registration_exclusions(cfg, paths=None) -> list[str]:
-    """CAMUS patient ids the registration must never train (or validate) on, sorted.
+def ted_exclusions(data) -> list[str]:
+    """CAMUS patient ids the registration must never train (or validate) on, sorted, of the ``data`` section.
 
     With ``data.source: camus`` and a ``data.ted_root``: every CAMUS patient of the TED -> CAMUS mapping (the
     paper's 94), whether or not it is in the current split, so that the TED evaluation in Fig. 2 is on patients
     unseen by the registration.  Both views of a patient are left out (the paper's 806 training sequences kept the
     2CH of these patients; the same heart seen in another view is not unseen).  Otherwise (synthetic cohort,
     CAMUS without TED) no patient: the evaluation sequences come from the validation/test split, which the
-    registration never trains on.  Pass the result as ``train_registration(..., exclude_patients=...)``; it is
-    recorded in the registration's cache key (``key.json``, field ``exclude``).
+    registration never trains on.  The study keeps them as ``study.cohort.exclusions`` and passes them as
+    ``train_registration(..., exclude_patients=...)``; they are recorded in the registration's cache key
+    (``key.json``, field ``exclude``).
     """
-    if not uses_ted(cfg.data):
+    if not uses_ted(data):
         return []
-    return sorted(ted_map(cfg.data).values())
+    return sorted(ted_map(data).values())
 
 
 def _nearest_phase(n_camus: int, ed: int, es: int, ted_ed: int, ted_es: int) -> np.ndarray:
@@ -316,74 +309,53 @@ def pair_ted_with_camus(camus_seq: EchoSequence, ted_seq: EchoSequence) -> EchoS
 def ted_pairs(data) -> tuple[list[tuple[str, str]], list[str]]:
     """``([(TED id, CAMUS id), ...] sorted by CAMUS id, [TED ids without a mapping])`` of the ``data`` section's
     ``ted_root`` and ``ted_map``."""
-    ted = list_patients(_expand(data.ted_root, "ted_root"))
+    ted = list_patients(data_folder(data.ted_root, "ted_root"))
     mapping = ted_map(data)
     pairs = sorted(((t, mapping[t]) for t in ted if t in mapping), key=lambda p: p[1])
     return pairs, sorted(t for t in ted if t not in mapping)
 
 
-def evaluation_sequences(cfg, paths, *, limit: int | None = None) -> list[EchoSequence]:
-    """The sequences the pseudo-labels are evaluated on (Fig. 2): a dense reference, patients unseen by the
-    registration.
+def ted_root(data) -> Path:
+    """The TED root of the ``data`` section (``data.ted_root``, checked to be a folder)."""
+    return data_folder(data.ted_root, "ted_root")
 
-    * synthetic cohort: the ``val`` and ``test`` splits (exact dense truth; the registration trains on ``train``);
-    * CAMUS with ``data.ted_root`` (the paper): one sequence per TED patient of the TED -> CAMUS mapping, built by
-      :func:`pair_ted_with_camus` (CAMUS images and manual ED/ES seeds, TED manual labels as reference); the
-      patient id is the CAMUS one.  TED patients without a mapping (the 4 in the CAMUS test set) are skipped with a
-      ``UserWarning`` that counts them, as are patients whose frames had to be matched by phase;
-    * CAMUS without TED: the ``val`` split with the ``half_sequence_gt`` files, which are *interpolated*, not
-      manual (a ``UserWarning`` says so);
-    * TED alone (``data.source: ted``): the ``val`` and ``test`` TED sequences, seeded by their own ED/ES labels
-      (a ``UserWarning`` says that ED and ES then copy their reference).
 
-    Sequences are resized to ``data.resize`` if set.  ``limit`` (default ``cfg.pseudo_labels.max_sequences``) keeps
-    the first N sequences.
+def paired_sequences(
+    pairs: Iterable[tuple[str, str]],
+    camus_patients: Mapping[str, str | Path],
+    ted_patients: Mapping[str, str | Path],
+    *,
+    resize: int | None = None,
+    root: str | Path = "the CAMUS root",
+) -> list[EchoSequence]:
+    """The Fig. 2 sequences of the paper's protocol: for each ``(TED id, CAMUS id)`` of ``pairs``, the CAMUS 4CH
+    half-sequence of ``camus_patients[CAMUS id]`` paired with the TED sequence of ``ted_patients[TED id]``
+    (:func:`pair_ted_with_camus`), resized to ``resize`` x ``resize`` px if set.
+
+    A CAMUS id without a folder is an :class:`EchoDataError` naming ``root``; sequences whose frames had to be
+    matched by phase are counted in a ``UserWarning``.
     """
-    limit = cfg.pseudo_labels.max_sequences if limit is None else limit
-    d = cfg.data
-    if d.source == "synthetic":
-        seqs = load_split(cfg, paths, "val") + load_split(cfg, paths, "test")
-    elif uses_ted(d):
-        pairs, unmapped = ted_pairs(d)
-        if unmapped:
-            warnings.warn(f"{len(unmapped)} TED patient(s) have no CAMUS id in the TED -> CAMUS mapping and are not "
-                          f"evaluated: {unmapped[:6]}", UserWarning, stacklevel=2)
-        if not pairs:
-            raise EchoDataError(f"{d.ted_root}: no TED patient maps to a CAMUS patient ({TED_MAP_NOTE})")
-        pairs = pairs[:limit] if limit else pairs
-        camus_dirs = list_patients(study_root(cfg, paths))
-        missing = [c for _, c in pairs if c not in camus_dirs]
-        if missing:
-            raise EchoDataError(f"{d.root}: CAMUS patients {missing[:5]} (mapped from TED) have no folder")
-        ted_dirs = list_patients(_expand(d.ted_root, "ted_root"))
-        seqs = []
-        for t, c in pairs:
-            seq = pair_ted_with_camus(load_sequence(camus_dirs[c], "4CH"), load_ted_sequence(ted_dirs[t]))
-            seqs.append(resize_sequence(seq, (d.resize, d.resize)) if d.resize else seq)
-        n_phase = sum(s.info["FrameMatch"] == "phase" for s in seqs)
-        if n_phase:
-            warnings.warn(f"{n_phase} of {len(seqs)} TED patients have another number of frames from ED to ES than "
-                          "their CAMUS half-sequence: their TED labels are matched by normalised phase "
-                          "(see report.cohort.frame_matching)", UserWarning, stacklevel=2)
-    elif d.source == "ted":
-        seqs = load_split(cfg, paths, "val") + load_split(cfg, paths, "test")
-        warnings.warn("data.source is 'ted': the seeds are TED's own ED/ES labels, so ED and ES score as copies of "
-                      "their reference (the paper seeds from CAMUS: data.source 'camus' with data.ted_root)",
-                      UserWarning, stacklevel=2)
-    else:
-        seqs = load_split(cfg, paths, "val")
-        warnings.warn("no TED root: evaluating pseudo-labels against CAMUS half_sequence_gt, which is interpolated "
-                      "between ED and ES, not manual", UserWarning, stacklevel=2)
-    seqs = [s for s in seqs if s.dense is not None]
-    if not seqs:
-        raise EchoDataError("no sequence with a dense reference to evaluate the pseudo-labels on")
-    return seqs[:limit] if limit else seqs
+    pairs = list(pairs)
+    missing = [c for _, c in pairs if c not in camus_patients]
+    if missing:
+        raise EchoDataError(f"{root}: CAMUS patients {missing[:5]} (mapped from TED) have no folder")
+    seqs = []
+    for t, c in pairs:
+        seq = pair_ted_with_camus(load_sequence(Path(camus_patients[c]), "4CH"),
+                                  load_ted_sequence(Path(ted_patients[t])))
+        seqs.append(resize_sequence(seq, (resize, resize)) if resize else seq)
+    n_phase = sum(s.info["FrameMatch"] == "phase" for s in seqs)
+    if n_phase:
+        warnings.warn(f"{n_phase} of {len(seqs)} TED patients have another number of frames from ED to ES than "
+                      "their CAMUS half-sequence: their TED labels are matched by normalised phase "
+                      "(see report.cohort.frame_matching)", UserWarning, stacklevel=3)
+    return seqs
 
 
 def check_unseen(train_sequences: Iterable, eval_sequences: Iterable, exclude_patients: Iterable[str] = ()) -> None:
     """Raise :class:`EchoDataError` if an evaluation patient is among the registration's training patients.
 
-    Patients are compared by id (CAMUS ids on real data: :func:`evaluation_sequences` names TED sequences by their
+    Patients are compared by id (CAMUS ids on real data: :func:`paired_sequences` names TED sequences by their
     CAMUS patient), after removing ``exclude_patients`` from the training set, exactly as ``train_registration``
     does.  Pass the sequences and exclusions the registration was trained with (the ``train`` split: validation
     patients only give validation pairs, and the synthetic cohort is evaluated on them).
@@ -392,4 +364,4 @@ def check_unseen(train_sequences: Iterable, eval_sequences: Iterable, exclude_pa
     leak = sorted(trained & {s.patient for s in eval_sequences})
     if leak:
         raise EchoDataError(f"{len(leak)} evaluation patient(s) are in the registration's training data: "
-                            f"{leak[:6]}; pass study.registration_exclusions(cfg, paths) as exclude_patients")
+                            f"{leak[:6]}; pass study.cohort.exclusions as exclude_patients")

@@ -12,6 +12,7 @@ from .fuse import fuse_bidirectional, fuse_directions, fused_signed_distance, fu
 from .propagate import KINDS, PseudoLabels, propagate, pseudo_labels
 from .store import (
     PseudoLabelCacheMismatch,
+    PseudoLabelSet,
     generate_pseudo_labels,
     load_pseudo_labels,
     pseudo_label_path,
@@ -30,6 +31,7 @@ __all__ = [
     "fuse_bidirectional",
     "fuse_directions",
     "PseudoLabelCacheMismatch",
+    "PseudoLabelSet",
     "pseudo_label_path",
     "save_pseudo_labels",
     "load_pseudo_labels",

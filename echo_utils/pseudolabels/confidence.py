@@ -72,6 +72,7 @@ __all__ = [
     "confidence_path",
     "sequence_confidence",
     "study_confidence",
+    "set_confidences",
     "exact_truth",
     "error_auroc",
     "rank_auroc",
@@ -270,6 +271,17 @@ def study_confidence(sequences: Iterable, labels: Mapping, root: str | Path | No
     stored = set(stored)
     return {s.key: sequence_confidence(root if s.key in stored else None, s, labels[s.key], weights=weights)
             for s in sequences if s.key in labels}
+
+
+def set_confidences(sequences: Iterable, label_sets: Mapping[str, Mapping], root: str | Path, *,
+                    weights: Weights = "authors", stored: Mapping[str, Iterable[str]] | None = None
+                    ) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`study_confidence` of every set of ``label_sets`` (``{name: {key: PseudoLabels}}``):
+    ``{name: {key: (T, H, W) confidence}}``; the keys ``stored[name]`` are cached under ``root/<name>`` (the set's
+    store), the others computed in memory."""
+    sequences, stored = list(sequences), stored or {}
+    return {name: study_confidence(sequences, lab, Path(root) / name, weights=weights, stored=stored.get(name, ()))
+            for name, lab in label_sets.items()}
 
 
 # ----------------------------------------------------------------------------------------------------------------

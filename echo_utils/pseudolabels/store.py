@@ -33,6 +33,7 @@ __all__ = [
     "load_pseudo_labels",
     "registration_fingerprint",
     "params_record",
+    "PseudoLabelSet",
     "generate_pseudo_labels",
 ]
 
@@ -148,6 +149,27 @@ def _check_params(out_dir: Path, record: dict) -> None:
     params_record(out_dir).claim(record)
 
 
+class PseudoLabelSet(dict):
+    """``{sequence key: PseudoLabels}`` of one :func:`generate_pseudo_labels` call, and what the store did.
+
+    Attributes
+    ----------
+    method : the method name the labels were made with.
+    out_dir : the store folder (``None``: computed in memory, nothing written).
+    n_sequences : how many sequences were asked for.
+    read_back : keys of the sequences read from the store (not recomputed), in input order.
+    recomputed : keys whose stored files were damaged and were computed again.
+
+    :func:`echo_utils.report.pseudo_labels.store_summary` says it in one line for the notebook.
+    """
+
+    def __init__(self, labels=(), *, method: str, out_dir: Path | None, n_sequences: int,
+                 read_back: tuple[str, ...] = (), recomputed: tuple[str, ...] = ()):
+        super().__init__(labels)
+        self.method, self.out_dir, self.n_sequences = method, out_dir, n_sequences
+        self.read_back, self.recomputed = tuple(read_back), tuple(recomputed)
+
+
 def generate_pseudo_labels(
     sequences: Iterable,
     registration: Registration,
@@ -159,7 +181,7 @@ def generate_pseudo_labels(
     warp: Callable | None = None,
     batch_size: int | None = 64,
     progress: bool = True,
-) -> dict[str, PseudoLabels]:
+) -> PseudoLabelSet:
     """Pseudo-labels for a whole dataset, cached as NIfTI under ``out_dir`` (= ``paths.pseudo_labels / method``).
 
     ``out_dir/params.json`` records the method, ``registration_id`` (default :func:`registration_fingerprint`) and
@@ -168,7 +190,9 @@ def generate_pseudo_labels(
     Newly computed sequences also get their confidence map (:mod:`.confidence`) written beside the labels; a store
     written before that gets it on first read (:func:`~echo_utils.pseudolabels.confidence.sequence_confidence`).
 
-    Returns ``{sequence key: PseudoLabels}`` in input order.
+    Returns a :class:`PseudoLabelSet`: ``{sequence key: PseudoLabels}`` in input order, with the keys read back from
+    the store (``read_back``) and those recomputed over damaged files (``recomputed``). It prints nothing (the damaged
+    file's note aside, on stderr); :func:`echo_utils.report.pseudo_labels.store_summary` says what was read back.
     """
     from tqdm.auto import tqdm
 
@@ -179,21 +203,21 @@ def generate_pseudo_labels(
         rid = registration_id or registration_fingerprint(registration)
         _check_params(out_dir, _params_record(method_name, rid, opts))
     result: dict[str, PseudoLabels] = {}
-    n_cached = 0
+    read_back, recomputed = [], []
     for seq in tqdm(sequences, desc=f"pseudo-labels ({method_name})", disable=not progress, unit="seq"):
         key = _seq_name(seq)
         if out_dir is not None and all(pseudo_label_path(out_dir, seq, k).is_file() for k in KINDS):
             try:
                 result[key] = load_pseudo_labels(out_dir, seq)
-                n_cached += 1
+                read_back.append(key)
                 continue
             except DamagedFile as exc:  # disk damage or a hand edit: computed again (the same labels)
                 print(f"note: {str(exc).split(';')[0]}; computing {key} again", file=sys.stderr)
+                recomputed.append(key)
         pl = pseudo_labels(seq, registration, warp=warp, batch_size=batch_size, **opts)
         if out_dir is not None:
             save_pseudo_labels(pl, out_dir, seq)
             sequence_confidence(out_dir, seq, pl, weights=opts["weights"])  # beside the labels (.confidence)
         result[key] = pl
-    if progress and n_cached:
-        print(f"pseudo-labels ({method_name}): {n_cached}/{len(sequences)} sequences read from {display_path(out_dir)}")
-    return result
+    return PseudoLabelSet(result, method=method_name, out_dir=out_dir, n_sequences=len(sequences),
+                          read_back=read_back, recomputed=recomputed)

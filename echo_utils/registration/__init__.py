@@ -32,7 +32,7 @@ from .elastix import ElastixBSpline, elastix_available
 from .optical_flow import OpticalFlowTVL1
 from .losses import LossTerms, RegistrationLoss, bending_energy, gaussian_blur, ncc
 from .factory import REGISTRATIONS, available_registrations, registration_from_config
-from .models import BSplineDIR, IdentityRegistration, InstanceBSpline
+from .models import BSplineDIR, IdentityRegistration, InstanceBSpline, RefinedRegistration
 from .protocol import Registration, as_registration
 from .quality import (
     compare_registrations,
@@ -64,6 +64,7 @@ __all__ = [
     "RegistrationLoss",
     "BSplineDIR",
     "InstanceBSpline",
+    "RefinedRegistration",
     "IdentityRegistration",
     "ElastixBSpline",
     "OpticalFlowTVL1",

@@ -50,7 +50,8 @@ def registration_from_config(
     train, val, run_dir, device, progress : for ``'dlir'`` only: the training and validation sequences, the
         registration cache folder (``paths.registration``), the device and the progress bar.
     exclude_patients : for ``'dlir'`` only: patients never trained or validated on
-        (``echo_utils.data.cohort.registration_exclusions``: the TED patients on the paper profile).
+        (``study.cohort.exclusions``, from :func:`echo_utils.data.cohort.ted_exclusions`: the TED patients on
+        the paper profile).
     monitor : for ``'dlir'`` only: extra columns logged at every validation
         (:func:`echo_utils.study.stages.training_monitor`: the end-point error on the phantom).
 

@@ -26,7 +26,8 @@ from .bspline import bspline_upsample, control_grid_shape
 from .losses import bending_energy, ncc, prepare_frames, scaled_alpha
 from .warp import warp
 
-__all__ = ["BSplineDIR", "ELU", "elu_", "InstanceBSpline", "IdentityRegistration", "input_scale_for"]
+__all__ = ["BSplineDIR", "ELU", "elu_", "InstanceBSpline", "IdentityRegistration", "RefinedRegistration",
+           "input_scale_for"]
 
 
 class _ELUFunction(torch.autograd.Function):
@@ -338,18 +339,27 @@ class InstanceBSpline:
             + (f", mask={self.mask!r})" if self.mask != "none" else ")")
         )
 
-    def control_points(self, fixed: Tensor, moving: Tensor) -> Tensor:
-        """Optimise and return the ``(N, 2, gh, gw)`` control-point displacements (pixels)."""
+    def control_points(self, fixed: Tensor, moving: Tensor, init: Tensor | None = None) -> Tensor:
+        """Optimise and return the ``(N, 2, gh, gw)`` control-point displacements (pixels).
+
+        ``init``: the ``(N, 2, gh, gw)`` control points the optimisation starts from (pixels; e.g. a network's
+        output, :class:`RefinedRegistration`); ``None``: zeros, the identity."""
         if fixed.shape != moving.shape or fixed.ndim != 4 or fixed.shape[1] != 1:
             raise ValueError(f"fixed and moving must both be (N,1,H,W); got {tuple(fixed.shape)}, {tuple(moving.shape)}")
         size = fixed.shape[-2:]
         gh, gw = control_grid_shape(size, self.grid_spacing)
+        if init is not None and tuple(init.shape) != (fixed.shape[0], 2, gh, gw):
+            raise ValueError(f"InstanceBSpline: init must be (N, 2, gh, gw) = {(fixed.shape[0], 2, gh, gw)} control "
+                             f"points, got {tuple(init.shape)}")
         alpha = scaled_alpha(self.alpha, tuple(size), self.alpha_reference_size)
         with torch.inference_mode(False), torch.enable_grad():
             prepared = prepare_frames(fixed.detach().clone().float(), self.sigma, self.mask)
             fixed, mask = prepared.smoothed, prepared.mask
             moving = prepare_frames(moving.detach().clone().float(), self.sigma).smoothed
-            cp = torch.zeros(fixed.shape[0], 2, gh, gw, device=fixed.device, requires_grad=True)
+            if init is None:
+                cp = torch.zeros(fixed.shape[0], 2, gh, gw, device=fixed.device, requires_grad=True)
+            else:  # a copy outside inference mode: a network's output may be an inference tensor
+                cp = init.detach().to(device=fixed.device, dtype=torch.float32).clone().requires_grad_(True)
             opt = torch.optim.Adam([cp], lr=self.lr)
             history = []
             for _ in range(self.iterations):
@@ -368,6 +378,36 @@ class InstanceBSpline:
         cp = self.control_points(fixed, moving)
         return bspline_upsample(cp, self.grid_spacing, fixed.shape[-2:])
 
+
+
+class RefinedRegistration:
+    """A trained network's field refined per pair: :class:`InstanceBSpline`'s optimisation started from the
+    network's control points instead of zeros (test-time instance optimisation).  Not the paper's method (DLIR is
+    one network pass per pair); the control that measures the network's *amortisation gap*: how far its one pass
+    is from the optimum of the loss it was trained on, and how many per-pair steps close it.
+
+    ``network``: a :class:`BSplineDIR` (its ``control_points`` on the same grid spacing as ``instance``);
+    ``instance``: the optimiser (loss, bending weight, step size, ``iterations`` = the refinement steps).
+    """
+
+    needs_grad = True  # the registration protocol: the refinement optimises with autograd inside the call
+    inference_dtype = None
+
+    def __init__(self, network: "BSplineDIR", instance: InstanceBSpline):
+        if int(network.grid_spacing) != instance.grid_spacing:
+            raise ValueError(f"RefinedRegistration: the network's grid spacing {network.grid_spacing} differs from "
+                             f"the optimiser's {instance.grid_spacing}")
+        self.network, self.instance = network, instance
+
+    def __repr__(self) -> str:
+        return f"RefinedRegistration({type(self.network).__name__}, {self.instance!r})"
+
+    def __call__(self, fixed: Tensor, moving: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """``(N, 2, H, W)`` displacement in pixels (float32; ``dtype`` ignored)."""
+        with torch.no_grad():
+            start = self.network.control_points(fixed, moving).float()
+        cp = self.instance.control_points(fixed, moving, init=start)
+        return bspline_upsample(cp, self.instance.grid_spacing, fixed.shape[-2:])
 
 
 class IdentityRegistration:

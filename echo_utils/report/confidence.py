@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..labels import color, name
 
-__all__ = ["auroc_table", "auroc_statements", "reliability_figure", "confidence_overlay_figure",
+__all__ = ["auroc_table", "auroc_display", "auroc_statements", "reliability_figure", "confidence_overlay_figure",
            "confidence_frames_figure", "worst_frame"]
 
 _AUROC_TARGET = 0.85  # issue 25: demo, unseen patients, LV and MYO
@@ -24,6 +24,13 @@ def auroc_table(scores: pd.DataFrame) -> pd.DataFrame:
     tab = tab.swaplevel(axis=1).sort_index(axis=1)
     regs = [r for r in scores["registration"].unique()]
     return tab[[(r, v) for r in regs for v in ("auroc", "auroc_structure", "auroc_distance", "error_rate")]]
+
+
+def auroc_display(scores: pd.DataFrame, n_sequences: int):
+    """:func:`auroc_table`, styled and captioned (``n_sequences``: the unseen sequences with an exact truth)."""
+    return auroc_table(scores).style.format("{:.3f}").set_caption(
+        f"AUROC of low confidence for mislabelled pixels ({n_sequences} unseen sequences, exact truth); "
+        "auroc_distance: the distance to the fused boundary alone (control)")
 
 
 def auroc_statements(scores: pd.DataFrame, method: str, *, structures=("LV", "MYO"),

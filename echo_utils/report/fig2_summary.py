@@ -25,6 +25,8 @@ __all__ = [
     "fig2_side_by_side",
     "direction_statements",
     "control_statements",
+    "fig2_statements",
+    "fig2_view",
 ]
 
 FIG2_PREDICTION_FOLDERS = ("2d_sparse", "2d_sparse_train", "2d_sparse_fig2")
@@ -65,27 +67,30 @@ def fig2_videos(pseudo_scores: pd.DataFrame, nnunet_scores: pd.DataFrame | None 
     return pd.concat(parts, ignore_index=True)
 
 
-def load_fig2(cfg, paths) -> tuple[pd.DataFrame | None, pd.DataFrame | None, list[str]]:
-    """Fig. 2 of a run, completed: ``(videos, pseudo_scores, notes)``.
+def load_fig2(study) -> tuple[pd.DataFrame | None, pd.DataFrame | None, list[str]]:
+    """Fig. 2 of a study's run (:class:`echo_utils.study.Study`), completed: ``(videos, pseudo_scores, notes)``.
 
     Reads notebook 03's ``metrics/pseudo_label_scores.csv`` (every registration method), keeps the profile's method
-    (``cfg.registration.method``), and adds the 2D sparse nnU-Net's saved predictions of the same sequences
-    (:func:`nnunet_fig2_scores`). ``videos`` is :func:`fig2_videos` output; ``notes`` say what is missing. Returns
-    ``(None, None, notes)`` when notebook 03 has not run. Predicts nothing.
+    (``registration.method``), and adds the 2D sparse nnU-Net's saved predictions of the same sequences
+    (:func:`nnunet_fig2_scores`, on the study's evaluation set). ``videos`` is :func:`fig2_videos` output; ``notes``
+    say what is missing. Returns ``(None, None, notes)`` when notebook 03 has not run (no sequence is read then).
+    Predicts nothing.
     """
-    from ..data.cohort import evaluation_sequences
+    from ..artifacts.files import PSEUDO_LABEL_SCORES
 
-    score_file = paths.metrics / "pseudo_label_scores.csv"
+    paths, method = study.paths, study.cfg.registration.method
+    score_file = paths.metrics / PSEUDO_LABEL_SCORES
     if not score_file.is_file():
         return None, None, [f"{score_file} is missing: run notebook 03 first. Fig. 2 is skipped."]
     from ..safe_load import read_table, rerun_hint
+    from ..study.cohort import evaluation_sequences
 
     pseudo = read_table(score_file, columns=("method", "key"), rebuild=lambda: rerun_hint(score_file, "03"))
-    pl = pseudo[pseudo["method"] == cfg.registration.method]
+    pl = pseudo[pseudo["method"] == method]
     keys = set(pl["key"])
-    seqs = [s for s in evaluation_sequences(cfg, paths) if s.key in keys]
+    seqs = [s for s in evaluation_sequences(study) if s.key in keys]
     nn_scores, missing = nnunet_fig2_scores(paths, seqs)
-    notes = [f"{len(keys)} sequences scored by notebook 03 ({cfg.registration.method})"]
+    notes = [f"{len(keys)} sequences scored by notebook 03 ({method})"]
     if missing:
         notes.append(f"no saved 2D sparse prediction for {len(missing)} of the {len(seqs)} Fig. 2 sequences "
                      f"(notebook 04 predicts them), e.g. {missing[0]}")
@@ -152,3 +157,20 @@ def control_statements(pseudo_scores: pd.DataFrame, method: str, *, control: str
                    f"{NAMES.get(control, control)} {b:.3f} median Dice -> the registration {gain}")
     return out
 
+
+def fig2_statements(videos: pd.DataFrame, pseudo_scores: pd.DataFrame, method: str) -> list[str]:
+    """Every computed Fig. 2 sentence of a run: :func:`direction_statements` of ``videos`` (:func:`load_fig2`), then
+    :func:`control_statements` of registration ``method`` in ``pseudo_scores``."""
+    return direction_statements(videos) + control_statements(pseudo_scores, method)
+
+
+def fig2_view(lines: Iterable[str], videos: pd.DataFrame, *, label: str = "this run") -> tuple:
+    """What notebook 05 shows after Fig. 2: the computed ``lines`` (:func:`fig2_statements`) as an IPython
+    ``Markdown``, then :func:`fig2_side_by_side` of ``videos`` (this run's row labelled ``label``)."""
+    from IPython.display import Markdown
+
+    text = Markdown("**Computed from this run** (medians over sequences):\n\n" + "\n".join(f"- {l}" for l in lines))
+    table = fig2_side_by_side(
+        videos, caption="Median per-video scores (Dice; MAD and HD in px at 512×512) of this run and of the paper's "
+                        "Fig. 2 on 94 TED sequences, read off the figure", label=label)
+    return text, table

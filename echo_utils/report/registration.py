@@ -14,7 +14,15 @@ import numpy as np
 
 __all__ = ["bspline_weights_figure", "training_curves_figure", "learning_curve_figure", "registered_pairs_figure",
            "averages_figure", "jacobian_figure", "ncc_scatter_figure", "displacement_figure", "network_check_lines",
-           "network_check_html", "check_table"]
+           "network_check_html", "check_table", "data_statements", "validation_statement", "speed_statement",
+           "RANDOM_PAIRS", "evaluate_pairs", "ed_es_pairs_figure"]
+
+#: The paper's DLIR training: 10,000 iterations of batch 32 (its Methods; the ``paper`` profile's).
+PAPER_ITERATIONS = 10_000
+#: Random ordered pairs per test sequence that notebook 02 registers besides ED<-ES and ES<-ED.
+RANDOM_PAIRS = 2
+#: Pairs registered per batch when notebook 02 evaluates a registration on its test pairs.
+EVALUATION_BATCH = 64
 
 
 def _gray(img: np.ndarray, max_size: int = 160) -> tuple[np.ndarray, int]:
@@ -29,8 +37,9 @@ def _heatmap(img, **kw):
     return go.Heatmap(z=im, x=np.arange(im.shape[1]) * step, y=np.arange(im.shape[0]) * step, **kw)
 
 
-def bspline_weights_figure(spacing: int = 16, n_control: int = 5):
-    """The cubic B-spline weights of ``n_control`` control points along one axis, their sum and their positions."""
+def bspline_weights_figure(spacing: int = 16, n_control: int = 5, height: int = 360):
+    """The cubic B-spline weights of ``n_control`` control points along one axis (``spacing`` px apart), their sum
+    and their positions, titled."""
     import plotly.graph_objects as go
 
     from ..registration.bspline import bspline_basis_matrix, control_point_positions
@@ -43,7 +52,9 @@ def bspline_weights_figure(spacing: int = 16, n_control: int = 5):
     fig.add_scatter(x=x, y=b.sum(1), mode="lines", name="sum of weights", line=dict(color="black", dash="dash"))
     for y_k in control_point_positions(n_control, spacing):
         fig.add_vline(x=y_k, line=dict(color="lightgray", width=1))
-    fig.update_layout(xaxis_title="pixel position (px)", yaxis_title="weight (dimensionless)")
+    fig.update_layout(xaxis_title="pixel position (px)", yaxis_title="weight (dimensionless)", height=height,
+                      title=f"Cubic B-spline weights of {n_control} control points along one axis "
+                            f"(spacing s = {spacing} px)")
     return fig
 
 
@@ -242,3 +253,67 @@ def check_table(check, model=None) -> "pd.DataFrame":  # noqa: F821
                           "kept_iteration": getattr(model, "kept_iteration", None),
                           "field_variation": getattr(model, "field_variation", None),
                           "statement": " ".join(network_check_lines(check))}])
+
+
+def data_statements(train: Sequence, val: Sequence, test: Sequence, config) -> list[str]:
+    """What the network trains on: the sequences and patients of each split, the ordered frame pairs
+    (:func:`echo_utils.registration.frame_pairs`), the image size, the control grid of ``config`` (the profile's
+    ``registration`` section) and how many epochs its iterations of its batch size make."""
+    from ..registration import frame_pairs
+
+    n_pairs = len(frame_pairs(train))
+    h, w = train[0].shape
+    s = config.grid_spacing
+    return [f"{len(train)} training sequences ({len({q.patient for q in train})} patients), {n_pairs} ordered frame "
+            f"pairs; {len(val)} validation and {len(test)} test sequences; images {h}x{w} px",
+            f"control grid: {h // s}x{w // s} points, spacing {s} px; {config.iterations} iterations of batch "
+            f"{config.batch_size} = {config.iterations * config.batch_size / n_pairs:.1f} epochs"]
+
+
+def validation_statement(log) -> str:
+    """The validation NCC of the training ``log`` (:func:`echo_utils.registration.load_training_log`) before
+    training (the identity) and at its last validation, with the bending energy there (Markdown)."""
+    va = log[log.split == "val"]
+    v0, v1 = va.iloc[0], va.iloc[-1]
+    return (f"Validation NCC: **{v0.ncc:.4f}** without registration (identity) → **{v1.ncc:.4f}** after "
+            f"{int(v1.iteration)} iterations; bending energy {v1.bending:.2e} px⁻².")
+
+
+def speed_statement(network, instance, iterations: int) -> str:
+    """How much faster per pair the network is than the instance optimisation, and the share of its NCC gain it
+    recovers, from their per-pair tables (:func:`echo_utils.registration.evaluate_registration`: ``seconds``,
+    ``ncc_before``, ``ncc_after``) on the same pairs (Markdown). ``iterations``: the network's training iterations."""
+    speed = instance.seconds.mean() / network.seconds.mean()
+    gain = (network.ncc_after - network.ncc_before).mean() / max((instance.ncc_after - instance.ncc_before).mean(),
+                                                                   1e-9)
+    return (f"The network is **{speed:.0f}×** faster per pair than the instance optimisation here and recovers "
+            f"**{100 * gain:.0f} %** of its NCC gain on unseen pairs, after {iterations} training "
+            f"iterations (the paper trains {PAPER_ITERATIONS:,}).")
+
+
+def evaluate_pairs(registrations: Mapping, fixed: np.ndarray, moving: np.ndarray, info: Sequence[dict],
+                   batch_size: int = EVALUATION_BATCH):
+    """:func:`echo_utils.registration.evaluate_registration` of every registration (``{display name: registration}``)
+    on the same ``(N, H, W)`` pairs: ``(tables, displacements, lines)``, the per-pair tables and ``(N, 2, H, W)``
+    fields by name, and one line per registration with its pairs, total and per-pair wall time."""
+    from ..registration import evaluate_registration
+
+    tables, disp, lines = {}, {}, []
+    for name, r in registrations.items():
+        tables[name], disp[name] = evaluate_registration(r, fixed, moving, batch_size=batch_size, info=info,
+                                                         return_displacements=True)
+        lines.append(f"{name}: {len(fixed)} pairs in {tables[name].seconds.sum():.1f} s "
+                     f"({1e3 * tables[name].seconds.mean():.1f} ms per pair)")
+    return tables, disp, lines
+
+
+def ed_es_pairs_figure(fixed: np.ndarray, moving: np.ndarray, displacement: np.ndarray, info: Sequence[dict],
+                       grid_spacing: int, method: str, n: int = 3, grid_every: int = 2):
+    """:func:`registered_pairs_figure` of the first ``n`` ED<-ES pairs of ``info`` (:func:`echo_utils.registration.
+    sample_pairs`), the deformed grid drawn every ``grid_every`` control-point spacings (``grid_spacing`` px), titled."""
+    rows = [i for i, p in enumerate(info) if p["kind"] == "ED<-ES"][:n]
+    fig = registered_pairs_figure(fixed, moving, displacement, rows, [info[i]["key"] for i in rows],
+                                  grid_step=grid_every * grid_spacing, method=method)
+    return fig.update_layout(title=f"ED registered to ES on test patients: the warped ES frame should match ED (axes "
+                                   f"in px; the grid, every {grid_every} control-point spacings, shows where each "
+                                   "fixed-image grid line samples the moving image)")

@@ -62,20 +62,21 @@ def load_predictions(
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, list[str]]]:
     """Every prediction notebook 04 wrote, ``{model: {seq.key: (T, H, W) uint8}}``, and ``{model: [missing keys]}``.
 
-    Reads ``<run>/predictions/<model>/<patient>_<view>.nii.gz`` with the segmentation package's
-    ``load_prediction``; predicts nothing. A model with no prediction at all is left out of the first dict (and
-    lists all its keys as missing).
+    Reads ``<run>/predictions/<model>/<patient>_<view>.nii.gz`` (``paths``: the run directory's
+    :class:`~echo_utils.rundir.RunPaths`) with the segmentation package's ``load_prediction``; predicts nothing. A
+    model with no prediction at all is left out of the first dict (and lists all its keys as missing).
     """
     from ..segmentation.predict import load_prediction, prediction_path
 
+    folder = paths.predictions
     sequences = list(sequences)
     preds: dict[str, dict[str, np.ndarray]] = {}
     missing: dict[str, list[str]] = {}
     for model in models:
         got = {}
         for seq in sequences:
-            if prediction_path(paths, model, seq).is_file():
-                got[seq.key] = load_prediction(paths, model, seq)
+            if prediction_path(folder, model, seq).is_file():
+                got[seq.key] = load_prediction(folder, model, seq)
             else:
                 missing.setdefault(model, []).append(seq.key)
         if got:

@@ -5,12 +5,16 @@ The paper's claim is about *training data*, not architecture: the same self-conf
 (``2d_dense``), on whole sequences as (T, H, W) volumes with pseudo-labels (``3d_dense``, the method) and on whole
 sequences labelled at ED/ES only, with nnU-Net's ignore label elsewhere (``3d_sparse``, a baseline the paper did
 not run); the optional ``3d_dense_masked`` is 3D dense with its low-confidence pseudo-labelled pixels ignored.
-Everything goes through nnU-Net's own Python API; this package arranges the data and the run directory:
+Everything goes through nnU-Net's own Python API; this package arranges the data and the run directory. Its
+functions take plain arguments: sequences and label arrays, folders, the profile's ``nnunet`` section, or an
+:class:`~echo_utils.segmentation.env.NnUNetRun` (that section with the run's nnU-Net and prediction folders), never
+the whole profile: :func:`echo_utils.study.stages.nnunet_run` translates a study at the edge.
 
 ==================  ===================================================================================
 module              concept
 ==================  ===================================================================================
-``env``             model names, dataset ids, the run's nnU-Net folders, pools, threads, per-model seeds
+``env``             ``NnUNetRun`` (the nnunet section and the run's folders), model names, dataset ids, pools,
+                    threads, per-model seeds
 ``export``          the raw datasets (``export_dataset``), patient-wise splits, frame roles
 ``masking``         the optional ``3d_dense_masked`` set: confidence threshold, ignored pixels
 ``time_padding``    optional reflect padding of the 3D volumes along time (context past ED and ES)
@@ -34,22 +38,23 @@ train); importing this package is cheap.
 """
 
 from .env import (FILE_ENDING, IGNORE_LABEL, LABEL_VALUES, MODELS, PLANS, SPECS, TRAINER, ModelSpec, NnUNetError,
-                  configuration_name, configure_nnunet, dataset_id, dataset_name, model_seed)
+                  NnUNetRun, configuration_name, configure_nnunet, dataset_id, dataset_name, model_seed)
 from .export import (dataset_masking, dataset_time_padding, dataset_time_spacing, datasets_table, dense_pseudo_labels,
                      export_dataset, frame_roles, make_splits, verify_dataset, volume_time_spacing)
-from .plans import (REFERENCE_VOLUMES, plan_and_preprocess, plan_stages, plans_table, reference_plan,
-                    small_configuration, stage_table, training_settings)
+from .plans import (REFERENCE_VOLUMES, epoch_budgets, model_budget, plan_and_preprocess, plan_stages, plans_table,
+                    reference_plan, small_configuration, stage_table, training_settings)
 from . import masking, time_padding
 from .predict import load_prediction, load_predictor, predict_all, predict_sequence, prediction_path
 from .train import convergence, train_model, training_log
 
 __all__ = [
     "MODELS", "LABEL_VALUES", "IGNORE_LABEL", "PLANS", "TRAINER", "FILE_ENDING", "SPECS", "ModelSpec", "NnUNetError",
+    "NnUNetRun",
     "configure_nnunet", "dataset_id", "dataset_name", "configuration_name", "model_seed",
     "export_dataset", "datasets_table", "dense_pseudo_labels", "frame_roles", "make_splits", "verify_dataset",
     "volume_time_spacing", "dataset_time_spacing", "dataset_time_padding", "dataset_masking", "masking",
     "time_padding",
-    "plan_and_preprocess", "plans_table", "small_configuration", "training_settings",
+    "plan_and_preprocess", "plans_table", "small_configuration", "training_settings", "model_budget", "epoch_budgets",
     "reference_plan", "stage_table", "plan_stages", "REFERENCE_VOLUMES",
     "train_model", "training_log", "convergence",
     "load_predictor", "predict_sequence", "predict_all", "prediction_path", "load_prediction",

@@ -35,8 +35,7 @@ import numpy as np
 from ..artifacts.atomic import atomic_path
 from ..artifacts.atomic import write_json as _write_json
 from ..artifacts.record import KeyedRecord
-from ..config import StudyConfig
-from ..rundir import RunPaths
+from ..config import NnUNetConfig
 from ..labels import LABEL_VALUES  # name -> label value, as nnU-Net's dataset.json wants
 from ..labels import ALL_MODELS, MODELS
 
@@ -49,6 +48,7 @@ __all__ = [
     "TRAINER",
     "FILE_ENDING",
     "NnUNetError",
+    "NnUNetRun",
     "ModelSpec",
     "SPECS",
     "spec",
@@ -112,62 +112,110 @@ def spec(model: str) -> ModelSpec:
     return SPECS[model]
 
 
-def dataset_id(cfg: StudyConfig, model: str) -> int:
+def _section(nn) -> NnUNetConfig:
+    """``nn`` itself when it is the profile's ``nnunet`` section; the whole profile is a TypeError that says so."""
+    if not isinstance(nn, NnUNetConfig):
+        raise TypeError(f"echo_utils.segmentation takes the profile's nnunet section (cfg.nnunet), "
+                        f"not {type(nn).__name__}: translate the profile at the edge "
+                        "(echo_utils.study.stages.nnunet_run)")
+    return nn
+
+
+@dataclass(frozen=True)
+class NnUNetRun:
+    """What every nnU-Net step of one run needs, built once at the edge (:func:`echo_utils.study.stages.nnunet_run`):
+
+    ``nn``: the profile's ``nnunet`` section (:class:`~echo_utils.config.NnUNetConfig`, its seed already derived
+    from the profile's); ``root``: the run's nnU-Net folder (``<run>/nnunet``: ``raw``, ``preprocessed``,
+    ``results``, ``logs``); ``predictions``: the folder of the prediction sets (``<run>/predictions``).
+    The pseudo-labels, confidence maps and sequences are plain arguments of the steps that read them.
+    """
+
+    nn: NnUNetConfig
+    root: Path
+    predictions: Path
+
+    def __post_init__(self):
+        _section(self.nn)
+        object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "predictions", Path(self.predictions))
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.root / "preprocessed"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def logs(self) -> Path:
+        """nnU-Net's verbose output of each step (``<name>_verify.log``, ``_plan_and_preprocess.log``, ...)."""
+        return self.root / "logs"
+
+
+def dataset_id(nn: NnUNetConfig, model: str) -> int:
     """nnU-Net dataset id of ``model``: ``nnunet.dataset_id_base`` + 0..3 (+ 4: ``3d_dense_masked``)."""
-    return cfg.nnunet.dataset_id_base + spec(model).offset
+    return _section(nn).dataset_id_base + spec(model).offset
 
 
-def dataset_name(cfg: StudyConfig, model: str) -> str:
+def dataset_name(nn: NnUNetConfig, model: str) -> str:
     """``DatasetXXX_<prefix><Model>``, e.g. ``Dataset802_Echo3DDense``."""
-    return f"Dataset{dataset_id(cfg, model):03d}_{cfg.nnunet.dataset_prefix}{spec(model).camel}"
+    return f"Dataset{dataset_id(nn, model):03d}_{nn.dataset_prefix}{spec(model).camel}"
 
 
-def configuration_name(cfg: StudyConfig, model: str) -> str:
+def configuration_name(nn: NnUNetConfig, model: str) -> str:
     """The configuration trained: nnU-Net's own (``2d``/``3d_fullres``) or its narrow ``*_small`` child."""
     parent = spec(model).parent_configuration
-    return parent if cfg.nnunet.configuration == "default" else f"{parent}_small"
+    return parent if _section(nn).configuration == "default" else f"{parent}_small"
 
 
-def model_seed(cfg: StudyConfig, model: str) -> int:
+def model_seed(nn: NnUNetConfig, model: str) -> int:
     """The seed of one model's training: a hash of ``nnunet.seed`` (derived from the profile's seed) and the name.
 
     Derived per model, so that a model trained alone (a resumed, partial or reordered notebook 04) gets the same
     random numbers as in a full run, whatever was trained before it in the same process.
     """
-    return int.from_bytes(hashlib.sha256(f"{cfg.nnunet.seed}/{model}".encode()).digest()[:4], "little") % (2**31 - 1)
+    seed = _section(nn).seed
+    return int.from_bytes(hashlib.sha256(f"{seed}/{model}".encode()).digest()[:4], "little") % (2**31 - 1)
 
 
-def nnunet_dirs(paths: RunPaths) -> dict[str, Path]:
-    """The run's ``nnunet/{raw,preprocessed,results}`` folders, keyed by nnU-Net's variable names."""
-    root = Path(paths.nnunet)
+def nnunet_dirs(root: Path | NnUNetRun) -> dict[str, Path]:
+    """The ``raw``, ``preprocessed`` and ``results`` folders of an nnU-Net folder (``<run>/nnunet``, or an
+    :class:`NnUNetRun`'s), keyed by nnU-Net's variable names."""
+    root = root.root if isinstance(root, NnUNetRun) else Path(root)
     return {"nnUNet_raw": root / "raw", "nnUNet_preprocessed": root / "preprocessed",
             "nnUNet_results": root / "results"}
 
 
-def configure_nnunet(cfg: StudyConfig, paths: RunPaths, device: str = "cpu") -> dict[str, str]:
+def configure_nnunet(run: NnUNetRun, device: str = "cpu") -> dict[str, str]:
     """Point nnU-Net at this run's folders and set its process counts; returns the variables set.
 
-    Sets ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results`` (under ``paths.nnunet``), ``nnUNet_extTrainer``
+    Sets ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results`` (under ``run.root``), ``nnUNet_extTrainer``
     (the folder holding :class:`~echo_utils.segmentation.trainer.EchoTrainer` for ``nnUNetv2_train -tr``),
     ``nnUNet_def_n_proc`` = ``nnunet.n_proc``, ``nnUNet_n_proc_DA`` = ``nnunet.n_proc_da`` and ``nnUNet_compile``
     (``0`` on CPU, where compilation costs more than it saves; ``1`` on CUDA).
     """
-    dirs = nnunet_dirs(paths)
+    dirs = nnunet_dirs(run)
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     env = {k: str(v) for k, v in dirs.items()}
     env["nnUNet_extTrainer"] = str(EXT_TRAINERS)
-    env["nnUNet_def_n_proc"] = str(cfg.nnunet.n_proc)
-    env["nnUNet_n_proc_DA"] = str(cfg.nnunet.n_proc_da)
+    env["nnUNet_def_n_proc"] = str(run.nn.n_proc)
+    env["nnUNet_n_proc_DA"] = str(run.nn.n_proc_da)
     env["nnUNet_compile"] = "1" if str(device).startswith("cuda") else "0"
     os.environ.update(env)
     return env
 
 
-def pools(cfg: StudyConfig) -> str:
+def pools(nn: NnUNetConfig) -> str:
     """``nnunet.pools`` ('thread' or 'process'); 'process' falls back to 'thread' (with a warning) when the caller is
     a script file, which nnU-Net's spawn workers would import and run again."""
-    kind = cfg.nnunet.pools
+    kind = _section(nn).pools
     main = sys.modules.get("__main__")
     if kind == "process" and getattr(main, "__file__", None) and getattr(main, "__spec__", None) is None:
         warnings.warn(f"nnunet.pools 'process' from the script {main.__file__}: nnU-Net's spawn workers would run "
@@ -176,13 +224,13 @@ def pools(cfg: StudyConfig) -> str:
     return kind
 
 
-def threads(cfg: StudyConfig) -> int:
+def threads(nn: NnUNetConfig) -> int:
     """torch threads for training and prediction on CPU: ``nnunet.threads``."""
-    return cfg.nnunet.threads
+    return _section(nn).threads
 
 
 @contextlib.contextmanager
-def cpu_threads(cfg: StudyConfig, device: str):
+def cpu_threads(nn: NnUNetConfig, device: str):
     """Run torch with :func:`threads` threads on CPU (restored afterwards); CUDA is left alone."""
     import torch
 
@@ -190,7 +238,7 @@ def cpu_threads(cfg: StudyConfig, device: str):
         yield
         return
     old = torch.get_num_threads()
-    torch.set_num_threads(threads(cfg))
+    torch.set_num_threads(threads(nn))
     try:
         yield
     finally:

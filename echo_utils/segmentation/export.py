@@ -32,16 +32,15 @@ import os
 import shutil
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..config import StudyConfig
-from ..rundir import RunPaths
+from ..config import NnUNetConfig
 from . import masking as masking_rules
-from .env import (FILE_ENDING, IGNORE_LABEL, LABEL_VALUES, ModelSpec, NnUNetError, configure_nnunet, dataset_id,
-                  dataset_name, jsonable, marker_record, nnunet_dirs, pools, quiet, read_json, write_json,
-                  write_nifti)
+from .env import (FILE_ENDING, IGNORE_LABEL, LABEL_VALUES, ModelSpec, NnUNetError, NnUNetRun, _section,
+                  configure_nnunet, dataset_id, dataset_name, jsonable, marker_record, pools, quiet, read_json,
+                  write_json, write_nifti)
 from .env import spec as _spec
 from .time_padding import pad_time, time_padding_frames
 
@@ -61,6 +60,7 @@ __all__ = [
     "dataset_time_spacing",
     "dataset_masking",
     "dataset_time_padding",
+    "export_marker",
 ]
 
 CHANNELS = {"0": "echo"}  # any name but 'CT' selects nnU-Net's per-image z-score normalisation
@@ -83,7 +83,8 @@ def _dense_for(seq: "EchoSequence", dense_labels: dict | None) -> np.ndarray:
         raise NnUNetError(
             f"dense training needs pseudo-labels for {seq.key}, but none were given. Run notebook 03 "
             "(03_pseudo_labels) into this run directory first, so that "
-            f"pseudo_labels/<method>/{seq.patient}/{seq.key}_half_sequence_bidirectional.nii.gz exists."
+            f"pseudo_labels/<method>/{seq.patient}/{seq.key}_half_sequence_bidirectional.nii.gz exists "
+            "(dense_pseudo_labels reads them)."
         )
     dense = np.asarray(dense_labels[seq.key])
     if dense.shape != seq.images.shape:
@@ -93,7 +94,7 @@ def _dense_for(seq: "EchoSequence", dense_labels: dict | None) -> np.ndarray:
     return dense
 
 
-def volume_time_spacing(cfg: StudyConfig, sequences: Iterable["EchoSequence"]) -> float:
+def volume_time_spacing(nn: NnUNetConfig, sequences: Iterable["EchoSequence"]) -> float:
     """The time spacing of the 3D volumes: what nnU-Net plans time against (and what the predictor is given).
 
     nnU-Net gives an axis 3-kernels and pooling only once its spacing is within 2x of the finest one
@@ -114,8 +115,7 @@ def volume_time_spacing(cfg: StudyConfig, sequences: Iterable["EchoSequence"]) -
     Every volume gets the same time spacing, so nnU-Net's target spacing along time equals the stored one and no
     frame is resampled: only the plan changes.
     """
-    nn = cfg.nnunet
-    if nn.time_reference_spacing is None:
+    if _section(nn).time_reference_spacing is None:
         return float(nn.time_spacing)
     seqs = list(sequences)
     if not seqs:
@@ -129,19 +129,24 @@ def volume_time_spacing(cfg: StudyConfig, sequences: Iterable["EchoSequence"]) -
     return float(f"{ratio * float(np.min(spacing)):.4g}")
 
 
-def dataset_time_spacing(cfg: StudyConfig, paths: RunPaths, model: str) -> float:
+def export_marker(run: NnUNetRun, model: str) -> Path:
+    """The export record of ``model``'s raw dataset: ``<run>/nnunet/raw/DatasetXXX_Name/echo_export.json``."""
+    return run.raw / dataset_name(run.nn, model) / EXPORT_MARKER
+
+
+def dataset_time_spacing(run: NnUNetRun, model: str) -> float:
     """The time spacing the exported dataset of ``model`` was written with (its export record); 2D models and
     datasets exported before it was recorded: ``nnunet.time_spacing``."""
-    marker = nnunet_dirs(paths)["nnUNet_raw"] / dataset_name(cfg, model) / EXPORT_MARKER
+    marker = export_marker(run, model)
     if _spec(model).dim == 3 and marker.is_file():
-        return float(read_json(marker).get("time_spacing", cfg.nnunet.time_spacing))
-    return float(cfg.nnunet.time_spacing)
+        return float(read_json(marker).get("time_spacing", run.nn.time_spacing))
+    return float(run.nn.time_spacing)
 
 
-def dataset_time_padding(cfg: StudyConfig, paths: RunPaths, model: str) -> int:
+def dataset_time_padding(run: NnUNetRun, model: str) -> int:
     """Frames the exported dataset of ``model`` was padded with at each end of time (its export record,
     :mod:`~echo_utils.segmentation.time_padding`); 2D models and datasets exported before it was recorded: 0."""
-    marker = nnunet_dirs(paths)["nnUNet_raw"] / dataset_name(cfg, model) / EXPORT_MARKER
+    marker = export_marker(run, model)
     if _spec(model).dim == 3 and marker.is_file():
         return int(read_json(marker).get("time_padding_frames", 0))
     return 0
@@ -177,16 +182,13 @@ def _training_cases(
         yield f"{seq.key}_f{t:03d}", images[t], label[t]
 
 
-def dense_pseudo_labels(
-    cfg: StudyConfig, paths: RunPaths, sequences: Iterable["EchoSequence"], method: str | None = None
-) -> dict[str, np.ndarray]:
-    """``{seq.key: (T, H, W) uint8}`` bidirectional pseudo-labels of notebook 03 (``paths.pseudo_labels/<method>``).
-
-    ``method`` defaults to ``registration.method``. A missing file is a :class:`NnUNetError` that names it.
+def dense_pseudo_labels(root: Path, sequences: Iterable["EchoSequence"]) -> dict[str, np.ndarray]:
+    """``{seq.key: (T, H, W) uint8}`` bidirectional pseudo-labels of notebook 03, read from its store ``root``
+    (``<run>/pseudo_labels/<registration.method>``). A missing file is a :class:`NnUNetError` that names it.
     """
     from ..pseudolabels import load_pseudo_labels
 
-    root = Path(paths.pseudo_labels) / (method or cfg.registration.method)
+    root = Path(root)
     out = {}
     for seq in sequences:
         try:
@@ -211,17 +213,17 @@ def frame_roles(model: str, seq: "EchoSequence") -> list[str]:
 
 
 def make_splits(
-    cfg: StudyConfig, train: Iterable["EchoSequence"], val: Iterable["EchoSequence"] = ()
+    folds: Sequence[int], train: Iterable["EchoSequence"], val: Iterable["EchoSequence"] = ()
 ) -> list[dict[str, list[str]]]:
     """Patient-wise folds, as lists of *patient ids* (both views of a patient always in the same fold).
 
-    One fold (``nnunet.folds == [0]``): train on the study's training patients, validate on its validation
+    ``folds``: the folds trained (``nnunet.folds``). One fold (``[0]``): train on the study's training patients, validate on its validation
     patients (or on every fifth training patient when there is no validation split). Several folds: a seeded
     k-fold over all training and validation patients, ``k = max(5, max(folds) + 1)``, as nnU-Net's own 5-fold CV.
     """
     train_p = sorted({s.patient for s in train})
     val_p = sorted({s.patient for s in val} - set(train_p))
-    folds = cfg.nnunet.folds
+    folds = [int(f) for f in folds]
     if tuple(folds) == (0,):
         if not val_p:
             val_p = train_p[::5]
@@ -259,8 +261,7 @@ def _check_id_free(raw: Path, ds_id: int, name: str) -> None:
 
 
 def export_dataset(
-    cfg: StudyConfig,
-    paths: RunPaths,
+    run: NnUNetRun,
     model: str,
     train: list["EchoSequence"],
     val: list["EchoSequence"] = (),
@@ -274,14 +275,16 @@ def export_dataset(
 
     Parameters
     ----------
+    run : the run's nnU-Net section and folders (:class:`~echo_utils.segmentation.env.NnUNetRun`).
+    model : one of :data:`~echo_utils.segmentation.env.SPECS`.
     train, val : the sequences nnU-Net trains and validates on (``val`` becomes the validation fold, see
         :func:`make_splits`); their ``labels`` hold the manual ED/ES labels.
     test : sequences written to ``imagesTs`` as (T, H, W) volumes, for users of ``nnUNetv2_predict``.
-    dense_labels : ``{seq.key: (T, H, W) uint8}`` pseudo-labels (notebook 03); required by the dense models.
-        The manual labels replace them at ED and ES.
-    confidence : ``3d_dense_masked`` only: ``{seq.key: (T, H, W) float}`` confidence maps of the train and val
-        pseudo-labels; default: the stored maps of notebook 03
-        (:func:`~echo_utils.segmentation.masking.study_confidence_maps`). The threshold is set by
+    dense_labels : ``{seq.key: (T, H, W) uint8}`` pseudo-labels (notebook 03, :func:`dense_pseudo_labels`);
+        required by the dense models. The manual labels replace them at ED and ES.
+    confidence : ``3d_dense_masked`` only, and required there: ``{seq.key: (T, H, W) float}`` confidence maps of
+        the train and val pseudo-labels (notebook 03's stored maps:
+        :func:`~echo_utils.segmentation.masking.study_confidence_maps`). The threshold is set by
         :func:`~echo_utils.segmentation.masking.masking_record` on the ``val`` sequences.
     verify : run nnU-Net's integrity checks (:func:`verify_dataset`) before the folder is published.
 
@@ -300,9 +303,9 @@ def export_dataset(
     id is a :class:`NnUNetError` and the existing dataset is left untouched.
     """
     spec = _spec(model)
-    configure_nnunet(cfg, paths)
-    dirs = nnunet_dirs(paths)
-    raw, name = dirs["nnUNet_raw"], dataset_name(cfg, model)
+    nn = run.nn
+    configure_nnunet(run)
+    raw, name = run.raw, dataset_name(nn, model)
     train, val, test = list(train), list(val), list(test)
     if not train:
         raise NnUNetError(f"{model}: no training sequences given")
@@ -316,17 +319,18 @@ def export_dataset(
     ignore, masking = None, None
     if spec.masked:
         if confidence is None:
-            _, confidence = masking_rules.study_confidence_maps(cfg, paths, train + val)
-        masking = masking_rules.masking_record(cfg, val, dense_labels, confidence)
+            raise NnUNetError(f"{model} needs the confidence maps of the train and val pseudo-labels (confidence=, "
+                              "e.g. segmentation.masking.study_confidence_maps of notebook 03's store)")
+        masking = masking_rules.masking_record(nn, val, dense_labels, confidence)
         ignore = masking_rules.ignore_masks(train + val, confidence, masking["threshold"])
         masking |= masking_rules.ignored_shares(train + val, ignore)
 
-    patient_splits = make_splits(cfg, train, val)
-    time_spacing = volume_time_spacing(cfg, train + val) if spec.dim == 3 else float(cfg.nnunet.time_spacing)
-    pad = time_padding_frames(cfg) if spec.dim == 3 else 0
+    patient_splits = make_splits(nn.folds, train, val)
+    time_spacing = volume_time_spacing(nn, train + val) if spec.dim == 3 else float(nn.time_spacing)
+    pad = time_padding_frames(nn) if spec.dim == 3 else 0
     digest = hashlib.sha256()
     # the padding is part of the content key; unpadded datasets hash as before the key existed (still reused)
-    padding = [{"time_padding": cfg.nnunet.time_padding, "frames": pad}] if pad else []
+    padding = [{"time_padding": nn.time_padding, "frames": pad}] if pad else []
     digest.update(json.dumps([spec.name, time_spacing, patient_splits, sorted(s.key for s in test), *padding]).encode())
     for seq in train + val:
         digest.update(seq.key.encode() + np.asarray(seq.spacing, np.float64).tobytes())
@@ -336,14 +340,14 @@ def export_dataset(
         digest.update(seq.key.encode() + np.ascontiguousarray(seq.images, np.float32).tobytes())
     content = digest.hexdigest()[:16]
 
-    _check_id_free(raw, dataset_id(cfg, model), name)
+    _check_id_free(raw, dataset_id(nn, model), name)
     final = raw / name
     marker = marker_record(final / EXPORT_MARKER, f"the nnU-Net dataset {name}", "content")
     if final.exists():
         stored = marker.read()
         old = None if stored is None else stored["content"]
         if old == content:
-            _write_splits(paths, cfg, model, patient_splits, final)
+            _write_splits(run, model, patient_splits, final)
             return final
         raise NnUNetError(
             f"{final} already holds a different dataset (content {old or 'unknown'}, now {content}). "
@@ -396,20 +400,20 @@ def export_dataset(
                  for c in case_ids},
     )
     if verify:
-        verify_dataset(cfg, partial, Path(paths.nnunet) / "logs" / f"{name}_verify.log")
+        verify_dataset(nn, partial, run.logs / f"{name}_verify.log")
     marker_record(partial / EXPORT_MARKER, f"the nnU-Net dataset {name}", "content").write(jsonable(
         {"content": content, "model": model, "cases": len(case_ids), "test": len(test), "splits": patient_splits,
          "time_spacing": time_spacing, "time_padding_frames": pad, **({"masking": masking} if masking else {})}))
     os.replace(partial, final)
-    _write_splits(paths, cfg, model, patient_splits, final)
+    _write_splits(run, model, patient_splits, final)
     return final
 
 
-def dataset_masking(cfg: StudyConfig, paths: RunPaths, model: str = "3d_dense_masked") -> dict | None:
+def dataset_masking(run: NnUNetRun, model: str = "3d_dense_masked") -> dict | None:
     """The masking record of an exported ``3d_dense_masked`` dataset (threshold, how it was chosen, the ignored
     share of the pseudo-labelled pixels; :mod:`~echo_utils.segmentation.masking`), or None for the other models.
     Not exported yet: a :class:`NnUNetError`."""
-    marker = nnunet_dirs(paths)["nnUNet_raw"] / dataset_name(cfg, model) / EXPORT_MARKER
+    marker = export_marker(run, model)
     if not _spec(model).masked:
         return None
     if not marker.is_file():
@@ -417,7 +421,7 @@ def dataset_masking(cfg: StudyConfig, paths: RunPaths, model: str = "3d_dense_ma
     return read_json(marker).get("masking")
 
 
-def verify_dataset(cfg: StudyConfig, folder: Path, log: Path) -> None:
+def verify_dataset(nn: NnUNetConfig, folder: Path, log: Path) -> None:
     """nnU-Net's integrity check of a raw dataset folder; a failure is a :class:`NnUNetError` naming the folder.
 
     With ``nnunet.pools == 'process'`` this is nnU-Net's ``verify_dataset_integrity`` (a spawn pool). With
@@ -432,8 +436,8 @@ def verify_dataset(cfg: StudyConfig, folder: Path, log: Path) -> None:
 
     try:
         with quiet(log):
-            if pools(cfg) == "process":
-                vdi.verify_dataset_integrity(str(folder), num_processes=cfg.nnunet.n_proc)
+            if pools(nn) == "process":
+                vdi.verify_dataset_integrity(str(folder), num_processes=nn.n_proc)
                 return
             dataset_json = read_json(folder / "dataset.json")
             cases = get_filenames_of_train_images_and_targets(str(folder), dataset_json)
@@ -446,7 +450,7 @@ def verify_dataset(cfg: StudyConfig, folder: Path, log: Path) -> None:
                 raise NnUNetError(f"{folder}: labels must be consecutive (0, 1, 2, ...), got {expected}")
             first = next(iter(cases.values()))["images"][0]
             rw = determine_reader_writer_from_dataset_json(dataset_json, first)
-            with ThreadPool(cfg.nnunet.n_proc) as pool:
+            with ThreadPool(nn.n_proc) as pool:
                 ok_labels = pool.starmap(vdi.verify_labels, [(c["label"], rw, expected) for c in cases.values()])
                 ok_cases = pool.starmap(vdi.check_cases, [(c["images"], c["label"], 1, rw) for c in cases.values()])
     except (AssertionError, RuntimeError) as exc:
@@ -457,15 +461,15 @@ def verify_dataset(cfg: StudyConfig, folder: Path, log: Path) -> None:
                           f"or images that do not match their labels (details in {log})")
 
 
-def datasets_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | None = None) -> "pd.DataFrame":
+def datasets_table(run: NnUNetRun, models: Iterable[str] | None = None) -> "pd.DataFrame":
     """One row per exported dataset: folder name, training cases, labels, train / val patients per fold, the frames
     reflected at each end of time (3D, ``nnunet.time_padding``; 0: none) and, when
     a confidence-masked dataset is listed, its threshold and the share of the pseudo-labelled pixels it ignores."""
     import pandas as pd
 
     rows = []
-    for model in models or cfg.nnunet.models:
-        folder = nnunet_dirs(paths)["nnUNet_raw"] / dataset_name(cfg, model)
+    for model in models or run.nn.models:
+        folder = export_marker(run, model).parent
         if not (folder / EXPORT_MARKER).is_file():
             raise NnUNetError(f"dataset {folder} has not been exported yet; call export_dataset first")
         info = read_json(folder / EXPORT_MARKER)
@@ -484,10 +488,10 @@ def datasets_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | No
     return pd.DataFrame(rows).set_index("model")
 
 
-def _write_splits(paths: RunPaths, cfg: StudyConfig, model: str, patient_splits: list[dict], raw_folder: Path) -> Path:
+def _write_splits(run: NnUNetRun, model: str, patient_splits: list[dict], raw_folder: Path) -> Path:
     case_ids = sorted(p.name[: -len("_0000" + FILE_ENDING)] for p in (raw_folder / "imagesTr").glob(f"*{FILE_ENDING}"))
     splits = _case_splits(patient_splits, case_ids)
-    out = nnunet_dirs(paths)["nnUNet_preprocessed"] / dataset_name(cfg, model) / "splits_final.json"
+    out = run.preprocessed / dataset_name(run.nn, model) / "splits_final.json"
     write_json(out, splits)
     return out
 

@@ -26,13 +26,13 @@ ignored pixels are written into the dataset's export record (``echo_export.json`
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import StudyConfig
-from ..rundir import RunPaths
-from .env import NnUNetError
+from ..config import NnUNetConfig
+from .env import NnUNetError, _section
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.camus import EchoSequence
@@ -99,27 +99,28 @@ def select_threshold(confidences: Iterable[np.ndarray], errors: Iterable[np.ndar
             "n_errors": n_err, "table": table}
 
 
-def study_confidence_maps(cfg: StudyConfig, paths: RunPaths, sequences: Iterable["EchoSequence"]):
+def study_confidence_maps(root: Path, sequences: Iterable["EchoSequence"], weights: str = "authors"):
     """``({key: PseudoLabels}, {key: (T, H, W) float32 confidence})`` of ``sequences`` (train / val).
 
-    The pseudo-labels are notebook 03's (``paths.pseudo_labels/<registration.method>``); the confidence maps are
-    the stored ones beside them (:func:`echo_utils.pseudolabels.confidence.sequence_confidence`: read back, or
-    computed from the stored labels and written there when missing or stale)."""
+    ``root``: the pseudo-label store of notebook 03 (``<run>/pseudo_labels/<registration.method>``); the confidence
+    maps are the stored ones beside the labels (:func:`echo_utils.pseudolabels.confidence.sequence_confidence`
+    with the Eq. 1 ``weights``, the profile's ``pseudo_labels.weights``: read back, or computed from the stored
+    labels and written there when missing or stale)."""
     from ..pseudolabels import load_pseudo_labels
     from ..pseudolabels.confidence import sequence_confidence
 
-    root = paths.pseudo_labels / cfg.registration.method
+    root = Path(root)
     labels, conf = {}, {}
     for seq in sequences:
         try:
             labels[seq.key] = load_pseudo_labels(root, seq)
         except FileNotFoundError as exc:
             raise NnUNetError(f"3d_dense_masked needs the pseudo-labels of {seq.key}: {exc}") from None
-        conf[seq.key] = sequence_confidence(root, seq, labels[seq.key], weights=cfg.pseudo_labels.weights)
+        conf[seq.key] = sequence_confidence(root, seq, labels[seq.key], weights=weights)
     return labels, conf
 
 
-def masking_record(cfg: StudyConfig, val: Iterable["EchoSequence"], labels: Mapping, confidences: Mapping) -> dict:
+def masking_record(nn: NnUNetConfig, val: Iterable["EchoSequence"], labels: Mapping, confidences: Mapping) -> dict:
     """How the threshold of ``3d_dense_masked`` is set (module docstring): ``{"threshold", "source", ...}``.
 
     ``val``: the validation sequences; ``labels``: ``{key: PseudoLabels}`` (or ``(T, H, W)`` fused labels);
@@ -128,7 +129,7 @@ def masking_record(cfg: StudyConfig, val: Iterable["EchoSequence"], labels: Mapp
     """
     from ..pseudolabels.confidence import exact_truth
 
-    fixed = cfg.nnunet.masked_confidence_threshold
+    fixed = _section(nn).masked_confidence_threshold
     if fixed is not None:
         return {"threshold": float(fixed), "source": "nnunet.masked_confidence_threshold (set in the profile)"}
     val = list(val)

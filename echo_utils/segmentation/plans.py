@@ -23,30 +23,53 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ..config import NnUNetConfig, StudyConfig, config_hash
-from ..rundir import RunPaths
-from .env import (LABEL_VALUES, PLANS, NnUNetError, configure_nnunet, configuration_name, dataset_id, dataset_name,
-                  jsonable, marker_record, model_seed, nnunet_dirs, pools, quiet, read_json, spec, write_json)
-from .export import EXPORT_MARKER
+from ..config import NnUNetConfig, config_hash
+from .env import (LABEL_VALUES, PLANS, NnUNetError, NnUNetRun, _section, configure_nnunet, configuration_name,
+                  dataset_id, dataset_name, jsonable, marker_record, model_seed, pools, quiet, read_json, spec,
+                  write_json)
+from .export import export_marker
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["plan_and_preprocess", "small_configuration", "training_settings", "plans_file", "plans_table",
+__all__ = ["plan_and_preprocess", "small_configuration", "training_settings", "model_budget", "epoch_budgets",
+           "plans_file", "plans_table",
            "reference_plan", "stage_table", "plan_stages", "REFERENCE_VOLUMES"]
 
 PREPROCESS_MARKER = "echo_preprocess.json"
 
 
-def plans_file(cfg: StudyConfig, paths: RunPaths, model: str) -> Path:
+def plans_file(run: NnUNetRun, model: str) -> Path:
     """``<run>/nnunet/preprocessed/DatasetXXX_Name/nnUNetPlans.json``."""
-    return nnunet_dirs(paths)["nnUNet_preprocessed"] / dataset_name(cfg, model) / f"{PLANS}.json"
+    return run.preprocessed / dataset_name(run.nn, model) / f"{PLANS}.json"
 
 
-def training_settings(cfg: StudyConfig, model: str) -> dict:
+def model_budget(nn: NnUNetConfig, model: str) -> tuple[int, int | None]:
+    """``(epochs, min_epochs)`` of one model: ``nnunet.epochs_3d`` / ``min_epochs_3d`` for the 3D models where the
+    profile sets them, else ``nnunet.epochs`` / ``min_epochs`` (the 2D models always).
+
+    A 3D epoch sees ``batch_3d`` patches of ``patch_3d`` frames per iteration, a 2D one ``batch_2d`` frames: the
+    two kinds need not converge in the same number of epochs, and the convergence rule (a plateau of the EMA
+    validation Dice, :func:`~echo_utils.segmentation.train.convergence`) is read against each model's own budget.
+    """
+    _section(nn)
+    if spec(model).dim == 3:
+        epochs = nn.epochs_3d if nn.epochs_3d is not None else nn.epochs
+        min_epochs = nn.min_epochs_3d if nn.min_epochs_3d is not None else nn.min_epochs
+        return epochs, min_epochs
+    return nn.epochs, nn.min_epochs
+
+
+def epoch_budgets(nn: NnUNetConfig) -> dict[str, int]:
+    """``{model: epochs}`` of the profile's models (:func:`model_budget`): the budgets a convergence table reads."""
+    return {model: model_budget(nn, model)[0] for model in nn.models}
+
+
+def training_settings(nn: NnUNetConfig, model: str) -> dict:
     """The ``"echo"`` entry of a trained configuration: budget, seed and sampling of one model.
 
-    ``epochs``, ``iterations_per_epoch``, ``val_iterations``: nnU-Net's loop (its defaults: 1000, 250, 50).
+    ``epochs``, ``iterations_per_epoch``, ``val_iterations``: nnU-Net's loop (its defaults: 1000, 250, 50); the
+    epochs and ``min_epochs`` are the model's own (:func:`model_budget`: the 3D models may have their own).
     ``min_epochs``: stop early once the EMA validation pseudo Dice has plateaued, but not before this epoch
     (``None``: never stop early; see :func:`echo_utils.segmentation.train.converged`). ``save_every``: epochs
     between resumable checkpoints. ``seed``: :func:`~echo_utils.segmentation.env.model_seed`.
@@ -64,23 +87,29 @@ def training_settings(cfg: StudyConfig, model: str) -> dict:
       -1), which nnU-Net's transforms turn into *background*. Here they become the ignore label: the network is
       not taught that nothing exists past the end of a sequence. Only a dataset with an ignore label can do this,
       i.e. the 3D sparse one (the other models' patches hold labels on every frame they see).
+    - ``time_jitter`` (only with ``nnunet.time_jitter``): a patch centred on a labelled voxel holds its frame (ED or
+      ES) in the middle, so the network only learns to segment a labelled frame from context on both sides, never
+      from one side, as at the ends of a sequence; the patch is moved along time to put the labelled frame anywhere
+      in it.
     - ``deep_supervision_full_time_only``: the deep-supervision targets are downsampled with nearest-exact, which
       along time keeps every other frame and drops ED (frame 0) and, often, ES; those outputs would learn "no
       foreground anywhere". Deep supervision stays on, but only for the outputs at full time resolution (the
       others get loss weight 0), which keep every labelled frame.
     """
-    nn = cfg.nnunet
+    _section(nn)
     sparse3d = spec(model).dim == 3 and not spec(model).dense
+    epochs, min_epochs = model_budget(nn, model)
     return {
-        "epochs": nn.epochs,
+        "epochs": epochs,
         "iterations_per_epoch": nn.iterations_per_epoch,
         "val_iterations": nn.val_iterations,
-        "min_epochs": nn.min_epochs,
-        "save_every": max(1, min(50, nn.epochs // 20)),
-        "seed": model_seed(cfg, model),
+        "min_epochs": min_epochs,
+        "save_every": max(1, min(50, epochs // 20)),
+        "seed": model_seed(nn, model),
         "oversample_foreground": 1.0 if sparse3d else None,
         "min_class_dice": nn.plateau_min_class_dice,
         "padding_as_ignore": sparse3d,
+        "time_jitter": sparse3d and nn.time_jitter,
         "deep_supervision_full_time_only": sparse3d,
     }
 
@@ -190,7 +219,7 @@ def _fingerprint_extractor(small: bool):
     return ThreadedFingerprintExtractor
 
 
-def _preprocess_in_threads(cfg: StudyConfig, paths: RunPaths, model: str, configuration: str) -> None:
+def _preprocess_in_threads(run: NnUNetRun, model: str, configuration: str) -> None:
     """nnU-Net's ``DefaultPreprocessor.run_case_save`` for every case, in ``nnunet.n_proc`` threads.
 
     The same work as ``preprocess_dataset`` (which starts a spawn pool): the output folder of the configuration's
@@ -200,19 +229,18 @@ def _preprocess_in_threads(cfg: StudyConfig, paths: RunPaths, model: str, config
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    name = dataset_name(cfg, model)
-    dirs = nnunet_dirs(paths)
-    pre = dirs["nnUNet_preprocessed"] / name
-    manager = PlansManager(str(plans_file(cfg, paths, model)))
+    name = dataset_name(run.nn, model)
+    pre = run.preprocessed / name
+    manager = PlansManager(str(plans_file(run, model)))
     conf = manager.get_configuration(configuration)
     dataset_json = read_json(pre / "dataset.json")
-    cases = get_filenames_of_train_images_and_targets(str(dirs["nnUNet_raw"] / name), dataset_json)
+    cases = get_filenames_of_train_images_and_targets(str(run.raw / name), dataset_json)
     out = pre / conf.data_identifier
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     preprocessor = DefaultPreprocessor(verbose=False)
-    with ThreadPool(cfg.nnunet.n_proc) as pool:
+    with ThreadPool(run.nn.n_proc) as pool:
         pool.starmap(preprocessor.run_case_save, [(str(out / k), c["images"], c["label"], manager, conf,
                                                     dataset_json) for k, c in cases.items()])
     gt = pre / "gt_segmentations"
@@ -235,7 +263,7 @@ def _planning_threads(n_proc_da: int):
             os.environ["nnUNet_n_proc_DA"] = old
 
 
-def plan_and_preprocess(cfg: StudyConfig, paths: RunPaths, model: str) -> dict:
+def plan_and_preprocess(run: NnUNetRun, model: str) -> dict:
     """Fingerprint, plan and preprocess the exported dataset of ``model`` (cached); returns the plans dict.
 
     Equivalent to ``nnUNetv2_plan_and_preprocess -d ID -c 2d|3d_fullres -np n_proc``, plus, for small profiles,
@@ -245,24 +273,24 @@ def plan_and_preprocess(cfg: StudyConfig, paths: RunPaths, model: str) -> dict:
     from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 
     s = spec(model)
-    configure_nnunet(cfg, paths)
-    nn = cfg.nnunet
-    name, ds_id = dataset_name(cfg, model), dataset_id(cfg, model)
-    raw_marker = nnunet_dirs(paths)["nnUNet_raw"] / name / EXPORT_MARKER
+    configure_nnunet(run)
+    nn = run.nn
+    name, ds_id = dataset_name(nn, model), dataset_id(nn, model)
+    raw_marker = export_marker(run, model)
     if not raw_marker.is_file():
         raise NnUNetError(f"dataset {name} has not been exported yet ({raw_marker} missing); call export_dataset first")
     content = read_json(raw_marker)["content"]
-    pfile = plans_file(cfg, paths, model)
+    pfile = plans_file(run, model)
     marker = marker_record(pfile.parent / PREPROCESS_MARKER, f"the preprocessed dataset {name}", "key")
-    conf_name = configuration_name(cfg, model)
+    conf_name = configuration_name(nn, model)
     key = config_hash(content, nn.configuration, nn.features_divisor, nn.patch_2d, nn.patch_3d, nn.batch_2d,
                       nn.batch_3d, nn.in_plane_size)
     stored = marker.read()  # another key: planned with other settings, preprocessed again
     if not (stored is not None and stored["key"] == key and pfile.is_file()):
-        log = Path(paths.nnunet) / "logs" / f"{name}_plan_and_preprocess.log"
+        log = run.logs / f"{name}_plan_and_preprocess.log"
         with quiet(log):
             small = nn.configuration == "small"
-            if pools(cfg) == "process":
+            if pools(nn) == "process":
                 from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprint_dataset
 
                 extract_fingerprint_dataset(ds_id, num_processes=nn.n_proc, check_dataset_integrity=False,
@@ -280,39 +308,40 @@ def plan_and_preprocess(cfg: StudyConfig, paths: RunPaths, model: str) -> dict:
             if small:
                 plans["configurations"][conf_name] = small_configuration(plans, s.parent_configuration, nn)
             write_json(pfile, plans)
-            if pools(cfg) == "process":
+            if pools(nn) == "process":
                 from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
 
                 preprocess_dataset(ds_id, PLANS, configurations=[conf_name], num_processes=[nn.n_proc], verbose=False)
             else:
-                _preprocess_in_threads(cfg, paths, model, conf_name)
+                _preprocess_in_threads(run, model, conf_name)
         marker.write({"key": key, "content": content})
     plans = read_json(pfile)
-    settings = training_settings(cfg, model)
+    settings = training_settings(nn, model)
     if plans["configurations"][conf_name].get("echo") != settings:  # the trainer's settings: no new preprocessing
         plans["configurations"][conf_name]["echo"] = settings
         write_json(pfile, plans)
     return plans
 
 
-def plans_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | None = None) -> "pd.DataFrame":
+def plans_table(run: NnUNetRun, models: Iterable[str] | None = None) -> "pd.DataFrame":
     """One row per model: configuration, spacing, patch, batch, stages, features, kernels, strides, parameters;
     and, for small profiles, what nnU-Net itself planned for a GPU (``parent patch``, ``parent batch``...)."""
     import pandas as pd
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     rows = []
-    for model in models or cfg.nnunet.models:
-        pfile = plans_file(cfg, paths, model)
+    nn = run.nn
+    for model in models or nn.models:
+        pfile = plans_file(run, model)
         if not pfile.is_file():
             raise NnUNetError(f"no plans for {model} ({pfile}); run plan_and_preprocess first")
         manager = PlansManager(str(pfile))
-        conf = manager.get_configuration(configuration_name(cfg, model))
+        conf = manager.get_configuration(configuration_name(nn, model))
         arch = conf.network_arch_init_kwargs
         row = {
             "model": model,
-            "dataset": dataset_name(cfg, model),
-            "configuration": configuration_name(cfg, model),
+            "dataset": dataset_name(nn, model),
+            "configuration": configuration_name(nn, model),
             "spacing": tuple(round(float(v), 3) for v in conf.spacing),
             "patch": tuple(int(p) for p in conf.patch_size),
             "batch": conf.batch_size,
@@ -324,7 +353,7 @@ def plans_table(cfg: StudyConfig, paths: RunPaths, models: Iterable[str] | None 
         }
         if spec(model).dim == 3:  # what shapes the plan: time spacing over the finest in-plane spacing
             row["time / in-plane spacing"] = round(float(conf.spacing[0]) / float(min(conf.spacing[1:])), 3)
-        if cfg.nnunet.configuration == "small":
+        if nn.configuration == "small":
             parent = manager.get_configuration(spec(model).parent_configuration)
             row.update({"nnU-Net's patch": tuple(int(p) for p in parent.patch_size),
                         "nnU-Net's batch": parent.batch_size,
@@ -428,13 +457,13 @@ def stage_table(conf: dict) -> "pd.DataFrame":
     }, index=pd.RangeIndex(len(strides), name="stage"))
 
 
-def plan_stages(cfg: StudyConfig, paths: RunPaths, model: str) -> "pd.DataFrame":
+def plan_stages(run: NnUNetRun, model: str) -> "pd.DataFrame":
     """:func:`stage_table` of the configuration ``model`` trains (after :func:`plan_and_preprocess`)."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    pfile = plans_file(cfg, paths, model)
+    pfile = plans_file(run, model)
     if not pfile.is_file():
         raise NnUNetError(f"no plans for {model} ({pfile}); run plan_and_preprocess first")
-    conf = PlansManager(str(pfile)).get_configuration(configuration_name(cfg, model))
+    conf = PlansManager(str(pfile)).get_configuration(configuration_name(run.nn, model))
     return stage_table({"patch_size": list(conf.patch_size), "spacing": list(conf.spacing),
                         "architecture": {"arch_kwargs": conf.network_arch_init_kwargs}})

@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import StudyConfig
-from ..rundir import RunPaths
-from .env import (FILE_ENDING, TRAINER, NnUNetError, configuration_name, configure_nnunet, cpu_threads,
+from .env import (FILE_ENDING, TRAINER, NnUNetError, NnUNetRun, configuration_name, configure_nnunet, cpu_threads,
                   dataset_name, file_digest, quiet, read_json, write_json, write_nifti)
 from .checkpoint import load_checkpoint
 from .export import dataset_time_padding, dataset_time_spacing
@@ -36,8 +34,8 @@ __all__ = ["load_checkpoint", "load_predictor", "predict_sequence", "predict_all
 PREDICTION_MARKER = "echo_predictions.json"
 
 
-def load_predictor(cfg: StudyConfig, paths: RunPaths, model: str, device: str = "cpu", *,
-                   checkpoint: str = "checkpoint_final.pth", mirroring: bool | None = None):
+def load_predictor(run: NnUNetRun, model: str, device: str = "cpu", *, checkpoint: str = "checkpoint_final.pth",
+                   mirroring: bool | None = None):
     """An in-process ``nnUNetPredictor`` for ``model``, averaging the folds in ``nnunet.folds``.
 
     The network is built with nnU-Net's ``nnUNetTrainer.build_network_architecture`` (``EchoTrainer`` keeps it)
@@ -52,10 +50,11 @@ def load_predictor(cfg: StudyConfig, paths: RunPaths, model: str, device: str = 
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    configure_nnunet(cfg, paths, device)
-    folder = results_folder(cfg, paths, model)
+    nn = run.nn
+    configure_nnunet(run, device)
+    folder = results_folder(run, model)
     params, axes = [], None
-    for fold in cfg.nnunet.folds:
+    for fold in nn.folds:
         ckpt = folder / f"fold_{fold}" / checkpoint
         if not ckpt.is_file():
             raise NnUNetError(f"{model}: no trained model at {ckpt}; run train_model first")
@@ -64,13 +63,13 @@ def load_predictor(cfg: StudyConfig, paths: RunPaths, model: str, device: str = 
         axes = state.get("inference_allowed_mirroring_axes", axes)
     plans_manager = PlansManager(load_json(str(folder / "plans.json")))
     dataset_json = load_json(str(folder / "dataset.json"))
-    conf = plans_manager.get_configuration(configuration_name(cfg, model))
+    conf = plans_manager.get_configuration(configuration_name(nn, model))
     network = nnUNetTrainer.build_network_architecture(
         plans_manager, conf, determine_num_input_channels(plans_manager, conf, dataset_json),
         plans_manager.get_label_manager(dataset_json).num_segmentation_heads, enable_deep_supervision=False,
     )
     network.load_state_dict(params[0])
-    use_mirroring = cfg.nnunet.mirroring if mirroring is None else mirroring
+    use_mirroring = nn.mirroring if mirroring is None else mirroring
     with quiet(Path(os.devnull)):  # the predictor prints a note about perform_everything_on_device on CPU
         predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=use_mirroring,
                                     perform_everything_on_device=str(device).startswith("cuda"),
@@ -104,14 +103,21 @@ def predict_sequence(predictor, seq: "EchoSequence", time_spacing: float = 1.0, 
     return seg
 
 
-def prediction_path(paths: RunPaths, model: str, seq: "EchoSequence") -> Path:
-    """``<run>/predictions/<model>/<patient>_<view>.nii.gz``."""
-    return Path(paths.predictions) / model / f"{seq.key}{FILE_ENDING}"
+def _predictions_folder(predictions) -> Path:
+    """The folder of the prediction sets: ``predictions`` itself, or the ``predictions`` folder of an
+    :class:`~echo_utils.segmentation.env.NnUNetRun` (or of an object naming one, as the run directory's
+    ``RunPaths`` does: the earlier form of the report's callers)."""
+    return Path(getattr(predictions, "predictions", predictions))
+
+
+def prediction_path(predictions: Path, model: str, seq: "EchoSequence") -> Path:
+    """``<predictions>/<model>/<patient>_<view>.nii.gz`` (``predictions``: the run's ``predictions`` folder, or an
+    :class:`~echo_utils.segmentation.env.NnUNetRun`)."""
+    return _predictions_folder(predictions) / model / f"{seq.key}{FILE_ENDING}"
 
 
 def predict_all(
-    cfg: StudyConfig,
-    paths: RunPaths,
+    run: NnUNetRun,
     model: str,
     sequences: list["EchoSequence"],
     device: str = "cpu",
@@ -119,22 +125,23 @@ def predict_all(
     out_name: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Predict every frame of every sequence with ``model``; returns ``<run>/predictions/<out_name or model>``.
+    """Predict every frame of every sequence with ``model``; returns ``run.predictions / (out_name or model)``.
 
     Predictions that exist are reused. The folder records the checkpoint it was made with (and the time spacing
     and padding of its dataset); predicting into it with a different model is a :class:`NnUNetError` (nothing is
     overwritten). A record written before the padding was recorded reads as padding 0.
     """
-    out = Path(paths.predictions) / (out_name or model)
+    nn = run.nn
+    out = run.predictions / (out_name or model)
     out.mkdir(parents=True, exist_ok=True)
-    ckpts = [fold_folder(cfg, paths, model, f) / "checkpoint_final.pth" for f in cfg.nnunet.folds]
+    ckpts = [fold_folder(run, model, f) / "checkpoint_final.pth" for f in nn.folds]
     missing = [str(c) for c in ckpts if not c.is_file()]
     if missing:
         raise NnUNetError(f"{model}: no trained model at {missing}; run train_model first")
-    key = {"model": model, "dataset": dataset_name(cfg, model), "configuration": configuration_name(cfg, model),
-           "checkpoints": [file_digest(c) for c in ckpts], "mirroring": cfg.nnunet.mirroring,
-           "time_spacing": dataset_time_spacing(cfg, paths, model),
-           "time_padding_frames": dataset_time_padding(cfg, paths, model)}
+    key = {"model": model, "dataset": dataset_name(nn, model), "configuration": configuration_name(nn, model),
+           "checkpoints": [file_digest(c) for c in ckpts], "mirroring": nn.mirroring,
+           "time_spacing": dataset_time_spacing(run, model),
+           "time_padding_frames": dataset_time_padding(run, model)}
     marker = out / PREDICTION_MARKER
     old = {"time_padding_frames": 0, **read_json(marker)} if marker.is_file() else key
     if old != key:
@@ -144,8 +151,8 @@ def predict_all(
     todo = [s for s in sequences if not (out / f"{s.key}{FILE_ENDING}").is_file()]
     if not todo:
         return out
-    predictor = load_predictor(cfg, paths, model, device)
-    with cpu_threads(cfg, device):
+    predictor = load_predictor(run, model, device)
+    with cpu_threads(nn, device):
         _predict_into(out, predictor, todo, key["time_spacing"], progress, key["time_padding_frames"])
     return out
 
@@ -160,11 +167,12 @@ def _predict_into(out: Path, predictor, todo: list, time_spacing: float, progres
         write_nifti(out / f"{seq.key}{FILE_ENDING}", seg, (time_spacing, *map(float, seq.spacing)))
 
 
-def load_prediction(paths: RunPaths, model: str, seq: "EchoSequence") -> np.ndarray:
-    """The (T, H, W) uint8 prediction of ``model`` for ``seq`` (see :func:`predict_all`)."""
+def load_prediction(predictions: Path, model: str, seq: "EchoSequence") -> np.ndarray:
+    """The (T, H, W) uint8 prediction of ``model`` for ``seq`` (see :func:`predict_all`), read from the run's
+    ``predictions`` folder (or an :class:`~echo_utils.segmentation.env.NnUNetRun`'s)."""
     import SimpleITK as sitk
 
-    path = prediction_path(paths, model, seq)
+    path = prediction_path(predictions, model, seq)
     if not path.is_file():
         raise NnUNetError(f"no {model} prediction for {seq.key}: {path} is missing; run notebook 04 first")
     from ..safe_load import check_gzip, rerun_hint

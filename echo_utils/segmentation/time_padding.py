@@ -34,18 +34,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import StudyConfig
+from ..config import NnUNetConfig
+from .env import _section
 
 __all__ = ["time_padding_frames", "pad_time", "crop_time", "padded_sources"]
 
 
-def time_padding_frames(cfg: StudyConfig) -> int:
+def time_padding_frames(nn: NnUNetConfig) -> int:
     """Frames added at each end of a 3D volume: 0 for ``nnunet.time_padding: none``; with 'reflect'
     ``nnunet.time_padding_frames``, or half the time extent of ``nnunet.patch_3d`` (``patch_3d[0] // 2``: a patch
     of ``P`` frames centred on frame ``c`` spans ``c - P // 2 .. c - P // 2 + P - 1``, inside the padded volume for
     ``c = 0`` and ``c = T - 1``)."""
-    nn = cfg.nnunet
-    if nn.time_padding == "none":
+    if _section(nn).time_padding == "none":
         return 0
     if nn.time_padding_frames is not None:
         return int(nn.time_padding_frames)

@@ -10,15 +10,15 @@ rule of :func:`~echo_utils.segmentation.trainer.plateaued`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ..config import StudyConfig, config_hash
-from ..rundir import RunPaths
-from .env import (LABEL_VALUES, PLANS, TRAINER, NnUNetError, configure_nnunet, configuration_name, cpu_threads,
-                  dataset_name, nnunet_dirs, quiet, read_json, spec, write_json)
+from ..config import config_hash
+from .env import (LABEL_VALUES, PLANS, TRAINER, NnUNetError, NnUNetRun, configure_nnunet, configuration_name,
+                  cpu_threads, dataset_name, quiet, read_json, spec, write_json)
 from .plans import plans_file, training_settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,18 +29,17 @@ __all__ = ["train_model", "training_log", "convergence", "results_folder", "fold
 TRAINING_MARKER = "echo_training.json"
 
 
-def results_folder(cfg: StudyConfig, paths: RunPaths, model: str) -> Path:
+def results_folder(run: NnUNetRun, model: str) -> Path:
     """``<run>/nnunet/results/DatasetXXX_Name/EchoTrainer__nnUNetPlans__<configuration>``."""
-    return (nnunet_dirs(paths)["nnUNet_results"] / dataset_name(cfg, model)
-            / f"{TRAINER}__{PLANS}__{configuration_name(cfg, model)}")
+    return run.results / dataset_name(run.nn, model) / f"{TRAINER}__{PLANS}__{configuration_name(run.nn, model)}"
 
 
-def fold_folder(cfg: StudyConfig, paths: RunPaths, model: str, fold: int) -> Path:
-    return results_folder(cfg, paths, model) / f"fold_{fold}"
+def fold_folder(run: NnUNetRun, model: str, fold: int) -> Path:
+    """``results_folder(run, model) / fold_<fold>``: one trained fold (its checkpoints and training log)."""
+    return results_folder(run, model) / f"fold_{fold}"
 
 
-def train_model(cfg: StudyConfig, paths: RunPaths, model: str, fold: int = 0, device: str = "cpu", *,
-                verbose: bool = False) -> Path:
+def train_model(run: NnUNetRun, model: str, fold: int = 0, device: str = "cpu", *, verbose: bool = False) -> Path:
     """Train fold ``fold`` of ``model`` (after :func:`plan_and_preprocess`); returns the fold folder.
 
     A fold with ``checkpoint_final.pth`` is reused as it is. A fold with ``checkpoint_latest.pth`` (an interrupted
@@ -54,15 +53,16 @@ def train_model(cfg: StudyConfig, paths: RunPaths, model: str, fold: int = 0, de
 
     from .trainer import EchoTrainer
 
-    configure_nnunet(cfg, paths, device)
-    pfile = plans_file(cfg, paths, model)
+    nn = run.nn
+    configure_nnunet(run, device)
+    pfile = plans_file(run, model)
     if not pfile.is_file():
         raise NnUNetError(f"no plans for {model} ({pfile}); run plan_and_preprocess first")
-    out = fold_folder(cfg, paths, model, fold)
+    out = fold_folder(run, model, fold)
     marker = out.parent / TRAINING_MARKER
     plans = read_json(pfile)
-    conf = plans["configurations"][configuration_name(cfg, model)]
-    if conf.get("echo") != training_settings(cfg, model):
+    conf = plans["configurations"][configuration_name(nn, model)]
+    if conf.get("echo") != training_settings(nn, model):
         raise NnUNetError(f"the plans {pfile} hold other training settings than the profile; "
                           "run plan_and_preprocess with this profile first")
     key = {"plans": config_hash(conf, plans["configurations"].get(spec(model).parent_configuration))}
@@ -81,24 +81,24 @@ def train_model(cfg: StudyConfig, paths: RunPaths, model: str, fold: int = 0, de
     resume = latest.is_file()
     plans["continue_training"] = resume
     dataset_json = read_json(pfile.parent / "dataset.json")
-    log = Path(paths.nnunet) / "logs" / f"{dataset_name(cfg, model)}_train_fold{fold}.log"
-    with quiet(None if verbose else log), cpu_threads(cfg, device):
-        trainer = EchoTrainer(plans, configuration_name(cfg, model), fold, dataset_json, torch.device(device))
+    log = run.logs / f"{dataset_name(nn, model)}_train_fold{fold}.log"
+    with quiet(None if verbose else log), cpu_threads(nn, device):
+        trainer = EchoTrainer(plans, configuration_name(nn, model), fold, dataset_json, torch.device(device))
         trainer.echo_verbose = verbose
         if resume:
             trainer.load_checkpoint(str(latest))
         trainer.run_training()
-        if cfg.nnunet.configuration == "default":  # nnU-Net's own final validation, as nnUNetv2_train runs it
+        if nn.configuration == "default":  # nnU-Net's own final validation, as nnUNetv2_train runs it
             trainer.perform_actual_validation(False)
     return out
 
 
-def training_log(cfg: StudyConfig, paths: RunPaths, model: str, fold: int = 0) -> "pd.DataFrame":
+def training_log(run: NnUNetRun, model: str, fold: int = 0) -> "pd.DataFrame":
     """nnU-Net's per-epoch log: train/val loss, pseudo Dice (mean and its EMA; per class, ``dice <label>``, with
     the same EMA per class, ``ema dice <label>``), lr, seconds."""
     import pandas as pd
 
-    path = fold_folder(cfg, paths, model, fold) / "echo_training_log.json"
+    path = fold_folder(run, model, fold) / "echo_training_log.json"
     if not path.is_file():
         raise NnUNetError(f"no training log for {model} fold {fold} ({path}); train the model first")
     log = read_json(path)
@@ -127,12 +127,15 @@ def training_log(cfg: StudyConfig, paths: RunPaths, model: str, fold: int = 0) -
     return df
 
 
-def convergence(logs: "pd.DataFrame", budget_epochs: int | None = None,
+def convergence(logs: "pd.DataFrame", budget_epochs: int | Mapping[str, int] | None = None,
                 min_class_dice: float = 0.0) -> "pd.DataFrame":
     """One verdict per (model, fold) of :func:`training_log` rows: did the EMA validation pseudo Dice plateau, with
     every class learned?
 
-    Columns: ``epochs`` trained, ``stopped early`` (fewer than ``budget_epochs``), ``EMA Dice`` at the end, the EMA
+    ``budget_epochs``: the epoch budget, one for all models or one per model (``{model: epochs}``, e.g. from
+    :func:`~echo_utils.segmentation.plans.model_budget`); ``None``: unknown.
+
+    Columns: ``epochs`` trained, ``stopped early`` (fewer than the model's budget), ``EMA Dice`` at the end, the EMA
     of each class at the end (``EMA LV`` ...), ``rise over last 20 %`` (``max(ema[n-k:]) - ema[n-k-1]``,
     ``k = ceil(0.2 n)``) and ``verdict``: "converged" when that rise is below 0.01
     (:data:`~echo_utils.segmentation.trainer.PLATEAU_RISE`) and every class's EMA is at least ``min_class_dice``
@@ -147,6 +150,7 @@ def convergence(logs: "pd.DataFrame", budget_epochs: int | None = None,
     for (model, fold), g in logs.groupby(["model", "fold"], sort=False):
         ema = g["ema_pseudo_dice"].to_numpy(float)
         n = len(ema)
+        budget = budget_epochs.get(model) if isinstance(budget_epochs, Mapping) else budget_epochs
         k = min(n - 1, max(1, int(np.ceil(PLATEAU_FRACTION * n)))) if n > 1 else 0
         rise = float(np.max(ema[n - k:]) - ema[n - k - 1]) if n > 1 else float("nan")
         classes = {c[len("ema dice "):]: float(g[c].iloc[-1]) for c in g.columns if c.startswith("ema dice ")}
@@ -158,7 +162,7 @@ def convergence(logs: "pd.DataFrame", budget_epochs: int | None = None,
         else:
             verdict = "converged"
         rows.append({"model": model, "fold": fold, "epochs": n,
-                     "stopped early": budget_epochs is not None and n < budget_epochs,
+                     "stopped early": budget is not None and n < budget,
                      "EMA Dice": float(ema[-1]), **{f"EMA {c}": v for c, v in classes.items()},
                      f"rise over last {PLATEAU_FRACTION:.0%}": rise, "verdict": verdict})
     return pd.DataFrame(rows).set_index(["model", "fold"])

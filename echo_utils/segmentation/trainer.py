@@ -21,6 +21,11 @@ defaults. What it changes, and nothing else:
 - ``padding_as_ignore`` (3D sparse): the frames a patch holds past the ends of a sequence (nnU-Net pads them with
   seg -1) become the ignore label instead of background, in the training and the validation transforms
   (:meth:`EchoTrainer.get_training_transforms`);
+- ``time_jitter`` (3D sparse, ``nnunet.time_jitter``): nnU-Net centres a patch on its sampled labelled voxel, so every labelled frame (ED or
+  ES) sits in the middle of its patches, and the network never learns to segment a frame from context on one side
+  only, which is all it has at the ends of a sequence. Here the patch is moved along time so that the labelled frame
+  lies at a uniformly random position of the patch the network sees (:func:`jittered_time_start`,
+  :class:`TimeJitterDataLoader`, installed by :meth:`EchoTrainer.get_dataloaders`);
 - ``deep_supervision_full_time_only`` (3D sparse): deep supervision stays on, but the outputs whose targets are
   downsampled along time get loss weight 0 (:meth:`EchoTrainer._build_loss`): nearest-exact downsampling keeps
   every other frame and drops the labelled ones (ED is frame 0);
@@ -40,14 +45,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2.training.logging.nnunet_logger import MetaLogger
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from tqdm import tqdm
 
 from .env import write_json
 
-__all__ = ["EchoTrainer", "seed_everything", "plateaued", "class_ema", "full_time_weights", "PLATEAU_RISE", "PLATEAU_FRACTION",
-           "EMA_FACTOR"]
+__all__ = ["EchoTrainer", "TimeJitterDataLoader", "seed_everything", "plateaued", "class_ema", "full_time_weights",
+           "jittered_time_start", "labelled_frames", "PLATEAU_RISE", "PLATEAU_FRACTION", "EMA_FACTOR"]
 
 #: The convergence rule of this study: the EMA validation pseudo Dice rose by less than PLATEAU_RISE over the last
 #: PLATEAU_FRACTION of the epochs.
@@ -110,6 +116,36 @@ def full_time_weights(weights, scales) -> tuple[float, ...]:
     return tuple(float(v) for v in w / w.sum())
 
 
+def labelled_frames(class_locations: dict | None) -> np.ndarray:
+    """The time indices (axis 0 of a 3D case) that hold a sampled labelled voxel: nnU-Net's ``class_locations``
+    (``{class or region: (N, 4) array of (channel, t, y, x)}``) reduced to their distinct frames, sorted."""
+    if not class_locations:
+        return np.zeros(0, dtype=int)
+    frames = [np.asarray(v)[:, 1] for v in class_locations.values() if len(v)]
+    return np.unique(np.concatenate(frames)).astype(int) if frames else np.zeros(0, dtype=int)
+
+
+def jittered_time_start(start: int, patch: int, seen: int, frames, lowest: int, highest: int, rng=np.random) -> int:
+    """The first frame of a patch moved along time so that a labelled frame lies at a random place in it.
+
+    ``start``: the first frame nnU-Net chose (its patch of ``patch`` frames, centred on a labelled voxel);
+    ``seen``: the frames the network sees of it (nnU-Net crops the centre ``seen`` frames after augmentation);
+    ``frames``: the labelled frames of the case (:func:`labelled_frames`); ``lowest``, ``highest``: the range nnU-Net
+    samples a start from (padding included). One labelled frame inside the seen part is drawn, then its place in the
+    seen part (uniform over the ``seen`` places), and the start is clamped to ``[lowest, max(highest, lowest)]``, which
+    keeps the frame inside the patch. A patch with no labelled frame in view is returned unchanged. ``rng``: numpy's
+    global generator by default, which the trainer seeds, so the draws repeat.
+    """
+    offset = (patch - seen) // 2
+    frames = np.asarray(frames, dtype=int)
+    inside = frames[(frames >= start + offset) & (frames < start + offset + seen)]
+    if inside.size == 0:
+        return int(start)
+    frame = int(inside[rng.randint(inside.size)]) if inside.size > 1 else int(inside[0])
+    place = offset + int(rng.randint(seen))
+    return int(min(max(frame - place, lowest), max(highest, lowest)))
+
+
 class EchoLogger(MetaLogger):
     """nnU-Net's logger, drawing its progress PNG only every ``plot_every`` epochs (and at the end of training).
 
@@ -122,6 +158,24 @@ class EchoLogger(MetaLogger):
     def plot_progress_png(self, output_folder: str):
         if len(self.get_value("epoch_end_timestamps", step=None)) % self.plot_every == 0:
             super().plot_progress_png(output_folder)
+
+
+class TimeJitterDataLoader(nnUNetDataLoader):
+    """nnU-Net's data loader with the patch moved along time (axis 0) by :func:`jittered_time_start`: each labelled
+    frame at a uniformly random place of the patch the network sees, instead of in its middle."""
+
+    def get_bbox(self, data_shape, force_fg, class_locations, overwrite_class=None, verbose=False):
+        lbs, ubs = super().get_bbox(data_shape, force_fg, class_locations, overwrite_class, verbose)
+        if len(data_shape) != 3:
+            return lbs, ubs
+        patch, need = int(self.patch_size[0]), int(self.need_to_pad[0])
+        need = max(need, patch - int(data_shape[0]))  # nnU-Net's own widening of a case shorter than the patch
+        lowest = -need // 2
+        highest = int(data_shape[0]) + need // 2 + need % 2 - patch
+        seen = patch - int(self.need_to_pad[0])
+        start = jittered_time_start(lbs[0], patch, seen, labelled_frames(class_locations), lowest, highest)
+        lbs = [start, *lbs[1:]]
+        return lbs, [lo + size for lo, size in zip(lbs, self.patch_size)]
 
 
 class EchoTrainer(nnUNetTrainer):
@@ -206,6 +260,24 @@ class EchoTrainer(nnUNetTrainer):
             return False
         last = class_ema(self.logger.get_value("dice_per_class_or_region", step=None))[-1]
         return bool(np.all(np.nan_to_num(last, nan=0.0) >= self.echo.get("min_class_dice", 0.0)))
+
+    def get_dataloaders(self):
+        """nnU-Net's data loaders; with ``time_jitter`` (3D patches) they are :class:`TimeJitterDataLoader` s.
+
+        nnU-Net builds its loaders inside ``get_dataloaders`` and starts their worker processes there, so the class
+        is swapped in for that call only (the name ``nnUNetDataLoader`` of nnU-Net's trainer module): the workers,
+        if any, get the jittering loader too.
+        """
+        if not self.echo.get("time_jitter") or len(self.configuration_manager.patch_size) != 3:
+            return super().get_dataloaders()
+        import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
+
+        original = trainer_module.nnUNetDataLoader
+        trainer_module.nnUNetDataLoader = TimeJitterDataLoader
+        try:
+            return super().get_dataloaders()
+        finally:
+            trainer_module.nnUNetDataLoader = original
 
     def _padding_as_ignore(self, transforms):
         """nnU-Net's transforms with the padding (seg -1) mapped to the ignore label instead of background."""

@@ -4,8 +4,9 @@
 benchmark): it loads and validates the profile, checks and locks-checks the run directory against its ``run.json``
 (:func:`echo_utils.rundir.open_run`) and then resolves the cohort **once** (:class:`Cohort`: the data set root,
 the train/val/test patients, every patient's folder, the registration's excluded patients and, on the paper
-profile, the TED -> CAMUS pairs).  Everything downstream (the stages of :mod:`echo_utils.study.stages`, the compute
-jobs) reads the cohort from the study instead of working it out again from the profile.
+profile, the TED -> CAMUS pairs: :mod:`echo_utils.study.cohort`).  Everything downstream (the stages of
+:mod:`echo_utils.study.stages`, the compute jobs) reads the cohort from the study instead of working it out again
+from the profile.
 
 A study is serialisable: :meth:`Study.to_dict` is plain JSON (the profile dump, the run directory, the resolved
 cohort), and :meth:`Study.from_dict` rebuilds it without touching the data set, so a job runs the same in this
@@ -20,78 +21,15 @@ True
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import StudyConfig
 from ..data import cohort as cohort_data
-from ..data.camus import EchoSequence, list_patients
+from ..data.camus import EchoSequence
 from ..rundir import RunPaths, open_run
+from .cohort import Cohort, resolve_cohort
 
 __all__ = ["Cohort", "Study", "open_study", "resolve_cohort"]
-
-_SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class Cohort:
-    """The resolved cohort of a study: which sequences exist and where they are, without any image read.
-
-    Attributes
-    ----------
-    root : the data set root (the synthetic cohort, generated there on resolution, or CAMUS / TED on disk).
-    split : ``{'train', 'val', 'test'}`` -> sorted patient ids (:func:`echo_utils.data.cohort.study_split`).
-    views : the views read per patient (``data.views``; ``('4CH',)`` for TED).
-    patients : ``{patient id: folder}`` of every patient folder of ``root``.
-    ted : the folders are TED's (one full-cycle 4CH sequence per patient).
-    resize : the square side in px the sequences are resized to (``data.resize``), or ``None``.
-    exclusions : CAMUS patient ids the registration never trains on (the paper's 94 TED patients, else none).
-    ted_pairs : ``[(TED id, CAMUS id), ...]`` of the paper's Fig. 2 protocol (empty without ``data.ted_root``).
-    """
-
-    root: str
-    split: dict[str, tuple[str, ...]]
-    views: tuple[str, ...]
-    patients: dict[str, str]
-    ted: bool = False
-    resize: int | None = None
-    exclusions: tuple[str, ...] = ()
-    ted_pairs: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-
-    def keys(self, split: str = "all") -> list[tuple[str, str]]:
-        """``[(patient, view), ...]`` of ``split`` (``'train'``, ``'val'``, ``'test'`` or ``'all'``), in the study's
-        order: patient id, then view (what :func:`echo_utils.data.cohort.study_sequences` returns)."""
-        key = cohort_data.SPLIT_ALIASES.get(split)  # 'training', 'validation', 'testing' too
-        if key is None:
-            raise cohort_data.EchoDataError(f"unknown split {split!r}: expected train, val, test or all")
-        pats = sorted(set().union(*self.split.values())) if key == "all" else list(self.split[key])
-        return [(p, v) for p in pats for v in self.views]
-
-    def to_dict(self) -> dict:
-        return {"root": self.root, "split": {k: list(v) for k, v in self.split.items()}, "views": list(self.views),
-                "patients": dict(self.patients), "ted": self.ted, "resize": self.resize,
-                "exclusions": list(self.exclusions), "ted_pairs": [list(p) for p in self.ted_pairs]}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Cohort":
-        return cls(root=d["root"], split={k: tuple(v) for k, v in d["split"].items()}, views=tuple(d["views"]),
-                   patients=dict(d["patients"]), ted=bool(d["ted"]), resize=d["resize"],
-                   exclusions=tuple(d["exclusions"]), ted_pairs=tuple(tuple(p) for p in d["ted_pairs"]))
-
-
-def resolve_cohort(cfg: StudyConfig, paths: RunPaths) -> Cohort:
-    """Work the cohort out from the profile once: generate a missing synthetic cohort, read (or seed and write)
-    the split, list the patient folders, the registration's exclusions and the TED pairs."""
-    root = cohort_data.study_root(cfg, paths)
-    split = cohort_data.study_split(cfg, paths)
-    views = ("4CH",) if cfg.data.source == "ted" else tuple(cfg.data.views)
-    pairs: tuple = ()
-    if cohort_data.uses_ted(cfg.data):
-        pairs = tuple(tuple(p) for p in cohort_data.ted_pairs(cfg.data)[0])
-    return Cohort(root=str(root), split={k: tuple(split[k]) for k in _SPLITS}, views=views,
-                  patients={p: str(f) for p, f in list_patients(root).items()}, ted=cfg.data.source == "ted",
-                  resize=cfg.data.resize, exclusions=tuple(cohort_data.registration_exclusions(cfg)),
-                  ted_pairs=pairs)
 
 
 class Study:

@@ -15,8 +15,10 @@ stage                       returns (cached where the step caches it; a rerun re
 :func:`evaluation_set`      the sequences the pseudo-labels are scored on (Fig. 2)
 ==========================  ===================================================================================
 
-The profile is translated here, at the edge: the algorithm packages get its sections and plain arguments.
-The compute jobs (:mod:`echo_utils.compute.pipeline`) call these functions where the job runs.
+The profile is translated here, at the edge: the algorithm packages get its sections and plain arguments
+(:func:`nnunet_run` is everything :mod:`echo_utils.segmentation` needs of a study, :func:`pseudo_label_store` the
+folder notebook 03's pseudo-labels are read from). The compute jobs (:mod:`echo_utils.compute.pipeline`) call these
+functions where the job runs.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from pathlib import Path
 
 from .core import Study
 
-__all__ = ["registration", "training_monitor", "pseudo_labels", "nnunet_datasets", "model", "predictions",
-           "fig2_predictions", "evaluation_set"]
+__all__ = ["registration", "training_monitor", "pseudo_labels", "pseudo_label_store", "nnunet_run",
+           "nnunet_datasets", "model", "predictions", "fig2_predictions", "evaluation_set"]
 
 
 class _LazyMonitor:
@@ -79,6 +81,20 @@ def registration(study: Study, device: str | None = None, *, name: str | None = 
                                         monitor=training_monitor(study, val) if monitor is None else monitor)
 
 
+def pseudo_label_store(study: Study) -> Path:
+    """The folder of the study's pseudo-labels (and their confidence maps): ``<run>/pseudo_labels/<registration.
+    method>``, where :func:`pseudo_labels` writes them and the nnU-Net export reads them."""
+    return Path(study.paths.pseudo_labels) / study.cfg.registration.method
+
+
+def nnunet_run(study: Study):
+    """What the segmentation package needs of the study: its ``nnunet`` section and the run's ``nnunet/`` and
+    ``predictions/`` folders (:class:`echo_utils.segmentation.NnUNetRun`)."""
+    from ..segmentation import NnUNetRun
+
+    return NnUNetRun(study.cfg.nnunet, study.paths.nnunet, study.paths.predictions)
+
+
 def pseudo_labels(study: Study, registration, keys, *, progress: bool = False) -> list[Path]:
     """Pseudo-labels (forward, backward, Eq. 1) of the sequences ``keys`` (``(patient, view)`` pairs) with
     ``registration`` (:func:`registration`), cached under ``pseudo_labels/<registration.method>/`` where notebook 03
@@ -86,7 +102,7 @@ def pseudo_labels(study: Study, registration, keys, *, progress: bool = False) -
     from .. import pseudolabels
 
     method = study.cfg.registration.method
-    out_dir = study.paths.pseudo_labels / method
+    out_dir = pseudo_label_store(study)
     seqs = list(study.read_sequences(keys, listed_in="this shard (the data changed since the jobs were planned)"))
     pseudolabels.generate_pseudo_labels(seqs, registration, out_dir, cfg_pl=study.cfg.pseudo_labels,
                                         method_name=method, progress=progress)
@@ -94,19 +110,23 @@ def pseudo_labels(study: Study, registration, keys, *, progress: bool = False) -
 
 
 def nnunet_datasets(study: Study) -> list[Path]:
-    """Every model's nnU-Net dataset (``nnunet.models``): dense pseudo-labels for the dense models, the export, the
-    planning and preprocessing (each cached); returns the models' plans files."""
+    """Every model's nnU-Net dataset (``nnunet.models``): the dense pseudo-labels of the train and val sequences for
+    the dense models (and their confidence maps for ``3d_dense_masked``), read from :func:`pseudo_label_store`, the
+    export, the planning and preprocessing (each cached); returns the models' plans files."""
     from .. import segmentation as seg
 
-    cfg, paths = study.cfg, study.paths
+    run, store = nnunet_run(study), pseudo_label_store(study)
     train, val, test = (study.sequences(s) for s in ("train", "val", "test"))
-    models = cfg.nnunet.models
-    dense = seg.dense_pseudo_labels(cfg, paths, train + val) if any(seg.SPECS[m].dense for m in models) else None
+    models = run.nn.models
+    dense = seg.dense_pseudo_labels(store, train + val) if any(seg.SPECS[m].dense for m in models) else None
+    confidence = None
+    if any(seg.SPECS[m].masked for m in models):
+        _, confidence = seg.masking.study_confidence_maps(store, train + val, study.cfg.pseudo_labels.weights)
     outputs = []
     for m in models:
-        seg.export_dataset(cfg, paths, m, train, val, test, dense)
-        seg.plan_and_preprocess(cfg, paths, m)
-        outputs.append(Path(paths.nnunet) / "preprocessed" / seg.dataset_name(cfg, m) / "nnUNetPlans.json")
+        seg.export_dataset(run, m, train, val, test, dense, confidence=confidence)
+        seg.plan_and_preprocess(run, m)
+        outputs.append(seg.plans.plans_file(run, m))
     return outputs
 
 
@@ -115,7 +135,7 @@ def model(study: Study, name: str, fold: int, device: str | None = None) -> Path
     returns its final checkpoint."""
     from .. import segmentation as seg
 
-    out = seg.train_model(study.cfg, study.paths, name, fold, device or study.cfg.torch_device)
+    out = seg.train_model(nnunet_run(study), name, fold, device or study.cfg.torch_device)
     return Path(out) / "checkpoint_final.pth"
 
 
@@ -125,10 +145,11 @@ def predictions(study: Study, name: str, splits, device: str | None = None, *, o
     under ``predictions/<out_name or name>/`` (cached per sequence); returns its files."""
     from .. import segmentation as seg
 
+    run = nnunet_run(study)
     seqs = [s for split in splits for s in study.sequences(split)] if sequences is None else list(sequences)
     kw = {"out_name": out_name} if out_name else {}
-    seg.predict_all(study.cfg, study.paths, name, seqs, device or study.cfg.torch_device, **kw)
-    return [seg.prediction_path(study.paths, out_name or name, s) for s in seqs]
+    seg.predict_all(run, name, seqs, device or study.cfg.torch_device, **kw)
+    return [seg.prediction_path(run.predictions, out_name or name, s) for s in seqs]
 
 
 def fig2_predictions(study: Study, device: str | None = None, name: str = "2d_sparse") -> list[Path]:
@@ -143,7 +164,7 @@ def fig2_predictions(study: Study, device: str | None = None, name: str = "2d_sp
 
 def evaluation_set(study: Study) -> list:
     """The sequences the pseudo-labels are evaluated on (Fig. 2): a dense reference, patients unseen by the
-    registration (:func:`echo_utils.data.cohort.evaluation_sequences`)."""
-    from ..data.cohort import evaluation_sequences
+    registration, from the study's resolved cohort (:func:`echo_utils.study.cohort.evaluation_sequences`)."""
+    from .cohort import evaluation_sequences
 
-    return evaluation_sequences(study.cfg, study.paths)
+    return evaluation_sequences(study)
