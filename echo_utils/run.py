@@ -42,6 +42,7 @@ from .config import (
     parse_overrides,
     resolve_params_path,
 )
+from .artifacts import files
 from .study.checks import preflight
 from .rundir import RunLock, RunPaths, assert_not_locked_by_other, check_settings, open_run, resume_command, run_dir_path, settings_record
 from .rundir.resume import set_items
@@ -219,8 +220,9 @@ def run_notebooks(
                 log(f"[{i}/{len(notebooks)}] {nb.name}  (profile {cfg.name}, run dir {display_path(run_dir)})",
                     flush=True)
                 t0 = time.perf_counter()
+                kernel_log = RunPaths(run_dir).logs / f"{nb.stem}{files.KERNEL_LOG_SUFFIX}"
                 try:
-                    with _Kernel(kernel_name) as km:
+                    with _Kernel(kernel_name, kernel_log) as km:
                         pm.execute_notebook(
                             str(nb),
                             str(partial),
@@ -239,6 +241,8 @@ def run_notebooks(
                     raise NotebookFailed(
                         f"notebook {nb.name} failed in {cell}: {exc.ename}: {exc.evalue}\n"
                         f"  partially executed copy kept at {display_path(partial)}"
+                        + (f"\n  the kernel's own output is in {display_path(kernel_log)}"
+                           if kernel_log.is_file() and kernel_log.stat().st_size else "")
                         + (f"\n  the previous successful copy {display_path(final)} is untouched"
                            if final.exists() else "")
                     ) from None
@@ -283,16 +287,32 @@ class _Kernel:
     On POSIX the kernel talks over Unix sockets in a private temporary folder rather than local TCP ports: no
     port is opened, and the kernel does not print its "running over TCP without encryption" warning.
 
+    The kernel process's own stdout and stderr (what C libraries and subprocesses print outside
+    any cell; a cell's output goes to the notebook) are written to ``log_path``, not to the runner's terminal: the
+    runner's messages stay its own. (Shutting an interrupted kernel down interrupts it once more, and libzmq then
+    sometimes prints an assertion on its way out; that line used to land in the middle of the runner's one-line
+    Ctrl-C message.)
     """
 
-    def __init__(self, kernel_name: str):
+    def __init__(self, kernel_name: str, log_path: Path | None = None):
         from jupyter_client.manager import KernelManager
 
         self._sockets = tempfile.mkdtemp(prefix="echo-kernel-") if os.name == "posix" else None
         ipc = dict(transport="ipc", ip=os.path.join(self._sockets, "kernel")) if self._sockets else {}
         self.km = KernelManager(kernel_name=kernel_name, **ipc)
+        self._log_path = log_path
+        self._log = None
         self._signals = 0
         self._previous: dict = {}
+
+    def _start_kernel_logged(self, start_kernel):
+        """``km.start_kernel`` with the kernel process's stdout and stderr sent to the log (Popen's arguments:
+        jupyter_client passes start_kernel's keywords on to the kernel's launch)."""
+
+        def start(**kw):
+            return start_kernel(**kw, stdout=self._log, stderr=self._log)
+
+        return start
 
     def _handler(self, signum, frame):
         self._signals += 1
@@ -302,6 +322,10 @@ class _Kernel:
             raise KeyboardInterrupt
 
     def __enter__(self):
+        if self._log_path is not None:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self._log_path, "wb")  # noqa: SIM115 - closed in __exit__
+            self.km.start_kernel = self._start_kernel_logged(self.km.start_kernel)
         for sig in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(sig) is not signal.SIG_IGN:
                 self._previous[sig] = signal.signal(sig, self._handler)
@@ -317,6 +341,8 @@ class _Kernel:
             self.km.cleanup_resources()
             if self._sockets:
                 shutil.rmtree(self._sockets, ignore_errors=True)
+            if self._log is not None:
+                self._log.close()
         if self._signals and exc_type is None:  # interrupted after the last cell had finished
             raise KeyboardInterrupt
 

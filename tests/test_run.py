@@ -110,6 +110,20 @@ def test_failure_names_notebook_and_cell_and_keeps_previous_copy(nb_dir, tmp_pat
     assert not (tmp_path / "run" / LOCK_FILE).exists(), "a failed run releases the lock"
 
 
+def test_kernel_output_goes_to_the_run_log(nb_dir, tmp_path, ci_params, capfd):
+    """What the kernel process itself prints outside any cell (C libraries, subprocesses) lands in logs/, not
+    between the runner's own lines; a failure names that log."""
+    _notebook(nb_dir / "02_fail.ipynb", "import os\nos.write(2, b'kernel fd 2 says hello\\n')\nraise ValueError('boom')")
+    run = tmp_path / "run"
+    with pytest.raises(NotebookFailed) as e:
+        run_notebooks(ci_params, run_dir=run, output_dir=tmp_path / "o", notebook_dir=nb_dir, **QUIET)
+    log = run / "logs" / "02_fail.kernel.log"
+    assert f"the kernel's own output is in {log}" in str(e.value), str(e.value)
+    assert "kernel fd 2 says hello" in log.read_text()
+    assert "kernel fd 2 says hello" not in capfd.readouterr().err
+    assert (run / "logs" / "01_ok.kernel.log").is_file()
+
+
 def test_cli_exit_codes(nb_dir, tmp_path, ci_params, capsys):
     args = ["--params", str(ci_params), "--run-dir", str(tmp_path / "r"), "--output-dir", str(tmp_path / "o"),
             "--notebook-dir", str(nb_dir)]

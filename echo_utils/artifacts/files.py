@@ -12,7 +12,7 @@ nnU-Net's conventions, not ours, and stay with their readers.
 from __future__ import annotations
 
 __all__ = [
-    "SETTINGS_FILE", "LOCK_FILE",
+    "SETTINGS_FILE", "LOCK_FILE", "KERNEL_LOG_SUFFIX",
     "COHORT_FILE", "COHORT_SUMMARY_FILE", "COHORT_TIMING_FILE", "SPLIT_FILE",
     "PARAMS_FILE",
     "REGISTRATION_MODEL_FILE", "REGISTRATION_CHECKPOINT_FILE", "REGISTRATION_LOG_FILE", "REGISTRATION_KEY_FILE",
@@ -32,6 +32,8 @@ __all__ = [
 SETTINGS_FILE = "run.json"
 #: the runner's exclusive lock (PID, host, start time, command, token)
 LOCK_FILE = "run.lock"
+#: logs/<notebook stem> + this: the notebook kernel's own stdout and stderr (echo_utils.run)
+KERNEL_LOG_SUFFIX = ".kernel.log"
 
 # -- data/ (echo_utils.data) -------------------------------------------------------------------------------------
 #: the synthetic cohort's generation parameters; written last, it marks a complete cohort

@@ -128,3 +128,7 @@ class RunPaths:
         """Tables (CSV) written by the notebooks."""
         return self.root / "metrics"
 
+    @property
+    def logs(self) -> Path:
+        """What each notebook's kernel process printed outside its cells (C libraries, subprocesses, crashes)."""
+        return self.root / "logs"
