@@ -180,6 +180,7 @@ def run_notebooks(
     the first failing notebook, :class:`RunInterrupted` on Ctrl-C / SIGTERM.
     """
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
 
     params = resolve_params_path(params)
     extra = parse_overrides(overrides)
@@ -233,13 +234,17 @@ def run_notebooks(
                             progress_bar=sys.stderr.isatty(),
                             log_output=False,
                         )
-                except pm.PapermillExecutionError as exc:
-                    if exc.ename == "KeyboardInterrupt":
+                except (pm.PapermillExecutionError, DeadKernelError) as exc:
+                    if getattr(exc, "ename", None) == "KeyboardInterrupt":
                         raise KeyboardInterrupt from None
-                    cell = f"cell {exc.cell_index}" + (
-                        f" (execution count {exc.exec_count})" if exc.exec_count else "")
+                    if isinstance(exc, DeadKernelError):
+                        what = "a dead kernel: its process ended while a cell ran (out of memory? a crash?)"
+                    else:
+                        what = f"cell {exc.cell_index}" + (
+                            f" (execution count {exc.exec_count})" if exc.exec_count else "")
+                        what += f": {exc.ename}: {exc.evalue}"
                     raise NotebookFailed(
-                        f"notebook {nb.name} failed in {cell}: {exc.ename}: {exc.evalue}\n"
+                        f"notebook {nb.name} failed in {what}\n"
                         f"  partially executed copy kept at {display_path(partial)}"
                         + (f"\n  the kernel's own output is in {display_path(kernel_log)}"
                            if kernel_log.is_file() and kernel_log.stat().st_size else "")
@@ -292,14 +297,19 @@ class _Kernel:
     runner's messages stay its own. (Shutting an interrupted kernel down interrupts it once more, and libzmq then
     sometimes prints an assertion on its way out; that line used to land in the middle of the runner's one-line
     Ctrl-C message.)
+
+    The manager is jupyter_client's asynchronous one: nbclient then polls the kernel's messages without blocking
+    its event loop, so its check that the kernel is still alive runs, and a kernel that dies (killed for memory,
+    a crash in a C library) ends the notebook with ``DeadKernelError`` instead of a wait for a message that never
+    comes. (With the blocking manager a dead kernel left the runner waiting forever.)
     """
 
     def __init__(self, kernel_name: str, log_path: Path | None = None):
-        from jupyter_client.manager import KernelManager
+        from jupyter_client.manager import AsyncKernelManager
 
         self._sockets = tempfile.mkdtemp(prefix="echo-kernel-") if os.name == "posix" else None
         ipc = dict(transport="ipc", ip=os.path.join(self._sockets, "kernel")) if self._sockets else {}
-        self.km = KernelManager(kernel_name=kernel_name, **ipc)
+        self.km = AsyncKernelManager(kernel_name=kernel_name, **ipc)
         self._log_path = log_path
         self._log = None
         self._signals = 0
@@ -309,15 +319,26 @@ class _Kernel:
         """``km.start_kernel`` with the kernel process's stdout and stderr sent to the log (Popen's arguments:
         jupyter_client passes start_kernel's keywords on to the kernel's launch)."""
 
-        def start(**kw):
-            return start_kernel(**kw, stdout=self._log, stderr=self._log)
+        async def start(**kw):
+            return await start_kernel(**kw, stdout=self._log, stderr=self._log)
 
         return start
+
+    def _interrupt_kernel(self) -> None:
+        """SIGINT to the kernel's process group, what ``interrupt_kernel`` does for ipykernel (interrupt mode
+        "signal"), sent synchronously: a signal handler cannot await the manager's coroutine."""
+        process = self.km.provisioner.process
+        if os.name == "posix":
+            os.killpg(os.getpgid(process.pid), signal.SIGINT)
+        else:  # pragma: no cover - Windows kernels are interrupted through their interrupt event
+            from jupyter_core.utils import run_sync
+
+            run_sync(self.km.interrupt_kernel)()
 
     def _handler(self, signum, frame):
         self._signals += 1
         if self._signals == 1 and self.km.has_kernel:
-            self.km.interrupt_kernel()
+            self._interrupt_kernel()
         else:
             raise KeyboardInterrupt
 
@@ -332,13 +353,15 @@ class _Kernel:
         return self.km
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        from jupyter_core.utils import run_sync
+
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         try:
             if self.km.has_kernel:
-                self.km.shutdown_kernel(now=exc_type is not None)
+                run_sync(self.km.shutdown_kernel)(now=exc_type is not None)
         finally:
-            self.km.cleanup_resources()
+            run_sync(self.km.cleanup_resources)()
             if self._sockets:
                 shutil.rmtree(self._sockets, ignore_errors=True)
             if self._log is not None:

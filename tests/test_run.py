@@ -124,6 +124,20 @@ def test_kernel_output_goes_to_the_run_log(nb_dir, tmp_path, ci_params, capfd):
     assert (run / "logs" / "01_ok.kernel.log").is_file()
 
 
+def test_a_kernel_that_dies_ends_the_notebook_with_its_log(nb_dir, tmp_path, ci_params):
+    """A kernel process that ends mid-cell (the OOM killer, a crash in a C library) is reported within seconds,
+    with what it printed; the run stops there as for a failing cell."""
+    _notebook(nb_dir / "02_fail.ipynb", "import os\nos.write(2, b'last words\\n')\nos._exit(3)")
+    run = tmp_path / "run"
+    t0 = time.monotonic()
+    with pytest.raises(NotebookFailed) as e:
+        run_notebooks(ci_params, run_dir=run, output_dir=tmp_path / "o", notebook_dir=nb_dir, **QUIET)
+    msg = str(e.value)
+    assert "02_fail.ipynb failed in a dead kernel" in msg and str(run / "logs" / "02_fail.kernel.log") in msg, msg
+    assert "last words" in (run / "logs" / "02_fail.kernel.log").read_text()
+    assert time.monotonic() - t0 < 60 and not (run / "never").exists() and not (run / LOCK_FILE).exists()
+
+
 def test_cli_exit_codes(nb_dir, tmp_path, ci_params, capsys):
     args = ["--params", str(ci_params), "--run-dir", str(tmp_path / "r"), "--output-dir", str(tmp_path / "o"),
             "--notebook-dir", str(nb_dir)]
