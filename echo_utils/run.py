@@ -21,6 +21,7 @@ ends with one line saying what was kept and the command that resumes.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import re
@@ -304,7 +305,7 @@ class _Kernel:
     comes. (With the blocking manager a dead kernel left the runner waiting forever.)
     """
 
-    def __init__(self, kernel_name: str, log_path: Path | None = None):
+    def __init__(self, kernel_name: str, log_path: Path):
         from jupyter_client.manager import AsyncKernelManager
 
         self._sockets = tempfile.mkdtemp(prefix="echo-kernel-") if os.name == "posix" else None
@@ -314,15 +315,6 @@ class _Kernel:
         self._log = None
         self._signals = 0
         self._previous: dict = {}
-
-    def _start_kernel_logged(self, start_kernel):
-        """``km.start_kernel`` with the kernel process's stdout and stderr sent to the log (Popen's arguments:
-        jupyter_client passes start_kernel's keywords on to the kernel's launch)."""
-
-        async def start(**kw):
-            return await start_kernel(**kw, stdout=self._log, stderr=self._log)
-
-        return start
 
     def _interrupt_kernel(self) -> None:
         """SIGINT to the kernel's process group, what ``interrupt_kernel`` does for ipykernel (interrupt mode
@@ -343,10 +335,10 @@ class _Kernel:
             raise KeyboardInterrupt
 
     def __enter__(self):
-        if self._log_path is not None:
-            self._log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(self._log_path, "wb")  # noqa: SIM115 - closed in __exit__
-            self.km.start_kernel = self._start_kernel_logged(self.km.start_kernel)
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self._log_path, "wb")  # noqa: SIM115 - closed in __exit__
+        # jupyter_client passes start_kernel's keywords on to the kernel's Popen: its stdout and stderr go to the log
+        self.km.start_kernel = functools.partial(self.km.start_kernel, stdout=self._log, stderr=self._log)
         for sig in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(sig) is not signal.SIG_IGN:
                 self._previous[sig] = signal.signal(sig, self._handler)
@@ -364,8 +356,7 @@ class _Kernel:
             run_sync(self.km.cleanup_resources)()
             if self._sockets:
                 shutil.rmtree(self._sockets, ignore_errors=True)
-            if self._log is not None:
-                self._log.close()
+            self._log.close()
         if self._signals and exc_type is None:  # interrupted after the last cell had finished
             raise KeyboardInterrupt
 
