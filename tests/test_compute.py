@@ -155,6 +155,80 @@ def test_run_stages_reports_the_backend_each_stage_ran_on(tmp_path, monkeypatch)
     assert not study.resolved
 
 
+class _TimedHandle:
+    """A stand-in handle that is running for ``polls`` polls, then ends in ``end`` ('done' or 'failed')."""
+
+    def __init__(self, job: Job, polls: int, end: str, clock: list):
+        self.job, self.job_id, self.polls, self.end, self.clock = job, f"fake-{job.name}", polls, end, clock
+        self.started = clock[0]
+
+    def state(self) -> str:
+        return self.end if self.clock[0] - self.started >= self.polls else "running"
+
+
+def _fake_pool(jobs: list[Job], polls: dict, ends: dict | None = None, max_parallel: int = 2):
+    """wait_for on ``jobs`` with stand-in handles; returns (report or JobsFailed, {name: poll it started at})."""
+    from echo_utils.compute.progress import wait_for
+
+    clock, started = [0], {}
+
+    def submit(job):
+        started[job.name] = clock[0]
+        return _TimedHandle(job, polls[job.name], (ends or {}).get(job.name, "done"), clock)
+
+    def tick(_seconds):
+        clock[0] += 1
+
+    import echo_utils.compute.progress as progress_module
+
+    original = progress_module.time.sleep
+    progress_module.time.sleep = tick
+    try:
+        try:
+            out = wait_for({}, jobs, submit, backend="local", max_parallel=max_parallel, progress=False,
+                           log=lambda *a, **k: None)
+        except JobsFailed as err:
+            out = err
+    finally:
+        progress_module.time.sleep = original
+    return out, started
+
+
+def test_pool_starts_a_job_once_the_jobs_it_needs_are_done(tmp_path):
+    """Two slots, a long and a short training, a prediction after each: the short one's prediction takes the slot
+    the short training freed while the long one still trains (run_stages(..., pipelined=True) in notebook 04);
+    nothing starts before what it needs is done."""
+    def job(name, after=()):
+        return Job(name=name, fn="compute_tasks:write_value", run_dir=str(tmp_path), after=tuple(after))
+
+    jobs = [job("train-long"), job("train-short"), job("predict-long", ["train-long"]),
+            job("predict-short", ["train-short"]), job("summary", ["predict-long", "predict-short"])]
+    polls = {"train-long": 10, "train-short": 3, "predict-long": 2, "predict-short": 2, "summary": 1}
+    report, started = _fake_pool(jobs, polls)
+    assert started["train-long"] == started["train-short"] == 0
+    assert started["predict-short"] == 3 < started["predict-long"]  # not left waiting for the long training
+    assert started["predict-long"] == 10 and started["summary"] == 12
+    assert [r["state"] for r in report.rows] == ["done"] * 5
+    # a job outside the set (an earlier stage, waited for before) does not hold a job back
+    report, started = _fake_pool([job("alone", ["an-earlier-stage"])], {"alone": 1})
+    assert started == {"alone": 0} and report.rows[0]["state"] == "done"
+
+
+def test_pool_does_not_run_a_job_whose_prerequisite_failed(tmp_path):
+    def job(name, after=()):
+        return Job(name=name, fn="compute_tasks:write_value", run_dir=str(tmp_path), after=tuple(after))
+
+    jobs = [job("train-a"), job("train-b"), job("predict-a", ["train-a"]), job("predict-b", ["train-b"])]
+    err, started = _fake_pool(jobs, {n.name: 2 for n in jobs}, ends={"train-a": "failed"})
+    assert isinstance(err, JobsFailed)
+    assert "predict-a" not in started and "predict-b" in started  # the other model goes on
+    assert err.report.counts() == {"pending": 0, "running": 0, "done": 2, "failed": 2}
+    assert "== job predict-a (task) was not run: it needs train-a, which failed" in str(err)
+    cycle = [job("x", ["y"]), job("y", ["x"])]
+    with pytest.raises(ValueError, match="cycle.*x, y"):
+        _fake_pool(cycle, {"x": 1, "y": 1})
+
+
 def test_killed_job_resubmitted_alone(tmp_path):
     """Three jobs; the third is killed (SIGKILL, like a node failure) mid-run. Resubmitting the set reruns only it."""
     block = tmp_path / "block"

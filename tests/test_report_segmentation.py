@@ -40,8 +40,24 @@ def _verdicts():
 def test_training_and_convergence_statements():
     rows = [{"skipped": False, "seconds": 30.0}, {"skipped": False, "seconds": 50.0}, {"skipped": True, "seconds": 9}]
     line = R.training_statement(rows, 40.0, "local")
-    assert line.startswith("2 trainings on backend local") and "add up to 80 s" in line and "(2.00 trainings'" in line
-    assert R.training_statement(rows[2:], 1.0, "inline") == "no training ran: the 1 trainings were done before (read back)"
+    assert line.startswith("2 trainings on backend local") and "add up to 80 s" in line and "(2.00 jobs'" in line
+    assert R.training_statement(rows[2:], 1.0, "inline") == "nothing ran: the 1 training was done before (read back)"
+    # trainings and predictions as one pipelined set (notebook 04)
+    both = [{"kind": "nnunet_training", "skipped": False, "seconds": 60.0, "model": "3d_dense", "fold": 0,
+             "name": "nnunet-train-Dataset802_x-small_3d-fold0"},
+            {"kind": "nnunet_prediction", "skipped": False, "seconds": 15.0, "model": "3d_dense", "fold": None,
+             "name": "nnunet-predict-3d_dense-test"},
+            {"kind": "nnunet_prediction", "skipped": False, "seconds": 25.0, "model": "2d_sparse",
+             "name": "nnunet-predict-2d_sparse-trainval"}]
+    line = R.training_statement(both, 50.0, "local")
+    assert line.startswith("1 training and 2 predictions on backend local: their own times add up to 100 s")
+    assert "(2.00 jobs' worth" in line
+    assert R.prediction_statement(both) == (f"2 prediction sets, each started once its model was trained: "
+                                            f"{MODEL_NAMES['3d_dense']} (test) 15 s, {MODEL_NAMES['2d_sparse']} "
+                                            "(trainval) 25 s")
+    assert "read back" in R.prediction_statement([dict(r, skipped=True) for r in both])
+    assert R.job_timings(both) == [("3d_dense", "train fold 0", 60.0), ("3d_dense", "predict test", 15.0),
+                                   ("2d_sparse", "predict trainval", 25.0)]
     text = R.convergence_statement(_verdicts())
     assert "1 of 2 trainings converged" in text and f"{MODEL_NAMES['3d_sparse']} (fold 0): plateaued, LV" in text
     assert R.convergence_statement(_verdicts().iloc[:1]).endswith("(every class learned).")

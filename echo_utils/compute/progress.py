@@ -2,9 +2,10 @@
 
 :func:`wait_for` polls the handles of submitted jobs (``compute.poll_seconds`` apart), keeps at most
 ``max_parallel`` of them running (the local executor has no queue of its own: on a small machine all jobs at once
-would fight for the cores), and returns a :class:`JobsReport`. Jobs that fail do not stop the others (they are
-independent); at the end :class:`JobsFailed` lists each failed job with the tail of its log and the command that
-resubmits it.
+would fight for the cores), starts a job only once the jobs of the same set it names in ``after`` are done, and
+returns a :class:`JobsReport`. A failed job does not stop the others, except those that need it (they are not run
+and count as failed); at the end :class:`JobsFailed` lists each failed job with the tail of its log and the command
+that resubmits it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class JobsFailed(RuntimeError):
         parts = [f"{len(report.failed)} of {len(report.rows)} jobs failed ({report.backend} backend)."]
         for r in report.failed:
             job = jobs[r["name"]]
+            if r.get("not_run"):
+                parts += ["", f"== job {job.name} ({job.kind}) was not run: {r['not_run']}"]
+                continue
             parts += [
                 "",
                 f"== job {job.name} ({job.kind}, id {r.get('job_id') or '-'}) failed; folder {job.folder}",
@@ -111,7 +115,9 @@ def wait_for(
     Parameters
     ----------
     handles : ``{name: Handle}`` of jobs already submitted (or attached).
-    queued : jobs not submitted yet; ``submit(job) -> Handle`` submits one.
+    queued : jobs not submitted yet, in the order they are started; ``submit(job) -> Handle`` submits one. A job
+        whose ``after`` names jobs of this set waits until they are done (names outside the set are taken as done:
+        an earlier stage that was waited for); if one of them failed, the job is not run and counts as failed.
     done_before : jobs that were already done (counted, shown as done and ``skipped``).
     max_parallel : at most this many jobs pending or running at once (None: no limit).
     """
@@ -120,7 +126,8 @@ def wait_for(
     handles = dict(handles)
     queued = list(queued)
     jobs = {j.name: j for j in [*done_before, *queued]} | {n: h.job for n, h in handles.items()}
-    final: dict[str, str] = {}
+    final: dict[str, str] = {j.name: "done" for j in done_before}
+    not_run: dict[str, str] = {}
     total = len(jobs)
     if not handles and not queued:
         progress = False  # everything was done: nothing to show
@@ -128,26 +135,39 @@ def wait_for(
                mininterval=max(poll_seconds, 0.5), initial=len(done_before))
     announced: set[str] = set()
     while True:
-        active = [n for n in handles if n not in final]
-        while queued and (max_parallel is None or len(active) < max_parallel):
-            job = queued.pop(0)
-            handles[job.name] = submit(job)
-            active.append(job.name)
         states = {n: final.get(n) or handles[n].state() for n in handles}
-        counts = {s: 0 for s in STATES}
-        counts["pending"] = len(queued)
-        counts["done"] = len(done_before)
-        for s in states.values():
-            counts[s] += 1
-        bar.set_postfix(counts, refresh=False)
         newly = [n for n, s in states.items() if s in ("done", "failed") and n not in final]
         for n in newly:
             final[n] = states[n]
             if states[n] == "failed" and n not in announced:
                 announced.add(n)
                 log(f"job {n} failed (log tail and resubmit command at the end)", flush=True)
+        for job in list(queued):  # a job whose prerequisite failed is never run
+            failed = [a for a in job.after if final.get(a) == "failed"]
+            if failed:
+                queued.remove(job)
+                final[job.name] = "failed"
+                not_run[job.name] = f"it needs {', '.join(failed)}, which failed"
+                log(f"job {job.name} not run: {not_run[job.name]}", flush=True)
+                newly.append(job.name)
+        active = [n for n in handles if n not in final]
+        ready = [j for j in queued if all(a not in jobs or final.get(a) == "done" for a in j.after)]
+        if queued and not ready and not active:
+            raise ValueError("jobs wait on each other (their 'after' names form a cycle): "
+                             + ", ".join(j.name for j in queued))
+        for job in ready[:None if max_parallel is None else max(max_parallel - len(active), 0)]:
+            queued.remove(job)
+            handles[job.name] = submit(job)
+            states[job.name] = "pending"
+        counts = {s: 0 for s in STATES}
+        counts["pending"] = len(queued)
+        counts["done"] = len(done_before)
+        counts["failed"] = len(not_run)
+        for s in states.values():
+            counts[s] += 1
+        bar.set_postfix(counts, refresh=False)
         bar.update(len(newly))
-        if not queued and len(final) == len(handles):
+        if not queued and all(n in final for n in handles):
             break
         time.sleep(poll_seconds)
     bar.close()
@@ -156,6 +176,8 @@ def wait_for(
         report.rows.append(job_row(job, "done", True, None, backend))
     for n, h in handles.items():
         report.rows.append(job_row(h.job, final[n], False, h.job_id, backend))
+    for n, why in not_run.items():
+        report.rows.append(job_row(jobs[n], "failed", False, None, backend) | {"not_run": why})
     if report.failed:
         raise JobsFailed(report, jobs)
     return report

@@ -44,7 +44,8 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
 
     Parameters
     ----------
-    jobs : :class:`~echo_utils.compute.jobs.Job` s (independent of each other).
+    jobs : :class:`~echo_utils.compute.jobs.Job` s, in the order they are started; a job whose ``after`` names
+        others of them starts once those are done (``inline``: give them in that order).
     cfg : the profile (:class:`~echo_utils.config.StudyConfig`) or its ``compute`` section.
     wait : wait until every job is done or failed (``local``: at most ``local.max_parallel`` at once); False
         submits them all and returns (their state in the report is ``pending``).
@@ -53,7 +54,7 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
     With ``backend: inline``, jobs whose kinds are all in ``compute.local_kinds`` run on the ``local`` backend
     instead (``local.max_parallel`` at once): the notebook's other steps stay in its process.
 
-    Returns a :class:`~echo_utils.compute.progress.JobsReport`. ``inline`` runs the jobs one after the other in
+    Returns a :class:`~echo_utils.compute.progress.JobsReport`, its rows in the order of ``jobs``. ``inline`` runs the jobs one after the other in
     this process and lets the first error propagate unchanged, as the notebooks did before jobs existed; on the
     other backends a failure is a :class:`~echo_utils.compute.progress.JobsFailed` naming every failed job, its log
     tail and its resubmit command, raised once the others are finished.
@@ -87,17 +88,26 @@ def run_jobs(jobs, cfg, *, wait: bool = True, progress: bool = True, log=print) 
         report.rows += [job_row(job, "done", True, backend=compute.backend) for job in done]
         report.rows += [job_row(h.job, "pending", False, h.job_id, compute.backend) for h in handles.values()]
         return report
-    return wait_for(
+    report = wait_for(
         handles, queued, backend.submit, backend=compute.backend, done_before=done,
         max_parallel=compute.local.max_parallel if compute.backend == "local" else None,
         poll_seconds=compute.poll_seconds, progress=progress, log=log,
     )
+    order = {job.name: i for i, job in enumerate(jobs)}
+    report.rows.sort(key=lambda r: order[r["name"]])  # the jobs' order, as inline, whatever order they finished in
+    return report
 
 
-def run_stages(stages, study: Study, device: str | None = None, *, progress: bool = True, log=print) -> JobsReport:
+def run_stages(stages, study: Study, device: str | None = None, *, pipelined: bool = False, progress: bool = True,
+               log=print) -> JobsReport:
     """Run the study's ``stages`` (names from :data:`~echo_utils.compute.pipeline.STAGES`) one after the other,
     waiting for each; returns the combined report. E.g. notebook 03:
     ``run_stages(["dir_training", "pseudo_labels"], study, device)``.
+
+    ``pipelined``: plan every stage's jobs first and run them as one set, each job as soon as the jobs it needs
+    (its ``after``) are done, e.g. notebook 04's predictions of a model while the other models still train (a slot
+    of ``local.max_parallel`` freed by a short training is not left idle until the longest ends). Only for stages
+    that can be planned before the stage before them has run (nnU-Net's training and prediction).
 
     The report's ``backend`` names the backend(s) the stages actually ran on (``compute.local_kinds`` may send a
     stage of an ``inline`` profile to ``local``), in the order used, e.g. ``"local"`` or ``"inline, local"``; with
@@ -107,7 +117,11 @@ def run_stages(stages, study: Study, device: str | None = None, *, progress: boo
     cfg = study.cfg
     if isinstance(stages, str):
         stages = [stages]
-    reports = [run_jobs(stage_jobs(stage, study, device), cfg, progress=progress, log=log) for stage in stages]
+    if pipelined:
+        jobs = [job for stage in stages for job in stage_jobs(stage, study, device)]
+        reports = [run_jobs(jobs, cfg, progress=progress, log=log)] if stages else []
+    else:
+        reports = [run_jobs(stage_jobs(stage, study, device), cfg, progress=progress, log=log) for stage in stages]
     used = list(dict.fromkeys(r.backend for r in reports))
     report = JobsReport(backend=", ".join(used) if used else compute_settings(cfg).backend)
     for r in reports:

@@ -29,6 +29,8 @@ __all__ = [
     "class_dice_figure",
     "predictions_slider",
     "timings_table",
+    "job_timings",
+    "prediction_statement",
     "timing_summary",
     "cli_commands",
 ]
@@ -95,17 +97,48 @@ def plan_comparison(run: "NnUNetRun", plans: pd.DataFrame, reference: dict | Non
     return table, lines
 
 
+#: what a job of each nnU-Net kind is called in notebook 04's sentences (singular, plural)
+_JOB_WORDS = {"nnunet_training": ("training", "trainings"), "nnunet_prediction": ("prediction", "predictions")}
+
+
+def _jobs_in_words(counts: Mapping[str, int]) -> str:
+    """``{kind: n}`` as words, e.g. "4 trainings and 5 predictions" (an unknown kind: "2 jobs")."""
+    parts = [f"{n} {_JOB_WORDS.get(kind, ('job', 'jobs'))[n != 1]}" for kind, n in counts.items()]
+    return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+
+
 def training_statement(rows: Iterable[Mapping], wall_seconds: float, backend: str) -> str:
-    """How the trainings of a stage used the wall time: their own times added up against the stage's wall time
-    (> 1 trainings' worth per second: they ran at the same time). ``rows``: a
-    :class:`~echo_utils.compute.progress.JobsReport`'s rows (``skipped``, ``seconds``)."""
+    """How the jobs of notebook 04's training cell used the wall time: their own times added up against the cell's
+    wall time (> 1 jobs' worth per second: they ran at the same time). ``rows``: a
+    :class:`~echo_utils.compute.progress.JobsReport`'s rows (``kind``, ``skipped``, ``seconds``; a row without a
+    kind is a training), e.g. of the trainings and the predictions run as one pipelined set."""
     rows = list(rows)
-    ran = [r["seconds"] for r in rows if not r["skipped"] and r["seconds"]]
+    ran = [r for r in rows if not r["skipped"] and r["seconds"]]
     if not ran:
-        return f"no training ran: the {len(rows)} trainings were done before (read back)"
-    return (f"{len(ran)} trainings on backend {backend}: their own times add up to {sum(ran):.0f} s, the stage took "
-            f"{wall_seconds:.0f} s of wall time ({sum(ran) / wall_seconds:.2f} trainings' worth per second of wall "
-            "time)")
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r.get("kind", "nnunet_training")] = counts.get(r.get("kind", "nnunet_training"), 0) + 1
+        verb = "was" if len(rows) == 1 else "were"
+        return f"nothing ran: the {_jobs_in_words(counts) if rows else '0 trainings'} {verb} done before (read back)"
+    counts = {}
+    for r in ran:
+        counts[r.get("kind", "nnunet_training")] = counts.get(r.get("kind", "nnunet_training"), 0) + 1
+    total = sum(r["seconds"] for r in ran)
+    return (f"{_jobs_in_words(counts)} on backend {backend}: their own times add up to {total:.0f} s, they took "
+            f"{wall_seconds:.0f} s of wall time ({total / wall_seconds:.2f} jobs' worth per second of wall time)")
+
+
+def job_timings(rows: Iterable[Mapping]) -> list[tuple[str, str, float]]:
+    """``(model, step, seconds)`` of notebook 04's jobs (a :class:`~echo_utils.compute.progress.JobsReport`'s rows)
+    for :func:`timings_table`: ``"train fold k"`` for a training, ``"predict <set>"`` (the job name's last part:
+    ``test``, ``trainval``, ``fig2``) for a prediction."""
+    out = []
+    for r in rows:
+        if r.get("kind") == "nnunet_prediction":
+            out.append((r["model"], "predict " + r["name"].rsplit("-", 1)[1], r["seconds"]))
+        else:
+            out.append((r["model"], f"train fold {r['fold']}", r["seconds"]))
+    return out
 
 
 def convergence_statement(verdicts: pd.DataFrame) -> str:
@@ -187,6 +220,19 @@ def predictions_slider(run: "NnUNetRun", models: Sequence[str], seq: "EchoSequen
         panels = {f"reference ({seq.dense_kind})": seq.dense, **panels}
     return prediction_slider(seq, panels, title=f"{seq.key}: predictions of every model, frame by frame "
                              f"(ED = frame {seq.ed}, ES = frame {seq.es})")
+
+
+def prediction_statement(rows: Iterable[Mapping]) -> str:
+    """The prediction jobs among a :class:`~echo_utils.compute.progress.JobsReport`'s ``rows`` in one sentence: each
+    set (model and split, its own seconds), or that they were read back."""
+    sets = [r for r in rows if r.get("kind") == "nnunet_prediction"]
+    if not sets:
+        return "no prediction set in this report"
+    parts = [f"{MODEL_NAMES.get(r['model'], r['model'])} ({r['name'].rsplit('-', 1)[1]}) "
+             + (f"{r['seconds']:.0f} s" if r["seconds"] else "-") for r in sets]
+    ran = sum(not r["skipped"] for r in sets)
+    when = "each started once its model was trained" if ran else "done before (read back), their times then"
+    return f"{len(sets)} prediction sets, {when}: " + ", ".join(parts)
 
 
 def timings_table(timings: Iterable[tuple[str, str, float]]) -> pd.DataFrame:
