@@ -107,6 +107,27 @@ def test_elastix_parameter_map_and_determinism(fast_elastix):
 
 
 @needs_elastix
+def test_elastix_workers_give_the_fields_of_one_after_the_other(fast_elastix):
+    """Pairs registered in two processes at once are the pairs registered one after the other, bit for bit, in
+    order; and the worker count is left out of the fingerprint that keys cached pseudo-labels (speed only)."""
+    from echo_utils.pseudolabels import registration_fingerprint
+
+    f1, m1, _ = _shift_pair()
+    f2, m2, _ = _smooth_pair()
+    fixed, moving = torch.cat([f1, f2, f1]), torch.cat([m1, m2, m2])
+    pooled = ElastixBSpline(grid_spacing=8, bending_weight=0.01, iterations=150, resolutions=2, workers=2)
+    both = pooled(fixed, moving)
+    torch.testing.assert_close(both, fast_elastix(fixed, moving), rtol=0, atol=0)
+    assert not torch.equal(both[0], both[2])  # three different pairs: the order is checked
+    assert elastix_mod._POOLS[2]._processes and len(elastix_mod._POOLS[2]._processes) == 2
+    assert registration_fingerprint(pooled) == registration_fingerprint(fast_elastix)
+    assert registration_fingerprint(ElastixBSpline(grid_spacing=8, bending_weight=0.02, iterations=150,
+                                                   resolutions=2)) != registration_fingerprint(fast_elastix)
+    with pytest.raises(ValueError, match="workers=0"):
+        ElastixBSpline(workers=0)
+
+
+@needs_elastix
 def test_elastix_bending_weight_smooths():
     """A large bending weight gives a smoother field (lower bending energy) than a small one on the same pair."""
     from echo_utils.registration import bending_energy

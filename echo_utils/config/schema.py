@@ -90,6 +90,8 @@ class ElastixConfig(_Section):
         "none", description="'sector': the NCC counts only the fixed image's sector (as registration.loss_mask)")
     seed: int = Field(121212, description="elastix's RandomSeed (sample positions): fixed for reproducibility")
     threads: int = Field(1, ge=1, description="elastix's threads (1: reproducible, fair on a shared machine)")
+    workers: int = Field(1, ge=1, description="pairs registered at once, one process each (speed only: the same "
+                         "fields; the time per pair divides by up to this)")
 
 
 class OpticalFlowConfig(_Section):

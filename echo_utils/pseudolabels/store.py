@@ -112,7 +112,8 @@ def _damaged(path: Path, problem: str) -> None:
 
 
 def registration_fingerprint(registration) -> str:
-    """A short hash that identifies a registration: its class, its weights (a module) and its simple attributes."""
+    """A short hash that identifies a registration: its class, its weights (a module) and its simple attributes
+    (except those its class names in ``runtime_attributes``: how fast, not what, e.g. elastix's ``workers``)."""
     if isinstance(registration, MemoizedRegistration):
         registration = registration.registration
     h = hashlib.sha256(type(registration).__qualname__.encode())
@@ -123,7 +124,9 @@ def registration_fingerprint(registration) -> str:
             h.update(np.ascontiguousarray(v.detach().cpu().float().numpy()).tobytes())
     attrs = {}
     if hasattr(registration, "__dict__"):
-        attrs = {k: v for k, v in sorted(vars(registration).items()) if isinstance(v, (int, float, str, bool, tuple))}
+        speed = set(getattr(type(registration), "runtime_attributes", ()))
+        attrs = {k: v for k, v in sorted(vars(registration).items())
+                 if isinstance(v, (int, float, str, bool, tuple)) and k not in speed}
     h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 

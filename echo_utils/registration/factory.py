@@ -75,7 +75,7 @@ def registration_from_config(
         e = config.elastix
         return ElastixBSpline(grid_spacing=int(config.grid_spacing), bending_weight=float(e.bending_weight),
                               iterations=int(e.iterations), resolutions=int(e.resolutions), samples=int(e.samples),
-                              mask=e.mask, seed=int(e.seed), threads=int(e.threads))
+                              mask=e.mask, seed=int(e.seed), threads=int(e.threads), workers=int(e.workers))
     if name == "optical_flow":
         o = config.optical_flow
         return OpticalFlowTVL1(attachment=float(o.attachment), tightness=float(o.tightness),

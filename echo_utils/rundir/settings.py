@@ -23,7 +23,8 @@ __all__ = ["RUNTIME_KEYS", "RUNTIME_SECTIONS", "SettingsMismatch", "settings_rec
            "settings_file", "read_settings", "check_settings"]
 
 # Profile keys that change how fast a run goes, not what it computes: recorded, never compared.
-RUNTIME_KEYS = frozenset({"nnunet.threads", "nnunet.pools", "nnunet.n_proc", "registration.threads"})
+RUNTIME_KEYS = frozenset({"nnunet.threads", "nnunet.pools", "nnunet.n_proc", "registration.threads",
+                          "registration.elastix.workers"})
 # Whole sections that only say where the work runs (echo_utils.compute: backend, shards, Slurm): never compared.
 RUNTIME_SECTIONS = ("compute.",)
 
