@@ -349,12 +349,29 @@ _COMPARISONS = {  # issue 25: the confidence-masked 3D dense against plain 3D de
 }
 
 
+def _runtime_exclude(section: str) -> dict:
+    """The run's speed-only keys (:data:`echo_utils.rundir.settings.RUNTIME_KEYS`) of one profile section as a
+    pydantic ``exclude``, e.g. ``{"threads": True, "elastix": {"workers": True}}`` for ``registration``."""
+    from echo_utils.rundir.settings import RUNTIME_KEYS
+
+    out: dict = {}
+    for key in RUNTIME_KEYS:
+        first, *inner = key.split(".")
+        if first != section or not inner:
+            continue
+        node = out
+        for part in inner[:-1]:
+            node = node.setdefault(part, {})
+        node[inner[-1]] = True
+    return out
+
+
 def seed_settings(cfg) -> dict:
     """The settings ``bench_segmentation_seeds.py`` records beside its results (what the pseudo-labels and the
-    nnU-Net datasets came from; threads and pools, speed only, left out) and :func:`_staleness` compares."""
-    return {"registration": cfg.registration.model_dump(mode="json", exclude={"threads"}),
-            "pseudo_labels": cfg.pseudo_labels.model_dump(mode="json"),
-            "nnunet": cfg.nnunet.model_dump(mode="json", exclude={"threads", "n_proc", "pools"})}
+    nnU-Net datasets came from; the run's speed-only keys, threads, pools, elastix's workers, left out) and
+    :func:`_staleness` compares."""
+    return {section: getattr(cfg, section).model_dump(mode="json", exclude=_runtime_exclude(section))
+            for section in ("registration", "pseudo_labels", "nnunet")}
 
 
 def _staleness(d: dict) -> str:

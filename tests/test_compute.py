@@ -411,6 +411,11 @@ def test_study_jobs_stable_names_and_keys(tmp_path):
     assert again[0][0].kwargs["device"] == "auto"  # decided on the node
     other = load_config(PARAMS / "ci.yaml", {**over, "registration": {"alpha": 0.5}})
     assert compute.dir_training_jobs(Study(other, paths))[0].key != stages[0][0].key
+    # speed-only keys (rundir.RUNTIME_KEYS) leave every job's key alone: a run with more threads reuses the jobs
+    faster = load_config(PARAMS / "ci.yaml", {**over, "registration": {"threads": 3, "elastix": {"workers": 4}},
+                                              "nnunet": {"threads": 2, "n_proc": 3}})
+    assert [[j.key for j in s] for s in compute.study_jobs(Study(faster, paths), "cpu")] == [
+        [j.key for j in s] for s in stages]
     # the jobs of one model (the builders name them after the nnunet section's datasets and configurations)
     names = [j.name for j in stages[3]]
     assert "nnunet-train-Dataset802_Echo3DDense-3d_fullres_small-fold0" in names

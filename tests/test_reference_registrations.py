@@ -6,6 +6,9 @@ non-square image (an x/y swap of ITK's physical order fails)."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -120,6 +123,9 @@ def test_elastix_workers_give_the_fields_of_one_after_the_other(fast_elastix):
     torch.testing.assert_close(both, fast_elastix(fixed, moving), rtol=0, atol=0)
     assert not torch.equal(both[0], both[2])  # three different pairs: the order is checked
     assert elastix_mod._POOLS[2]._processes and len(elastix_mod._POOLS[2]._processes) == 2
+    # a pool whose worker died (an interrupted cell) is replaced, and the fields are still the same
+    os.kill(next(iter(elastix_mod._POOLS[2]._processes)), signal.SIGKILL)
+    torch.testing.assert_close(pooled(fixed, moving), both, rtol=0, atol=0)
     assert registration_fingerprint(pooled) == registration_fingerprint(fast_elastix)
     assert registration_fingerprint(ElastixBSpline(grid_spacing=8, bending_weight=0.02, iterations=150,
                                                    resolutions=2)) != registration_fingerprint(fast_elastix)

@@ -64,7 +64,11 @@ def _check_study(study) -> Study:
 
 
 def _key(task: str, cfg, *extra) -> str:
-    dump = cfg.model_dump(mode="json")
+    """A job's key: the profile sections the work depends on, without the speed-only keys (threads, workers), so
+    that a run with more threads reuses the finished jobs."""
+    from ..rundir.settings import without_runtime_keys
+
+    dump = without_runtime_keys(cfg.model_dump(mode="json"))
     return job_key(f"{_KEY_MOD}:{task}", [{k: dump.get(k) for k in _KEY_SECTIONS}, *extra])
 
 

@@ -30,6 +30,7 @@ import importlib.metadata
 import multiprocessing
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import torch
@@ -206,7 +207,11 @@ class ElastixBSpline:
         f = fixed.detach().float().cpu().numpy()[:, 0]
         m = moving.detach().float().cpu().numpy()[:, 0]
         if self.workers > 1 and len(f) > 1:
-            u = np.stack(list(_pool(self.workers).map(_displacement, [self] * len(f), f, m)))
+            try:
+                u = np.stack(list(_pool(self.workers).map(_displacement, [self] * len(f), f, m)))
+            except BrokenProcessPool:  # a worker died (e.g. an interrupted cell's SIGINT): a new pool, once
+                _POOLS.pop(self.workers).shutdown(wait=False, cancel_futures=True)
+                u = np.stack(list(_pool(self.workers).map(_displacement, [self] * len(f), f, m)))
         else:
             u = np.stack([self.displacement(a, b) for a, b in zip(f, m)])
         return torch.from_numpy(u).to(fixed.device)

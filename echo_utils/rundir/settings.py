@@ -20,6 +20,7 @@ from ..config import ConfigError, StudyConfig, config_hash, display_path
 from .paths import utc_now, writes
 
 __all__ = ["RUNTIME_KEYS", "RUNTIME_SECTIONS", "SettingsMismatch", "settings_record", "settings_diff",
+           "without_runtime_keys",
            "settings_file", "read_settings", "check_settings"]
 
 # Profile keys that change how fast a run goes, not what it computes: recorded, never compared.
@@ -32,6 +33,23 @@ RUNTIME_SECTIONS = ("compute.",)
 class SettingsMismatch(ConfigError, RecordMismatch):
     """The run directory was made with other settings: names the differing keys (the artifact store's
     :class:`~echo_utils.artifacts.record.RecordMismatch` of ``run.json``, and a :class:`ConfigError`)."""
+
+
+def without_runtime_keys(dumped: dict) -> dict:
+    """A dumped profile (``model_dump(mode="json")``, nested) without the :data:`RUNTIME_KEYS` (a copy): what the
+    work depends on, e.g. for a job's cache key."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in dumped.items()}
+    for key in RUNTIME_KEYS:
+        *parents, last = key.split(".")
+        node = out
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                break
+            node[part] = dict(node[part])  # copied on the way down: the caller's dump is left as it was
+            node = node[part]
+        else:
+            node.pop(last, None)
+    return out
 
 
 def _compared(dumped: dict) -> dict[str, object]:
