@@ -206,7 +206,7 @@ class ElastixBSpline:
             raise ImportError(MISSING)
         f = fixed.detach().float().cpu().numpy()[:, 0]
         m = moving.detach().float().cpu().numpy()[:, 0]
-        if self.workers > 1 and len(f) > 1:
+        if self.workers > 1:  # one pair too: this process then never imports ITK (seconds) for a timing warm-up
             try:
                 u = np.stack(list(_pool(self.workers).map(_displacement, [self] * len(f), f, m)))
             except BrokenProcessPool:  # a worker died (e.g. an interrupted cell's SIGINT): a new pool, once
