@@ -96,8 +96,14 @@ def test_jobs_carry_the_resolved_study_and_keep_their_keys(tmp_path):
     jobs = compute.study_jobs(study, "cpu", stages=("dir_training", "pseudo_labels"))
     for job in (j for stage in jobs for j in stage):
         assert Study.from_dict(job.kwargs["study"]).cohort == study.cohort
-    # the key names the job function by the module's earlier name: done markers of earlier runs stay valid
-    dump = study.cfg.model_dump(mode="json")
+    # the key names the job function by the module's earlier name: done markers of earlier runs stay valid; it
+    # holds the sections the work depends on without the speed-only keys (rundir.RUNTIME_KEYS)
+    from echo_utils.rundir.settings import without_runtime_keys
+
+    full = study.cfg.model_dump(mode="json")
+    dump = without_runtime_keys(full)
+    assert "threads" not in dump["registration"] and "workers" not in dump["registration"]["elastix"]
+    assert "threads" in full["registration"] and "workers" in full["registration"]["elastix"]  # a copy was cut
     sections = {k: dump.get(k) for k in ("seed", "data", "registration", "pseudo_labels", "nnunet")}
     assert jobs[0][0].key == job_key("echo_utils.compute.study:task_dir_training", [sections])
     # the earlier (cfg, paths) form is refused (tests/test_compute.py): the builders take the study
