@@ -27,10 +27,15 @@ $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: nnunetv2 2.8.1 needs torch 2.14.1 + torchvision 0.29.1 (see README, "Why torch 2.14.1").
-	# --no-compile: pip byte-compiles all ~19,500 .py files of the environment one after the other (torch's 2,352
-	# alone took 12.9 s of one core here); Python compiles the modules a run imports on first import instead.
+	# --no-compile, then compileall on every core: pip byte-compiles the ~19,500 .py files of the environment one
+	# after the other (torch's 2,352 alone took 12.9 s of one core here). The .pyc files must be written here: with
+	# PYTHONDONTWRITEBYTECODE set (as on the CI machine) Python would otherwise recompile every module at every
+	# import, in every kernel and job (pytest took 16 min 33 s so, against 10-11 min). A few files that need a newer Python
+	# (torch's py312_intrinsics.py) do not compile, as with pip, and compileall then exits 1: that is ignored.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -c requirements.lock -e ".[dev,elastix]"
+	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+		>/dev/null 2>&1 || true
 	@touch $(STAMP)
 
 install: $(STAMP)
