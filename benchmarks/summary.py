@@ -135,14 +135,16 @@ def registration_variants(trials: list[dict], profile: dict) -> list[str]:
            "benchmark, one change each against the profile's settings; training seconds are wall time at the "
            "load average shown, on a shared 2-core machine):", "",
            "| setting | seed | iterations | training (s) | load at start | kept iteration | val loss at the kept iteration "
-           "| EPE DLIR (px) | DLIR / identity | forward gain LV / MYO | bidirectional minus InstanceBSpline LV / MYO |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| EPE DLIR (px) | DLIR / identity | network alive | forward gain LV / MYO "
+           "| bidirectional minus InstanceBSpline LV / MYO |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sd in sorted(rows, key=lambda r: (r[1]["seed"], r[0] != "the profile (demo)")):
         c, e = sd["checks"], sd["epe"]["step"]
         kept = [r for r in sd["curve"] if r["iteration"] == sd["kept_iteration"]]
         out.append(f"| {name} | {sd['seed']} | {sd['registration'].get('iterations')} | {sd['train_seconds']:.0f} "
                    f"| {sd.get('loadavg_1min_at_start', float('nan')):.1f} | {sd['kept_iteration']} "
                    f"| {kept[0]['val_loss']:.5f} | {e['dlir']:.3f} | {c['epe_step_ratio_to_identity']:.0%} "
+                   f"| {'yes' if c['network_alive'] else '**no: constant field**'} "
                    f"| {c['forward_LV_gain_over_identity']:+.3f} / {c['forward_MYO_gain_over_identity']:+.3f} "
                    f"| {c['bidirectional_LV_minus_instance']:+.3f} / {c['bidirectional_MYO_minus_instance']:+.3f} |"
                    if kept else f"| {name} | {sd['seed']} | (no validation row at the kept iteration) |")
