@@ -134,3 +134,26 @@ def test_keep_freed_memory_is_idempotent_and_changes_no_value():
     assert inference.keep_freed_memory() == first  # a second call changes nothing
     torch.testing.assert_close(register_pairs(net, images, [(1, 0), (2, 1)], precision="float32"), before,
                                rtol=0, atol=0)
+
+
+def test_fast_paths_normalise_groups_as_the_module():
+    """A ``group_norm`` network: the float32 fast path equals the module (GroupNorm's affine parameters used as the
+    module uses them), and bfloat16 stays within the precision test's tolerance of it."""
+    torch.manual_seed(0)
+    net = BSplineDIR(grid_spacing=8, kernels=8, image_size=(64, 64), group_norm=4)
+    with torch.no_grad():
+        net.net[-1].weight.normal_(0, 0.5)
+        for m in net.net:
+            if isinstance(m, torch.nn.GroupNorm):  # not the identity initialisation, so the parameters matter
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    net.optimise_for_inference()
+    g = torch.Generator().manual_seed(1)
+    f, m = torch.rand(4, 1, 64, 64, generator=g), torch.rand(4, 1, 64, 64, generator=g)
+    with torch.inference_mode():
+        module = net(f, m)
+        fast32 = net(f, m, dtype=torch.float32)
+        fast16 = net(f, m, dtype=torch.bfloat16)
+    assert float(module.abs().max()) > 0.1
+    torch.testing.assert_close(fast32, module, rtol=0, atol=1e-5)
+    assert float((fast16 - module).abs().max()) < 0.05 * float(module.abs().max())

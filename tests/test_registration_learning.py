@@ -506,3 +506,47 @@ def test_a_run_folder_whose_key_disagrees_is_refused(tmp_path):
     with pytest.raises(ValueError, match="max_val_pairs"):
         train_registration(train, cfg, tmp_path, device="cpu", progress=False)
     assert (folder / "key.json").read_bytes() == before
+
+
+def test_group_norm_network_layers_identity_start_and_cache_key(tmp_path):
+    """``group_norm`` G: a GroupNorm of G groups after every hidden convolution (not the output layer), the untrained
+    network is still the zero field, the architecture record (and so the cache key) names it only when G > 0 (the
+    digest of a profile without the key is the one computed before the key existed), the trained network loads
+    back with its norms, and a G that does not divide the kernels is refused by the network and the profile."""
+    from pydantic import ValidationError
+
+    from echo_utils.config import RegistrationConfig
+    from echo_utils.registration import BSplineDIR
+
+    net = BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32), group_norm=4)
+    convs = [m for m in net.net if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in net.net if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == len(convs) - 1 and all(n.num_groups == 4 and n.num_channels == 8 for n in norms)
+    layers = list(net.net)
+    assert all(isinstance(layers[layers.index(c) + 1], torch.nn.GroupNorm) for c in convs[:-1])
+    assert not isinstance(layers[-1], torch.nn.GroupNorm) and net.config["group_norm"] == 4
+    f, m = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    assert torch.count_nonzero(net.eval()(f, m)) == 0
+    assert "group_norm" not in BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32)).config
+    with pytest.raises(ValueError, match="group_norm must be 0 or a number of groups dividing kernels 8"):
+        BSplineDIR(grid_spacing=8, kernels=8, image_size=(32, 32), group_norm=3)
+    with pytest.raises(ValidationError, match="group_norm 3 must divide kernels 32"):
+        RegistrationConfig(group_norm=3)
+
+    train = [_exact_sequence(f"patient{i:04d}", i) for i in range(2)]
+    val = [_exact_sequence("patient0100", 9)]
+    base = dict(grid_spacing=8, kernels=4, iterations=2, batch_size=2, lr=1e-2, validate_every=1, checkpoint_every=1,
+                seed=3, alpha=65536.0, alpha_reference_size=512, ncc="pair", pair_max_gap=2, lr_schedule="cosine",
+                loss_sigma=1.0, loss_mask="sector", keep="last")
+    plain = train_registration(train, RegistrationConfig(**{**base, "iterations": 1, "keep": "best"}, group_norm=0), tmp_path / "a",
+                               val_sequences=val, device="cpu", progress=False)
+    assert plain.run_dir.name == "3e963534259b"  # test_input_size_none_keeps_the_cache_key_and_the_network's digest
+    model = train_registration(train, RegistrationConfig(**base, group_norm=2), tmp_path / "b", val_sequences=val,
+                               device="cpu", progress=False)
+    assert '"group_norm": 2' in (model.run_dir / "key.json").read_text()
+    back = load_registration(model.run_dir)
+    assert sum(isinstance(x, torch.nn.GroupNorm) for x in back.net) == 7  # 5 conv + 2 dense layers
+    with torch.no_grad():
+        u = model(f, m)
+        assert float(u.abs().max()) > 0  # two updates moved the output layer
+        torch.testing.assert_close(back(f, m), u, rtol=0, atol=0)

@@ -137,6 +137,9 @@ class RegistrationConfig(_Section):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
     kernels: int = Field(32, ge=1, description="convolution kernels per DIRNet layer")
+    group_norm: int = Field(
+        0, ge=0, description="group normalisation with this many groups after every hidden DIRNet convolution "
+        "(must divide kernels); 0 = none (the paper's and TorchIR's DIRNet)")
     input_size: int | None = Field(
         None, ge=1, description="the network reads both frames average-pooled to this height (px; the image height "
         "divided by a power of two that divides grid_spacing) and pools that much less, so the control grid, the "
@@ -169,6 +172,14 @@ class RegistrationConfig(_Section):
         if value & (value - 1):
             raise ValueError(f"must be a power of two (the network pools log2(grid_spacing) times), got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _check_group_norm(self) -> "RegistrationConfig":
+        """GroupNorm splits the kernels into equal groups: group_norm must divide kernels."""
+        if self.group_norm and self.kernels % self.group_norm:
+            raise ValueError(f"group_norm {self.group_norm} must divide kernels {self.kernels} (GroupNorm splits "
+                             "the feature maps into equal groups); 0 = no normalisation")
+        return self
 
 
 class PseudoLabelConfig(_Section):

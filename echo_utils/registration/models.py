@@ -83,7 +83,7 @@ class BSplineDIR(nn.Module):
     one forward pass whose ``dtype`` selects that path (:meth:`control_points`).
 
     Architecture (the paper, Sec. 2.2, and the authors' TorchIR code): fixed and moving stacked as 2 channels; ``num_conv_layers`` (5) blocks of
-    3x3 conv + ELU, the first ``log2(grid_spacing)`` of them followed by 2x2 average pooling (5 poolings at
+    3x3 conv + ELU (+ group norm before the ELU with ``group_norm``), the first ``log2(grid_spacing)`` of them followed by 2x2 average pooling (5 poolings at
     spacing 32: 512 -> 16x16 control points; 3 poolings at spacing 8: 128 -> 16x16); then ``num_dense_layers``
     (2) 1x1 conv + ELU and a linear 1x1 conv to 2 channels, zero-initialised so the untrained network is the
     identity.  The output is the control-point displacement in pixels (channel 0 rows, 1 columns), upsampled by
@@ -101,6 +101,10 @@ class BSplineDIR(nn.Module):
         displacements in **full-resolution** pixels, upsampled at full resolution) are those of the full-resolution
         network: only the convolutions run on fewer pixels (the config key ``registration.input_size``, see
         :func:`input_scale_for`).  Kept in :attr:`config` only when it is not 1.
+    group_norm : 0 (the paper's and TorchIR's DIRNet: no normalisation) or the number of groups of a
+        ``torch.nn.GroupNorm`` (Wu & He 2018) after every convolution but the output layer, before its ELU (it
+        normalises each pair's own feature maps: unlike batch norm, a pair's field does not depend on its batch).
+        Must divide ``kernels``.  Kept in :attr:`config` only when not 0.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class BSplineDIR(nn.Module):
         num_conv_layers: int = 5,
         num_dense_layers: int = 2,
         input_scale: int = 1,
+        group_norm: int = 0,
     ):
         super().__init__()
         n_pool = math.log2(grid_spacing)
@@ -123,6 +128,10 @@ class BSplineDIR(nn.Module):
         n_pool = int(n_pool) - int(math.log2(scale))  # the input is already pooled log2(scale) times
         if n_pool > num_conv_layers:
             raise ValueError(f"grid_spacing {grid_spacing} needs {n_pool} poolings but there are {num_conv_layers} conv layers")
+        groups = int(group_norm)
+        if groups < 0 or (groups and kernels % groups):
+            raise ValueError(f"BSplineDIR: group_norm must be 0 or a number of groups dividing kernels {kernels}, "
+                             f"got {group_norm}")
         image_size = tuple(int(v) for v in image_size)
         if any(v % grid_spacing for v in image_size):
             raise ValueError(f"image size {image_size} is not a multiple of grid_spacing {grid_spacing}")
@@ -135,18 +144,23 @@ class BSplineDIR(nn.Module):
         )
         if scale != 1:  # absent at 1: a full-resolution network keeps its architecture record (and cache key)
             self.config["input_scale"] = scale
+        if groups:  # absent at 0: the paper's network keeps its architecture record (and cache key)
+            self.config["group_norm"] = groups
         self.input_scale = scale
         self.grid_spacing = int(grid_spacing)
         self.image_size = image_size
         layers: list[nn.Module] = []
         in_ch = 2
+        def norm() -> list[nn.Module]:
+            return [nn.GroupNorm(groups, kernels)] if groups else []
+
         for i in range(num_conv_layers):
-            layers += [nn.Conv2d(in_ch, kernels, 3, padding=1), ELU()]
+            layers += [nn.Conv2d(in_ch, kernels, 3, padding=1), *norm(), ELU()]
             if i < n_pool:
                 layers.append(nn.AvgPool2d(2))
             in_ch = kernels
         for _ in range(num_dense_layers):
-            layers += [nn.Conv2d(kernels, kernels, 1), ELU()]
+            layers += [nn.Conv2d(kernels, kernels, 1), *norm(), ELU()]
         out = nn.Conv2d(kernels, 2, 1)
         nn.init.zeros_(out.weight)
         nn.init.zeros_(out.bias)
@@ -211,6 +225,8 @@ class BSplineDIR(nn.Module):
                     b = None if layer.bias is None else layer.bias.to(dtype)
                     x = F.conv2d(x, layer.weight.to(dtype), b, layer.stride, layer.padding, layer.dilation,
                                  layer.groups)
+                elif fast and isinstance(layer, nn.GroupNorm):  # the affine parameters in dtype, as the convs'
+                    x = F.group_norm(x, layer.num_groups, layer.weight.to(dtype), layer.bias.to(dtype), layer.eps)
                 elif fast and isinstance(layer, nn.ELU) and layer.alpha == 1.0:
                     x = elu_(x, scratch)
                 else:

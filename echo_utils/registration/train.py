@@ -42,7 +42,8 @@ _FORMAT_VERSION = 3  # 2: bending energy averaged over the components (TorchIR),
 _TRAIN_KEYS = ("grid_spacing", "alpha", "ncc", "iterations", "batch_size", "lr", "kernels", "seed")
 #: options added later, in the cache key only when they differ from these defaults (the authors' choices)
 _OPTIONAL_KEYS = {"loss_sigma": 0.0, "loss_mask": "none", "alpha_reference_size": None, "pair_max_gap": None, "lr_schedule": "constant",
-                  "keep": "best", "lr_warmup": 0.05, "output_init_std": 0.0, "input_size": None}
+                  "keep": "best", "lr_warmup": 0.05, "output_init_std": 0.0, "input_size": None,
+                  "group_norm": 0}
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "log.csv"
@@ -220,7 +221,8 @@ def train_registration(
     layer's weights from N(0, std) instead of zeros (VoxelMorph and CLAS use 1e-5); ``config.lr_warmup`` is the
     warm-up fraction of the cosine schedule; ``config.input_size`` (``None``: full resolution) makes the network
     read the pairs average-pooled to that height (:func:`~echo_utils.registration.models.input_scale_for`) while the
-    field, the loss and the bending weight stay at the full resolution; ``config.threads`` sets the torch threads during training (speed only,
+    field, the loss and the bending weight stay at the full resolution; ``config.group_norm`` > 0 puts group
+    normalisation with that many groups after every hidden convolution (:class:`BSplineDIR`); ``config.threads`` sets the torch threads during training (speed only,
     not in the cache key; ``None`` leaves them as they are).
     """
     from ..config import config_hash
@@ -247,6 +249,8 @@ def train_registration(
         raise ValueError(f"train_registration: keep must be 'best' or 'last', got {keep!r}")
     alpha = scaled_alpha(float(settings["alpha"]), size, settings.get("alpha_reference_size"))
     arch = dict(grid_spacing=int(settings["grid_spacing"]), kernels=int(settings["kernels"]), image_size=list(size))
+    if settings.get("group_norm"):
+        arch["group_norm"] = int(settings["group_norm"])
     scale = input_scale_for(size, settings.get("input_size"), arch["grid_spacing"])
     if scale != 1:
         arch["input_scale"] = scale
