@@ -243,10 +243,54 @@ def test_time_jitter_loader_moves_nnunets_own_patches():
                for lbs, ubs in jittered)
 
 
+def test_random_starts_are_nnunets_random_patch_bounds():
+    from echo_utils.segmentation.trainer import random_starts
+
+    rng = np.random.RandomState(0)
+    # a 64-px frame, nnU-Net's 92-px augmentation patch (rotations) around the 64 px the network sees: always
+    # the centred placement -14, the network's 64 px exactly on the image
+    assert {tuple(random_starts([64, 64], [92, 92], [28, 28], rng)) for _ in range(200)} == {(-14, -14)}
+    # a larger image: every start from -14 to 200 + 14 - 92 = 122, uniformly
+    starts = np.array([random_starts([200], [92], [28], rng)[0] for _ in range(20000)])
+    assert starts.min() == -14 and starts.max() == 122 and len(np.unique(starts)) == 137
+    assert abs(starts.mean() - 54) < 1.5
+    # an axis shorter than the patch is widened to it (pad 14 - 10 = 4): start -2
+    assert random_starts([10], [14], [0], rng) == [-2]
+
+
+def test_random_in_plane_loader_places_labelled_patches_as_prediction_tiles():
+    """nnU-Net's own foreground patch is centred on its labelled voxel in plane too, so on a 64-px frame it is
+    shifted off the image (the control); with ``random_in_plane`` it keeps a labelled frame in time and lies on
+    the image as a sliding-window tile."""
+    from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+
+    from echo_utils.segmentation.trainer import LabelledFrameDataLoader
+
+    frames = (7, 16)
+    voxels = np.array([[0, t, y, x] for t in frames for y in (20, 50) for x in (30, 60)])
+    locations = {1: voxels, (-1, 0, 1, 2, 3): voxels}
+
+    def boxes(cls):
+        loader = object.__new__(cls)
+        loader.patch_size, loader.need_to_pad = [14, 92, 92], np.array([0, 28, 28])
+        loader.has_ignore, loader.annotated_classes_key = True, (-1, 0, 1, 2, 3)
+        np.random.seed(3)
+        return [loader.get_bbox(np.array([24, 64, 64]), True, locations) for _ in range(300)]
+
+    own = boxes(nnUNetDataLoader)
+    assert {tuple(lbs[1:]) for lbs, _ in own} == {(-14, -14), (-14, 14), (4, -14), (4, 14)}  # max(-14, v - 46)
+    placed = boxes(type("L", (LabelledFrameDataLoader,), {"random_in_plane": True}))
+    assert {tuple(lbs[1:]) for lbs, _ in placed} == {(-14, -14)}
+    assert {lbs[0] for lbs, _ in placed} == {0, 9}  # time as nnU-Net's: centred on frame 7 or 16 (14 frames)
+    assert all(any(lbs[0] <= f < ubs[0] for f in frames) for lbs, ubs in placed)
+    assert all([u - lo for u, lo in zip(ubs, lbs)] == [14, 92, 92] for lbs, ubs in placed)
+
+
 def test_training_settings_of_the_3d_sparse_model_only():
     cfg = load_config("notebooks/params/demo.yaml")
     s = {m: nnunet.training_settings(cfg.nnunet, m) for m in nnunet.MODELS}
     assert s["3d_sparse"]["padding_as_ignore"] and s["3d_sparse"]["deep_supervision_full_time_only"]
+    assert [m for m in nnunet.MODELS if s[m]["random_in_plane"]] == ["3d_sparse"]
     assert not s["3d_sparse"]["time_jitter"]  # off unless the profile asks (nnunet.time_jitter)
     jitter = load_config("notebooks/params/demo.yaml", overrides={"nnunet": {"time_jitter": True}}).nnunet
     assert [m for m in nnunet.MODELS if nnunet.training_settings(jitter, m)["time_jitter"]] == ["3d_sparse"]

@@ -79,7 +79,7 @@ def training_settings(nn: NnUNetConfig, model: str) -> dict:
     ``min_class_dice``: the early stop and the "converged" verdict also need every class's EMA validation pseudo
     Dice at or above this (``nnunet.plateau_min_class_dice``).
 
-    The 3D sparse model is supervised only at ED and ES, and two of nnU-Net's defaults hide even that (see
+    The 3D sparse model is supervised only at ED and ES, and some of nnU-Net's defaults hide even that (see
     :class:`~echo_utils.segmentation.trainer.EchoTrainer`):
 
     - ``padding_as_ignore``: nnU-Net centres a patch on the sampled voxel without clamping it to the sequence, so a
@@ -91,6 +91,11 @@ def training_settings(nn: NnUNetConfig, model: str) -> dict:
       ES) in the middle, so the network only learns to segment a labelled frame from context on both sides, never
       from one side, as at the ends of a sequence; the patch is moved along time to put the labelled frame anywhere
       in it.
+    - ``random_in_plane``: nnU-Net centres a foreground patch on its labelled voxel in every axis, and with
+      ``oversample_foreground`` 1.0 every patch is one, so few patches lie on the image as the sliding-window
+      prediction does (a 64-px frame in a 64-px patch is mostly shifted, its far side padding); the 3D sparse
+      model then segmented the left atrium in the black corners it had never been taught. Only the patch's time
+      comes from the labelled voxel; in plane it is placed as a random patch.
     - ``deep_supervision_full_time_only``: the deep-supervision targets are downsampled with nearest-exact, which
       along time keeps every other frame and drops ED (frame 0) and, often, ES; those outputs would learn "no
       foreground anywhere". Deep supervision stays on, but only for the outputs at full time resolution (the
@@ -109,6 +114,7 @@ def training_settings(nn: NnUNetConfig, model: str) -> dict:
         "oversample_foreground": 1.0 if sparse3d else None,
         "min_class_dice": nn.plateau_min_class_dice,
         "padding_as_ignore": sparse3d,
+        "random_in_plane": sparse3d,
         "time_jitter": sparse3d and nn.time_jitter,
         "deep_supervision_full_time_only": sparse3d,
     }

@@ -26,6 +26,14 @@ defaults. What it changes, and nothing else:
   only, which is all it has at the ends of a sequence. Here the patch is moved along time so that the labelled frame
   lies at a uniformly random position of the patch the network sees (:func:`jittered_time_start`,
   :class:`TimeJitterDataLoader`, installed by :meth:`EchoTrainer.get_dataloaders`);
+- ``random_in_plane`` (3D sparse): a patch that must hold a labelled voxel takes only its *time* from that voxel;
+  in plane it is placed as nnU-Net places a random patch (:func:`random_starts`). nnU-Net centres the patch on
+  the voxel in every axis, so with ``oversample_foreground`` 1.0 few patches lie on the image as the
+  sliding-window prediction does (a 64-px demo frame in a 64-px patch is mostly shifted towards its labelled
+  structure, its far side padding that ``padding_as_ignore`` ignores): the network was rarely taught the image's
+  edges and corners, and segmented the left atrium in the black corners of the test frames (demo, seed 0, one
+  machine: LA Dice 0.65 / 0.73 at ED / ES without, 0.81 / 0.87 with; fewer corner pixels, not none: the mean
+  Hausdorff distance stays ~100 px at 512). Installed by :meth:`EchoTrainer.get_dataloaders` with the time jitter;
 - ``deep_supervision_full_time_only`` (3D sparse): deep supervision stays on, but the outputs whose targets are
   downsampled along time get loss weight 0 (:meth:`EchoTrainer._build_loss`): nearest-exact downsampling keeps
   every other frame and drops the labelled ones (ED is frame 0);
@@ -52,8 +60,8 @@ from tqdm import tqdm
 
 from .env import write_json
 
-__all__ = ["EchoTrainer", "TimeJitterDataLoader", "seed_everything", "plateaued", "class_ema", "full_time_weights",
-           "jittered_time_start", "labelled_frames", "PLATEAU_RISE", "PLATEAU_FRACTION", "EMA_FACTOR"]
+__all__ = ["EchoTrainer", "LabelledFrameDataLoader", "TimeJitterDataLoader", "seed_everything", "plateaued", "class_ema", "full_time_weights",
+           "jittered_time_start", "labelled_frames", "random_starts", "PLATEAU_RISE", "PLATEAU_FRACTION", "EMA_FACTOR"]
 
 #: The convergence rule of this study: the EMA validation pseudo Dice rose by less than PLATEAU_RISE over the last
 #: PLATEAU_FRACTION of the epochs.
@@ -146,6 +154,22 @@ def jittered_time_start(start: int, patch: int, seen: int, frames, lowest: int, 
     return int(min(max(frame - place, lowest), max(highest, lowest)))
 
 
+def random_starts(data_shape, patch_size, need_to_pad, rng=np.random) -> list[int]:
+    """The first voxel, per axis, of a patch placed as nnU-Net places a random one (``nnUNetDataLoader.get_bbox``
+    without a class to hold): uniform over ``[-pad // 2, shape + pad // 2 + pad % 2 - patch]``, where ``pad`` is
+    ``need_to_pad`` widened to ``patch - shape`` for an axis shorter than the patch. ``patch_size`` is the loader's
+    (augmentation) patch, larger than the one the network sees when rotations are on, which nnU-Net crops from
+    its centre: for an axis whose ``shape + pad`` equals the patch the start is fixed, and the network's patch
+    lies on the image exactly as a sliding-window tile does. ``rng``: numpy's global generator by default."""
+    starts = []
+    for shape, patch, pad in zip(data_shape, patch_size, need_to_pad):
+        shape, patch, pad = int(shape), int(patch), int(pad)
+        pad = max(pad, patch - shape)
+        low, high = -pad // 2, shape + pad // 2 + pad % 2 - patch
+        starts.append(int(rng.randint(low, high + 1)))
+    return starts
+
+
 class EchoLogger(MetaLogger):
     """nnU-Net's logger, drawing its progress PNG only every ``plot_every`` epochs (and at the end of training).
 
@@ -160,22 +184,40 @@ class EchoLogger(MetaLogger):
             super().plot_progress_png(output_folder)
 
 
-class TimeJitterDataLoader(nnUNetDataLoader):
-    """nnU-Net's data loader with the patch moved along time (axis 0) by :func:`jittered_time_start`: each labelled
-    frame at a uniformly random place of the patch the network sees, instead of in its middle."""
+class LabelledFrameDataLoader(nnUNetDataLoader):
+    """nnU-Net's data loader for 3D patches that must hold a labelled frame (the 3D sparse model), with two
+    switches (class attributes, set by :meth:`EchoTrainer.get_dataloaders` on a subclass):
+
+    - ``random_in_plane``: a patch centred on a labelled voxel keeps only its time; its in-plane place is drawn as
+      for a random patch (:func:`random_starts`), so the network sees the frame where prediction puts it;
+    - ``time_jitter``: the patch is moved along time by :func:`jittered_time_start`, each labelled frame at a
+      uniformly random place of the patch the network sees, instead of in its middle.
+    """
+
+    random_in_plane = False
+    time_jitter = False
 
     def get_bbox(self, data_shape, force_fg, class_locations, overwrite_class=None, verbose=False):
         lbs, ubs = super().get_bbox(data_shape, force_fg, class_locations, overwrite_class, verbose)
         if len(data_shape) != 3:
             return lbs, ubs
-        patch, need = int(self.patch_size[0]), int(self.need_to_pad[0])
-        need = max(need, patch - int(data_shape[0]))  # nnU-Net's own widening of a case shorter than the patch
-        lowest = -need // 2
-        highest = int(data_shape[0]) + need // 2 + need % 2 - patch
-        seen = patch - int(self.need_to_pad[0])
-        start = jittered_time_start(lbs[0], patch, seen, labelled_frames(class_locations), lowest, highest)
-        lbs = [start, *lbs[1:]]
+        if self.random_in_plane and force_fg:
+            lbs = [lbs[0], *random_starts(data_shape[1:], self.patch_size[1:], self.need_to_pad[1:])]
+        if self.time_jitter:
+            patch, need = int(self.patch_size[0]), int(self.need_to_pad[0])
+            need = max(need, patch - int(data_shape[0]))  # nnU-Net's own widening of a case shorter than the patch
+            lowest = -need // 2
+            highest = int(data_shape[0]) + need // 2 + need % 2 - patch
+            seen = patch - int(self.need_to_pad[0])
+            start = jittered_time_start(lbs[0], patch, seen, labelled_frames(class_locations), lowest, highest)
+            lbs = [start, *lbs[1:]]
         return lbs, [lo + size for lo, size in zip(lbs, self.patch_size)]
+
+
+class TimeJitterDataLoader(LabelledFrameDataLoader):
+    """:class:`LabelledFrameDataLoader` with the time jitter only (nnU-Net's in-plane centring kept)."""
+
+    time_jitter = True
 
 
 class EchoTrainer(nnUNetTrainer):
@@ -262,18 +304,20 @@ class EchoTrainer(nnUNetTrainer):
         return bool(np.all(np.nan_to_num(last, nan=0.0) >= self.echo.get("min_class_dice", 0.0)))
 
     def get_dataloaders(self):
-        """nnU-Net's data loaders; with ``time_jitter`` (3D patches) they are :class:`TimeJitterDataLoader` s.
+        """nnU-Net's data loaders; with ``random_in_plane`` or ``time_jitter`` (3D patches) they are
+        :class:`LabelledFrameDataLoader` s with those switches.
 
         nnU-Net builds its loaders inside ``get_dataloaders`` and starts their worker processes there, so the class
         is swapped in for that call only (the name ``nnUNetDataLoader`` of nnU-Net's trainer module): the workers,
-        if any, get the jittering loader too.
+        if any, get the same loader too.
         """
-        if not self.echo.get("time_jitter") or len(self.configuration_manager.patch_size) != 3:
+        switches = {k: bool(self.echo.get(k)) for k in ("random_in_plane", "time_jitter")}
+        if not any(switches.values()) or len(self.configuration_manager.patch_size) != 3:
             return super().get_dataloaders()
         import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
 
         original = trainer_module.nnUNetDataLoader
-        trainer_module.nnUNetDataLoader = TimeJitterDataLoader
+        trainer_module.nnUNetDataLoader = type("EchoDataLoader", (LabelledFrameDataLoader,), switches)
         try:
             return super().get_dataloaders()
         finally:
