@@ -174,16 +174,34 @@ def test_padding_becomes_the_ignore_label_only_when_asked():
 
     from echo_utils.segmentation.trainer import EchoTrainer
 
-    seg = torch.tensor([[[[-1, 0], [1, 3]]]])  # (c, t, y, x): -1 is padding past the sequence
+    # (c, t, y, x), nnU-Net's padding -1: frame 0 padded throughout (past the sequence), frame 1 padded at one pixel
+    # (past the image's edge in plane)
+    seg = torch.tensor([[[[-1, -1], [-1, -1]], [[-1, 0], [1, 3]]]])
 
     def run(padding_as_ignore: bool):
         fake = SimpleNamespace(echo={"padding_as_ignore": padding_as_ignore},
                                label_manager=SimpleNamespace(ignore_label=4))
         t = EchoTrainer._padding_as_ignore(fake, nnUNetTrainer.get_validation_transforms(None, ignore_label=4))
-        return t(image=torch.zeros(1, 1, 2, 2), segmentation=seg.clone())["segmentation"]
+        return t(image=torch.zeros(1, 2, 2, 2), segmentation=seg.clone())["segmentation"]
 
-    assert run(True).flatten().tolist() == [4, 0, 1, 3]
-    assert run(False).flatten().tolist() == [0, 0, 1, 3]  # nnU-Net's default: padding is background
+    assert run(True).flatten().tolist() == [4, 4, 4, 4, 0, 0, 1, 3]  # the frame ignored, the in-plane pixel background
+    assert run(False).flatten().tolist() == [0, 0, 0, 0, 0, 0, 1, 3]  # nnU-Net's default: padding is background
+
+
+def test_padded_frames_as_ignore_on_2d_and_3d_patches():
+    import torch
+
+    from echo_utils.segmentation.trainer import PaddedFramesAsIgnore
+
+    t = PaddedFramesAsIgnore(ignore=4)
+    seg = -torch.ones(2, 3, 4, 4, dtype=torch.int16)  # two channels, three frames
+    seg[0, 1, 2, 2], seg[1, 2] = 2, 1
+    out = t(segmentation=seg.clone())["segmentation"]
+    assert (out[0, 0] == 4).all() and (out[0, 2] == 4).all()  # frames padded throughout
+    assert out[0, 1, 2, 2] == 2 and int((out[0, 1] == 0).sum()) == 15  # a frame with a label: padding -> background
+    assert (out[1, :2] == 4).all() and (out[1, 2] == 1).all()  # per channel
+    flat = t(segmentation=-torch.ones(1, 4, 4))["segmentation"]  # 2D: no frames, all background
+    assert (flat == 0).all()
 
 
 def test_deep_supervision_keeps_only_full_time_outputs():
@@ -291,9 +309,9 @@ def test_training_settings_of_the_3d_sparse_model_only():
     s = {m: nnunet.training_settings(cfg.nnunet, m) for m in nnunet.MODELS}
     assert s["3d_sparse"]["padding_as_ignore"] and s["3d_sparse"]["deep_supervision_full_time_only"]
     assert [m for m in nnunet.MODELS if s[m]["random_in_plane"]] == ["3d_sparse"]
-    assert not s["3d_sparse"]["time_jitter"]  # off unless the profile asks (nnunet.time_jitter)
-    jitter = load_config("notebooks/params/demo.yaml", overrides={"nnunet": {"time_jitter": True}}).nnunet
-    assert [m for m in nnunet.MODELS if nnunet.training_settings(jitter, m)["time_jitter"]] == ["3d_sparse"]
+    assert [m for m in nnunet.MODELS if s[m]["time_jitter"]] == ["3d_sparse"]  # the demo asks (nnunet.time_jitter)
+    still = load_config("notebooks/params/demo.yaml", overrides={"nnunet": {"time_jitter": False}}).nnunet
+    assert not any(nnunet.training_settings(still, m)["time_jitter"] for m in nnunet.MODELS)
     assert not any(s[m]["padding_as_ignore"] or s[m]["deep_supervision_full_time_only"] or s[m]["time_jitter"]
                    for m in ("2d_sparse", "2d_dense", "3d_dense"))
     assert {v["min_class_dice"] for v in s.values()} == {cfg.nnunet.plateau_min_class_dice}

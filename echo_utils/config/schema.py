@@ -257,7 +257,7 @@ class NnUNetConfig(_Section):
     )
     time_jitter: bool = Field(
         False, description="3d_sparse: move each training patch along time so that its labelled frame (ED or ES) "
-        "lies anywhere in the patch instead of in its middle (segmentation.trainer.TimeJitterDataLoader)"
+        "lies anywhere in the patch instead of in its middle (segmentation.trainer.LabelledFrameDataLoader)"
     )
     seed: int = Field(0, description="seed of every nnU-Net training; default: the profile's top-level seed")
     masked_confidence_threshold: float | None = Field(
