@@ -232,12 +232,22 @@ def test_jittered_start_puts_the_labelled_frame_anywhere_in_view():
     assert jittered_time_start(5, 18, 14, [0, 29], -2, 14, rng) == 5  # no labelled frame in view: unchanged
 
 
+def _boxes(cls, locations, patch, need_to_pad, shape, seed, n):
+    """``n`` boxes ``(lbs, ubs)`` of foreground patches drawn by the loader class ``cls`` (built without nnU-Net's
+    dataset: only what ``get_bbox`` reads), from numpy's global generator seeded with ``seed``."""
+    loader = object.__new__(cls)
+    loader.patch_size, loader.need_to_pad = list(patch), np.array(need_to_pad)
+    loader.has_ignore, loader.annotated_classes_key = True, (-1, 0, 1, 2, 3)
+    np.random.seed(seed)
+    return [loader.get_bbox(np.array(shape), True, locations) for _ in range(n)]
+
+
 def test_time_jitter_loader_moves_nnunets_own_patches():
     """nnU-Net's own get_bbox centres every patch on the sampled labelled voxel (the control); the jittering loader
     keeps a labelled frame in every patch but at every place along time, and leaves the in-plane box alone."""
     from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
-    from echo_utils.segmentation.trainer import TimeJitterDataLoader, labelled_frames
+    from echo_utils.segmentation.trainer import labelled_frame_loader, labelled_frames
 
     frames = (7, 16)  # ED and ES of a 10-frame sequence mirrored by 7 frames at each end: 24 frames
     voxels = np.array([[0, t, y, x] for t in frames for y in (20, 40) for x in (30, 33)])
@@ -245,15 +255,11 @@ def test_time_jitter_loader_moves_nnunets_own_patches():
     np.testing.assert_array_equal(labelled_frames(locations), frames)
 
     def boxes(cls):
-        loader = object.__new__(cls)
-        loader.patch_size, loader.need_to_pad = [14, 64, 64], np.array([0, 0, 0])
-        loader.has_ignore, loader.annotated_classes_key = True, (-1, 0, 1, 2, 3)
-        np.random.seed(1)
-        return [loader.get_bbox(np.array([24, 64, 64]), True, locations) for _ in range(400)]
+        return _boxes(cls, locations, [14, 64, 64], [0, 0, 0], [24, 64, 64], seed=1, n=400)
 
     places = {f - lbs[0] for lbs, _ in boxes(nnUNetDataLoader) for f in frames if lbs[0] <= f < lbs[0] + 14}
     assert places == {7}  # nnU-Net: the labelled frame is always in the middle
-    jittered = boxes(TimeJitterDataLoader)
+    jittered = boxes(labelled_frame_loader(time_jitter=True))
     places = [[f - lbs[0] for f in frames if lbs[0] <= f < lbs[0] + 14] for lbs, _ in jittered]
     assert all(places) and len({p for ps in places for p in ps}) == 14
     # in plane nnU-Net's own centring on the voxel: y 20 or 40 -> 0 or 8, x 30 or 33 -> 0 or 1
@@ -282,22 +288,18 @@ def test_random_in_plane_loader_places_labelled_patches_as_prediction_tiles():
     the image as a sliding-window tile."""
     from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 
-    from echo_utils.segmentation.trainer import LabelledFrameDataLoader
+    from echo_utils.segmentation.trainer import labelled_frame_loader
 
     frames = (7, 16)
     voxels = np.array([[0, t, y, x] for t in frames for y in (20, 50) for x in (30, 60)])
     locations = {1: voxels, (-1, 0, 1, 2, 3): voxels}
 
     def boxes(cls):
-        loader = object.__new__(cls)
-        loader.patch_size, loader.need_to_pad = [14, 92, 92], np.array([0, 28, 28])
-        loader.has_ignore, loader.annotated_classes_key = True, (-1, 0, 1, 2, 3)
-        np.random.seed(3)
-        return [loader.get_bbox(np.array([24, 64, 64]), True, locations) for _ in range(300)]
+        return _boxes(cls, locations, [14, 92, 92], [0, 28, 28], [24, 64, 64], seed=3, n=300)
 
     own = boxes(nnUNetDataLoader)
     assert {tuple(lbs[1:]) for lbs, _ in own} == {(-14, -14), (-14, 14), (4, -14), (4, 14)}  # max(-14, v - 46)
-    placed = boxes(type("L", (LabelledFrameDataLoader,), {"random_in_plane": True}))
+    placed = boxes(labelled_frame_loader(random_in_plane=True))
     assert {tuple(lbs[1:]) for lbs, _ in placed} == {(-14, -14)}
     assert {lbs[0] for lbs, _ in placed} == {0, 9}  # time as nnU-Net's: centred on frame 7 or 16 (14 frames)
     assert all(any(lbs[0] <= f < ubs[0] for f in frames) for lbs, ubs in placed)

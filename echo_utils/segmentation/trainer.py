@@ -24,11 +24,11 @@ defaults. What it changes, and nothing else:
   edge) stays background, as nnU-Net makes it: ignored too, it left the network untaught at the image's edges
   (demo, nnU-Net seeds 0 / 1: 12,057 / 172,027 foreground voxels predicted in the black top-left corners of the
   test sequences, none with it background);
-- ``time_jitter`` (3D sparse, ``nnunet.time_jitter``): nnU-Net centres a patch on its sampled labelled voxel, so every labelled frame (ED or
-  ES) sits in the middle of its patches, and the network never learns to segment a frame from context on one side
-  only, which is all it has at the ends of a sequence. Here the patch is moved along time so that the labelled frame
-  lies at a uniformly random position of the patch the network sees (:func:`jittered_time_start`,
-  :class:`TimeJitterDataLoader`, installed by :meth:`EchoTrainer.get_dataloaders`);
+- ``time_jitter`` (3D sparse, ``nnunet.time_jitter``): nnU-Net centres a patch on its sampled labelled voxel, so
+  every labelled frame (ED or ES) sits in the middle of its patches, and the network never learns to segment a
+  frame from context on one side only, which is all it has at the ends of a sequence. Here the patch is moved
+  along time so that the labelled frame lies at a uniformly random position of the patch the network sees (:func:`jittered_time_start`,
+  :class:`LabelledFrameDataLoader`, installed by :meth:`EchoTrainer.get_dataloaders`);
 - ``random_in_plane`` (3D sparse): a patch that must hold a labelled voxel takes only its *time* from that voxel;
   in plane it is placed as nnU-Net places a random patch (:func:`random_starts`). nnU-Net centres the patch on
   the voxel in every axis, so with ``oversample_foreground`` 1.0 few patches lie on the image as the
@@ -64,8 +64,9 @@ from tqdm import tqdm
 
 from .env import write_json
 
-__all__ = ["EchoTrainer", "LabelledFrameDataLoader", "PaddedFramesAsIgnore", "TimeJitterDataLoader", "seed_everything", "plateaued", "class_ema", "full_time_weights",
-           "jittered_time_start", "labelled_frames", "random_starts", "PLATEAU_RISE", "PLATEAU_FRACTION", "EMA_FACTOR"]
+__all__ = ["EchoTrainer", "LabelledFrameDataLoader", "labelled_frame_loader", "PaddedFramesAsIgnore",
+           "seed_everything", "plateaued", "class_ema", "full_time_weights", "jittered_time_start", "labelled_frames",
+           "start_range", "random_starts", "PLATEAU_RISE", "PLATEAU_FRACTION", "EMA_FACTOR"]
 
 #: The convergence rule of this study: the EMA validation pseudo Dice rose by less than PLATEAU_RISE over the last
 #: PLATEAU_FRACTION of the epochs.
@@ -158,18 +159,24 @@ def jittered_time_start(start: int, patch: int, seen: int, frames, lowest: int, 
     return int(min(max(frame - place, lowest), max(highest, lowest)))
 
 
+def start_range(shape: int, patch: int, pad: int) -> tuple[int, int]:
+    """``(lowest, highest)``: the first voxels, along one axis, that nnU-Net's ``nnUNetDataLoader.get_bbox``
+    samples a patch from, ``[-pad // 2, shape + pad // 2 + pad % 2 - patch]``, where ``pad`` (the loader's
+    ``need_to_pad``) is widened to ``patch - shape`` for an axis shorter than the patch, as nnU-Net does."""
+    shape, patch, pad = int(shape), int(patch), int(pad)
+    pad = max(pad, patch - shape)
+    return -pad // 2, shape + pad // 2 + pad % 2 - patch
+
+
 def random_starts(data_shape, patch_size, need_to_pad, rng=np.random) -> list[int]:
-    """The first voxel, per axis, of a patch placed as nnU-Net places a random one (``nnUNetDataLoader.get_bbox``
-    without a class to hold): uniform over ``[-pad // 2, shape + pad // 2 + pad % 2 - patch]``, where ``pad`` is
-    ``need_to_pad`` widened to ``patch - shape`` for an axis shorter than the patch. ``patch_size`` is the loader's
-    (augmentation) patch, larger than the one the network sees when rotations are on, which nnU-Net crops from
-    its centre: for an axis whose ``shape + pad`` equals the patch the start is fixed, and the network's patch
-    lies on the image exactly as a sliding-window tile does. ``rng``: numpy's global generator by default."""
+    """The first voxel, per axis, of a patch placed as nnU-Net places a random one (``get_bbox`` without a class
+    to hold): uniform over :func:`start_range`. ``patch_size`` is the loader's (augmentation) patch, larger than
+    the one the network sees when rotations are on, which nnU-Net crops from its centre: for an axis whose
+    ``shape + pad`` equals the patch the start is fixed, and the network's patch lies on the image exactly as a
+    sliding-window tile does. ``rng``: numpy's global generator by default."""
     starts = []
     for shape, patch, pad in zip(data_shape, patch_size, need_to_pad):
-        shape, patch, pad = int(shape), int(patch), int(pad)
-        pad = max(pad, patch - shape)
-        low, high = -pad // 2, shape + pad // 2 + pad % 2 - patch
+        low, high = start_range(shape, patch, pad)
         starts.append(int(rng.randint(low, high + 1)))
     return starts
 
@@ -196,6 +203,8 @@ class LabelledFrameDataLoader(nnUNetDataLoader):
       for a random patch (:func:`random_starts`), so the network sees the frame where prediction puts it;
     - ``time_jitter``: the patch is moved along time by :func:`jittered_time_start`, each labelled frame at a
       uniformly random place of the patch the network sees, instead of in its middle.
+
+    :func:`labelled_frame_loader` makes the subclass with the switches on.
     """
 
     random_in_plane = False
@@ -208,20 +217,18 @@ class LabelledFrameDataLoader(nnUNetDataLoader):
         if self.random_in_plane and force_fg:
             lbs = [lbs[0], *random_starts(data_shape[1:], self.patch_size[1:], self.need_to_pad[1:])]
         if self.time_jitter:
-            patch, need = int(self.patch_size[0]), int(self.need_to_pad[0])
-            need = max(need, patch - int(data_shape[0]))  # nnU-Net's own widening of a case shorter than the patch
-            lowest = -need // 2
-            highest = int(data_shape[0]) + need // 2 + need % 2 - patch
+            patch = int(self.patch_size[0])
+            lowest, highest = start_range(data_shape[0], patch, self.need_to_pad[0])
             seen = patch - int(self.need_to_pad[0])
             start = jittered_time_start(lbs[0], patch, seen, labelled_frames(class_locations), lowest, highest)
             lbs = [start, *lbs[1:]]
         return lbs, [lo + size for lo, size in zip(lbs, self.patch_size)]
 
 
-class TimeJitterDataLoader(LabelledFrameDataLoader):
-    """:class:`LabelledFrameDataLoader` with the time jitter only (nnU-Net's in-plane centring kept)."""
-
-    time_jitter = True
+def labelled_frame_loader(random_in_plane: bool = False, time_jitter: bool = False) -> type:
+    """A :class:`LabelledFrameDataLoader` subclass with these switches."""
+    return type("EchoDataLoader", (LabelledFrameDataLoader,),
+                {"random_in_plane": bool(random_in_plane), "time_jitter": bool(time_jitter)})
 
 
 class PaddedFramesAsIgnore(SegOnlyTransform):
@@ -340,7 +347,7 @@ class EchoTrainer(nnUNetTrainer):
         import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
 
         original = trainer_module.nnUNetDataLoader
-        trainer_module.nnUNetDataLoader = type("EchoDataLoader", (LabelledFrameDataLoader,), switches)
+        trainer_module.nnUNetDataLoader = labelled_frame_loader(**switches)
         try:
             return super().get_dataloaders()
         finally:
@@ -358,7 +365,8 @@ class EchoTrainer(nnUNetTrainer):
                  if isinstance(t, RemoveLabelTransform) and t.label_value == -1]
         if len(found) != 1:
             raise RuntimeError(f"expected one RemoveLabelTransform(-1, ...) in nnU-Net's transforms, found {found}")
-        transforms.transforms[found[0]] = PaddedFramesAsIgnore(int(ignore), int(transforms.transforms[found[0]].set_to))
+        background = int(transforms.transforms[found[0]].set_to)  # nnU-Net's 0
+        transforms.transforms[found[0]] = PaddedFramesAsIgnore(int(ignore), background)
         return transforms
 
     def get_training_transforms(self, *args, **kwargs):
